@@ -1,0 +1,301 @@
+//! Process-wide tuning: defaults, `CMWQ_*` environment variables, and an
+//! explicit [`Config`] applied before first use.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::event::{default_log, Event};
+use crate::topology::Scope;
+use crate::{AffinityScope, Error};
+
+/// How blocked workers are detected (G15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Detect {
+    /// The best mode this process may use: `Perf`, else `Proc`, else
+    /// `Progress`.
+    Auto,
+    /// Context-switch records from `perf_event_open` (exact: tells blocking
+    /// from preemption).
+    Perf,
+    /// Sampling `/proc/self/task/TID/stat` and `schedstat` of workers that
+    /// have run one item longer than the stall window.
+    Proc,
+    /// No item of a pool finished for a while although work is pending.
+    Progress,
+    /// Only the explicit hint [`blocking`](crate::blocking).
+    Hint,
+}
+
+impl Detect {
+    /// The name used by `CMWQ_DETECT` and `dump()`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detect::Auto => "auto",
+            Detect::Perf => "perf",
+            Detect::Proc => "proc",
+            Detect::Progress => "progress",
+            Detect::Hint => "hint",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Detect> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Detect::Auto,
+            "perf" => Detect::Perf,
+            "proc" => Detect::Proc,
+            "progress" => Detect::Progress,
+            "hint" => Detect::Hint,
+            _ => return None,
+        })
+    }
+}
+
+/// Process-wide settings, applied before the first workqueue is used.
+///
+/// Defaults come first, then `CMWQ_*` environment variables, then what is
+/// set here:
+///
+/// ```
+/// use std::time::Duration;
+/// cmwq::Config::default()
+///     .cpu_intensive_thresh(Duration::from_millis(20))
+///     .idle_timeout(Duration::from_secs(60))
+///     .apply()
+///     .expect("before first use");
+/// # cmwq::system_wq();
+/// assert!(cmwq::Config::default().apply().is_err()); // too late now
+/// ```
+#[derive(Clone, Default)]
+pub struct Config {
+    cpu_intensive_thresh: Option<Duration>,
+    detect: Option<Detect>,
+    stall_window: Option<Duration>,
+    watchdog_thresh: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    mayday_timeout: Option<Duration>,
+    affinity_scope: Option<AffinityScope>,
+    power_efficient: Option<bool>,
+    log: Option<fn(&Event<'_>)>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("cpu_intensive_thresh", &self.cpu_intensive_thresh)
+            .field("detect", &self.detect)
+            .field("stall_window", &self.stall_window)
+            .field("watchdog_thresh", &self.watchdog_thresh)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("mayday_timeout", &self.mayday_timeout)
+            .field("affinity_scope", &self.affinity_scope)
+            .field("power_efficient", &self.power_efficient)
+            .field("log", &self.log.is_some())
+            .finish()
+    }
+}
+
+impl Config {
+    /// Run time after which an item that does not block counts as a CPU hog
+    /// and leaves concurrency management (G16). Zero disables.
+    /// Default 10 ms; `CMWQ_CPU_INTENSIVE_THRESH_US`.
+    pub fn cpu_intensive_thresh(mut self, d: Duration) -> Self {
+        self.cpu_intensive_thresh = Some(d);
+        self
+    }
+
+    /// Block detection mode (G15). Default [`Detect::Auto`]; `CMWQ_DETECT`.
+    pub fn detect(mut self, mode: Detect) -> Self {
+        self.detect = Some(mode);
+        self
+    }
+
+    /// A block shorter than this does not start another worker. Default
+    /// 200 us; `CMWQ_STALL_WINDOW_US`.
+    pub fn stall_window(mut self, d: Duration) -> Self {
+        self.stall_window = Some(d);
+        self
+    }
+
+    /// Report a pool that makes no progress for this long (G23). Zero
+    /// disables. Default 30 s; `CMWQ_WATCHDOG_THRESH_S`.
+    pub fn watchdog_thresh(mut self, d: Duration) -> Self {
+        self.watchdog_thresh = Some(d);
+        self
+    }
+
+    /// Idle workers beyond the kernel's rule exit after this long (G21).
+    /// Default 300 s; `CMWQ_IDLE_TIMEOUT_S`.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+
+    /// How long a pool waits for a new worker before calling rescuers
+    /// (G22). Default 10 ms; `CMWQ_MAYDAY_TIMEOUT_MS`.
+    pub fn mayday_timeout(mut self, d: Duration) -> Self {
+        self.mayday_timeout = Some(d);
+        self
+    }
+
+    /// The affinity scope that [`AffinityScope::Default`] stands for.
+    /// Default [`AffinityScope::Cache`].
+    pub fn default_affinity_scope(mut self, scope: AffinityScope) -> Self {
+        self.affinity_scope = Some(scope);
+        self
+    }
+
+    /// Make `POWER_EFFICIENT` workqueues unbound (the kernel's
+    /// `workqueue.power_efficient`). Default false.
+    pub fn power_efficient(mut self, on: bool) -> Self {
+        self.power_efficient = Some(on);
+        self
+    }
+
+    /// Where reports go (contained panics, refused queues, stalls...).
+    pub fn log(mut self, hook: fn(&Event<'_>)) -> Self {
+        self.log = Some(hook);
+        self
+    }
+
+    /// Install these settings. An error once the pools have started.
+    pub fn apply(self) -> Result<(), Error> {
+        if let Some(AffinityScope::Default) = self.affinity_scope {
+            return Err(Error::InvalidSetting {
+                name: "default_affinity_scope",
+                value: "Default".into(),
+            });
+        }
+        let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        if SETTINGS.get().is_some() {
+            return Err(Error::AlreadyStarted("Config"));
+        }
+        *pending = Some(self);
+        Ok(())
+    }
+}
+
+/// The resolved settings.
+pub(crate) struct Settings {
+    pub(crate) cpu_intensive_thresh: Option<Duration>,
+    pub(crate) detect: Detect,
+    pub(crate) stall_window: Duration,
+    pub(crate) watchdog_thresh: Option<Duration>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) mayday_timeout: Duration,
+    pub(crate) affinity_scope: Scope,
+    pub(crate) power_efficient: bool,
+    pub(crate) log: fn(&Event<'_>),
+    /// Wait after a failed worker creation (the kernel's CREATE_COOLDOWN).
+    pub(crate) create_cooldown: Duration,
+}
+
+static PENDING: Mutex<Option<Config>> = Mutex::new(None);
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Whether the settings have been fixed (the library has started).
+pub(crate) fn started() -> bool {
+    SETTINGS.get().is_some()
+}
+
+pub(crate) fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(|| {
+        let cfg = PENDING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        resolve(cfg, |k| std::env::var(k).ok())
+    })
+}
+
+fn env_num(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Option<u64> {
+    let v = get(name)?;
+    match v.trim().parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!(
+                "cmwq: {}; using the default",
+                Error::InvalidSetting { name, value: v }
+            );
+            None
+        }
+    }
+}
+
+fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
+    let thresh = cfg
+        .cpu_intensive_thresh
+        .or_else(|| env_num(&get, "CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
+        .unwrap_or(Duration::from_millis(10));
+    let watchdog = cfg
+        .watchdog_thresh
+        .or_else(|| env_num(&get, "CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
+        .unwrap_or(Duration::from_secs(30));
+    let detect = cfg.detect.unwrap_or_else(|| match get("CMWQ_DETECT") {
+        None => Detect::Auto,
+        Some(v) => Detect::parse(&v).unwrap_or_else(|| {
+            eprintln!(
+                "cmwq: {}; using auto",
+                Error::InvalidSetting {
+                    name: "CMWQ_DETECT",
+                    value: v
+                }
+            );
+            Detect::Auto
+        }),
+    });
+    Settings {
+        cpu_intensive_thresh: (!thresh.is_zero()).then_some(thresh),
+        detect,
+        stall_window: cfg
+            .stall_window
+            .or_else(|| env_num(&get, "CMWQ_STALL_WINDOW_US").map(Duration::from_micros))
+            .unwrap_or(Duration::from_micros(200)),
+        watchdog_thresh: (!watchdog.is_zero()).then_some(watchdog),
+        idle_timeout: cfg
+            .idle_timeout
+            .or_else(|| env_num(&get, "CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(300)),
+        mayday_timeout: cfg
+            .mayday_timeout
+            .or_else(|| env_num(&get, "CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
+            .unwrap_or(Duration::from_millis(10)),
+        affinity_scope: cfg
+            .affinity_scope
+            .and_then(AffinityScope::scope)
+            .unwrap_or(Scope::Cache),
+        power_efficient: cfg.power_efficient.unwrap_or(false),
+        log: cfg.log.unwrap_or(default_log),
+        create_cooldown: Duration::from_millis(100),
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_config_overrides_env() {
+        let env = |k: &str| match k {
+            "CMWQ_CPU_INTENSIVE_THRESH_US" => Some("5000".to_string()),
+            "CMWQ_DETECT" => Some("proc".to_string()),
+            "CMWQ_STALL_WINDOW_US" => Some("bogus".to_string()),
+            "CMWQ_WATCHDOG_THRESH_S" => Some("0".to_string()),
+            _ => None,
+        };
+        let s = resolve(Config::default(), env);
+        assert_eq!(s.cpu_intensive_thresh, Some(Duration::from_millis(5)));
+        assert_eq!(s.detect, Detect::Proc);
+        assert_eq!(s.stall_window, Duration::from_micros(200), "bad value ignored");
+        assert_eq!(s.watchdog_thresh, None, "0 disables");
+        assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        let s = resolve(
+            Config::default()
+                .detect(Detect::Hint)
+                .cpu_intensive_thresh(Duration::ZERO),
+            env,
+        );
+        assert_eq!(s.detect, Detect::Hint);
+        assert_eq!(s.cpu_intensive_thresh, None);
+    }
+}

@@ -1,0 +1,209 @@
+//! `dump()`: what the kernel's `tools/workqueue/wq_dump.py` prints (G30),
+//! plus each pool's in-flight items (the kernel's `show_one_worker_pool`)
+//! and the block detection mode.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::pool::{pools, WORKER_CPU_INTENSIVE};
+use crate::topology::{topology, CpuMask, Scope};
+use crate::workqueue::{all_workqueues, WqInner};
+use crate::WqFlags;
+
+const NAME_LEN: usize = 24;
+
+fn wq_type(wq: &WqInner) -> &'static str {
+    if wq.shared.ordered {
+        "ordered"
+    } else if wq.shared.flags.contains(WqFlags::UNBOUND) {
+        if wq.attrs.lock().as_ref().is_some_and(|a| a.affinity_strict) {
+            "unbound,S"
+        } else {
+            "unbound"
+        }
+    } else {
+        "percpu"
+    }
+}
+
+pub(crate) fn dump() -> String {
+    let pools = pools();
+    let topo = topology();
+    let mut o = String::new();
+    let dfl_scope = crate::config::settings().affinity_scope;
+
+    let _ = writeln!(o, "Affinity Scopes");
+    let _ = writeln!(o, "===============");
+    let _ = writeln!(o, "wq_unbound_cpumask={}", topo.allowed.to_hex());
+    for scope in Scope::ALL {
+        let pt = topo.pod_type(scope);
+        let _ = writeln!(o);
+        let dfl = if scope == dfl_scope { " (default)" } else { "" };
+        let _ = writeln!(o, "{}{dfl}", scope.name().to_uppercase());
+        let _ = writeln!(o, "  nr_pods  {}", pt.nr_pods());
+        let _ = write!(o, "  pod_cpus");
+        for (i, m) in pt.pod_cpus.iter().enumerate() {
+            let _ = write!(o, " [{i}]={}", m.to_hex());
+        }
+        let _ = writeln!(o);
+        let _ = write!(o, "  pod_node");
+        for (i, n) in pt.pod_node.iter().enumerate() {
+            let _ = write!(o, " [{i}]={n}");
+        }
+        let _ = writeln!(o);
+        let _ = write!(o, "  cpu_pod ");
+        for c in topo.possible.iter() {
+            let _ = write!(o, " [{c}]={}", pt.cpu_pod[c]);
+        }
+        let _ = writeln!(o);
+    }
+
+    let all = pools.all();
+    let id_len = all.len().saturating_sub(1).to_string().len();
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Worker Pools");
+    let _ = writeln!(o, "============");
+    for p in &all {
+        let (idle, workers) = {
+            let g = p.lock();
+            (g.nr_idle, g.nr_workers)
+        };
+        let _ = write!(
+            o,
+            "pool[{:0id_len$}] ref={:2} nice={:3} idle/workers={idle:3}/{workers:3} ",
+            p.id,
+            p.refcnt.load(Relaxed),
+            p.nice_actual.load(Relaxed),
+        );
+        match p.cpu {
+            Some(c) => {
+                let _ = write!(o, "cpu={c:3}");
+            }
+            None => {
+                let _ = write!(
+                    o,
+                    "cpus={} pod_cpus={}",
+                    p.attrs.cpus.to_hex(),
+                    p.attrs.pod_cpus.to_hex()
+                );
+                if p.attrs.strict {
+                    let _ = write!(o, " strict");
+                }
+            }
+        }
+        if p.highpri && p.nice_actual.load(Relaxed) != p.attrs.nice {
+            let _ = write!(o, " (asked nice={}, not permitted)", p.attrs.nice);
+        }
+        let _ = writeln!(o);
+    }
+
+    let wqs = all_workqueues();
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Workqueue CPU -> pool");
+    let _ = writeln!(o, "=====================");
+    let _ = write!(o, "[{:^w$}\\ {:9}", "workqueue", "type   CPU", w = NAME_LEN - 2);
+    for c in topo.possible.iter() {
+        let _ = write!(o, " {c:id_len$}");
+    }
+    let _ = writeln!(o, " dfl]");
+    for wq in &wqs {
+        let _ = write!(o, "{:NAME_LEN$} {:10}", wq.shared.name, wq_type(wq));
+        let t = wq.table.load();
+        for c in topo.possible.iter() {
+            let w = c.to_string().len().max(id_len);
+            match t.per_cpu.get(c) {
+                Some(p) => {
+                    let _ = write!(o, " {:w$}", p.pool.id);
+                }
+                None => {
+                    let _ = write!(o, " {:>w$}", "-");
+                }
+            }
+        }
+        if let Some(d) = &t.dfl {
+            let _ = write!(o, " {:id_len$}", d.pool.id);
+        }
+        let _ = writeln!(o);
+    }
+
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Workqueue -> rescuer");
+    let _ = writeln!(o, "====================");
+    let cpus_len = topo.allowed.to_hex().len().max("unbound_cpus".len());
+    let _ = writeln!(
+        o,
+        "[{:^w$}\\ {:cpus_len$}    pid {:cpus_len$} ]",
+        "workqueue",
+        "unbound_cpus",
+        "rescuer_cpus",
+        w = NAME_LEN - 2
+    );
+    for wq in wqs.iter().filter(|w| w.mem_reclaim) {
+        let cpus = wq
+            .attrs
+            .lock()
+            .as_ref()
+            .map(|a| match &a.cpus {
+                Some(l) => CpuMask::from_cpus(l.iter().copied()).to_hex(),
+                None => topo.allowed.to_hex(),
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{:NAME_LEN$} {cpus:cpus_len$} {:>6} {:cpus_len$}",
+            wq.shared.name,
+            "-",
+            "-"
+        );
+    }
+
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Busy pools");
+    let _ = writeln!(o, "==========");
+    let _ = writeln!(o, "{}", crate::monitor::describe());
+    for p in &all {
+        let g = p.lock();
+        let pending = g.worklist.len()
+            + g.pwqs.iter().map(|(_, s)| s.inactive.len()).sum::<usize>();
+        let running: Vec<String> = g
+            .workers
+            .iter()
+            .filter_map(|(_, ws)| {
+                let c = ws.current?;
+                // SAFETY: `current` is valid while recorded and we hold the
+                // pool lock (see `pool::Current`).
+                let (work, pwq) = unsafe { (c.work.as_ref(), &*c.pwq) };
+                let state = if ws.sleeping {
+                    "blocked"
+                } else if ws.flags & WORKER_CPU_INTENSIVE != 0 {
+                    "cpu-intensive"
+                } else {
+                    "running"
+                };
+                Some(format!(
+                    "{}:{}({}) [{}] {state}",
+                    ws.worker.tid.load(Relaxed),
+                    p.worker_name(ws.worker.id),
+                    work.name.unwrap_or("work"),
+                    pwq.wq.name,
+                ))
+            })
+            .collect();
+        if running.is_empty() && pending == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "pool {}: {} nr_running={} workers={} idle={} pending={pending}",
+            p.id,
+            p.describe(),
+            g.nr_running,
+            g.nr_workers,
+            g.nr_idle
+        );
+        if !running.is_empty() {
+            let _ = writeln!(o, "  in-flight: {}", running.join(", "));
+        }
+    }
+    o
+}

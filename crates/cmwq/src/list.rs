@@ -1,0 +1,284 @@
+//! An intrusive doubly linked list of work items.
+//!
+//! A pool's worklist and a pool-workqueue's inactive list link work items
+//! through a [`Link`] stored inside the item's own allocation, as the kernel
+//! links `work_struct::entry`. Queueing therefore never allocates (G1's "no
+//! allocation per queue"), and a cancel removes an item from the middle of a
+//! list in O(1).
+//!
+//! Ownership: a linked item holds one strong reference to its allocation,
+//! given to the list by [`WorkList::push_back`] and returned by
+//! [`WorkList::pop_front`] or [`WorkList::remove`]. The `Link` of an item is
+//! guarded by the lock of the list it is on (the pool lock); the item's
+//! state word says whether it is on a list (`QUEUED`) and the pool id beside
+//! it says which pool's lock guards it.
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+
+use crate::work::{Work, WorkInner};
+
+type Ptr = NonNull<WorkInner>;
+
+/// The list pointers inside a work item. L: the lock of the list it is on.
+#[derive(Default)]
+pub(crate) struct Link {
+    prev: Option<Ptr>,
+    next: Option<Ptr>,
+}
+
+/// The cell in which a work item keeps its [`Link`].
+pub(crate) struct LinkCell(UnsafeCell<Link>);
+
+impl LinkCell {
+    pub(crate) fn new() -> LinkCell {
+        LinkCell(UnsafeCell::new(Link::default()))
+    }
+}
+
+// SAFETY: the link is only read or written by the holder of the lock of the
+// list the item is on (see `WorkList`'s method contracts), so sharing the
+// cell between threads cannot produce a data race.
+unsafe impl Sync for LinkCell {}
+// SAFETY: `Link` holds raw pointers only, which are plain addresses.
+unsafe impl Send for LinkCell {}
+
+/// An intrusive FIFO of work items. L: the owner's lock.
+pub(crate) struct WorkList {
+    head: Option<Ptr>,
+    tail: Option<Ptr>,
+    len: usize,
+}
+
+// SAFETY: the list only stores pointers to `WorkInner` allocations, which
+// are `Send + Sync`; it is always accessed under its owner's lock.
+unsafe impl Send for WorkList {}
+// SAFETY: as above; shared references only read `len`/`head`.
+unsafe impl Sync for WorkList {}
+
+impl Default for WorkList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WorkList {
+    pub(crate) const fn new() -> WorkList {
+        WorkList {
+            head: None,
+            tail: None,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// # Safety
+    ///
+    /// `p`'s link must be guarded by the lock this list is under, which the
+    /// caller holds (through `&self`/`&mut self` of the list).
+    #[inline]
+    unsafe fn link<'a>(p: Ptr) -> &'a mut Link {
+        // SAFETY: the allocation is alive (the list holds a strong
+        // reference) and the caller holds the lock that guards the link, so
+        // no other reference to it exists.
+        unsafe { &mut *p.as_ref().link.0.get() }
+    }
+
+    /// Append `work`, taking over the caller's strong reference.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock that guards this list, and `work` is on no
+    /// list (its owner holds PENDING and has not linked it yet).
+    #[inline]
+    pub(crate) unsafe fn push_back(&mut self, work: Work) {
+        let p = Work::into_raw(work);
+        // SAFETY: `p` is on no list, so its link is ours under the lock.
+        let l = unsafe { Self::link(p) };
+        l.prev = self.tail;
+        l.next = None;
+        match self.tail {
+            // SAFETY: `t` is on this list, guarded by the lock we hold.
+            Some(t) => unsafe { Self::link(t).next = Some(p) },
+            None => self.head = Some(p),
+        }
+        self.tail = Some(p);
+        self.len += 1;
+    }
+
+    /// Take the first item, with the list's strong reference.
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<Work> {
+        let p = self.head?;
+        // SAFETY: `p` is on this list: its link is guarded by our lock and
+        // the list holds a strong reference to it.
+        unsafe {
+            self.unlink(p);
+            Some(Work::from_raw(p))
+        }
+    }
+
+    /// Remove `work` from the middle of the list and return the list's
+    /// strong reference to it.
+    ///
+    /// # Safety
+    ///
+    /// `work` is on this list.
+    #[inline]
+    pub(crate) unsafe fn remove(&mut self, work: &Work) -> Work {
+        let p = work.as_ptr();
+        // SAFETY: the caller guarantees `p` is on this list.
+        unsafe {
+            self.unlink(p);
+            Work::from_raw(p)
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `p` is on this list.
+    unsafe fn unlink(&mut self, p: Ptr) {
+        // SAFETY: `p` and its neighbours are on this list.
+        unsafe {
+            let l = Self::link(p);
+            let (prev, next) = (l.prev.take(), l.next.take());
+            match prev {
+                Some(q) => Self::link(q).next = next,
+                None => self.head = next,
+            }
+            match next {
+                Some(n) => Self::link(n).prev = prev,
+                None => self.tail = prev,
+            }
+        }
+        self.len -= 1;
+    }
+
+    /// Move every item of `other` to the end of `self` (same lock).
+    pub(crate) fn append(&mut self, other: &mut WorkList) {
+        let Some(oh) = other.head.take() else { return };
+        match self.tail {
+            // SAFETY: both lists are guarded by the lock the caller holds.
+            Some(t) => unsafe {
+                Self::link(t).next = Some(oh);
+                Self::link(oh).prev = Some(t);
+            },
+            None => self.head = Some(oh),
+        }
+        self.tail = other.tail.take();
+        self.len += std::mem::take(&mut other.len);
+    }
+
+    /// Move the items for which `pred` holds to a new list, keeping order.
+    pub(crate) fn extract(&mut self, mut pred: impl FnMut(&WorkInner) -> bool) -> WorkList {
+        let mut out = WorkList::new();
+        let mut cur = self.head;
+        while let Some(p) = cur {
+            // SAFETY: `p` is on this list, guarded by the lock we hold
+            // (through `&mut self`); we read `next` before unlinking it.
+            unsafe {
+                cur = Self::link(p).next;
+                if pred(p.as_ref()) {
+                    self.unlink(p);
+                    out.push_back(Work::from_raw(p));
+                }
+            }
+        }
+        out
+    }
+
+    /// Visit every item, first to last.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&WorkInner)) {
+        let mut cur = self.head;
+        while let Some(p) = cur {
+            // SAFETY: `p` is on this list, which we borrow, so it is alive
+            // and its link is not being modified.
+            unsafe {
+                f(p.as_ref());
+                cur = (*p.as_ref().link.0.get()).next;
+            }
+        }
+    }
+}
+
+impl Drop for WorkList {
+    fn drop(&mut self) {
+        while let Some(w) = self.pop_front() {
+            drop(w);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn names(l: &WorkList) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        l.for_each(|w| v.push(w.name.unwrap()));
+        v
+    }
+
+    #[test]
+    fn push_pop_remove_append() {
+        let items: Vec<Work> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| Work::named(n, |_| {}))
+            .collect();
+        let mut l = WorkList::new();
+        for w in &items {
+            // SAFETY: the test owns the list; items are on no list.
+            unsafe { l.push_back(w.clone()) };
+        }
+        assert_eq!(l.len(), 4);
+        assert_eq!(names(&l), ["a", "b", "c", "d"]);
+        // SAFETY: "c" is on `l`.
+        let c = unsafe { l.remove(&items[2]) };
+        assert!(Work::ptr_eq(&c, &items[2]));
+        assert_eq!(names(&l), ["a", "b", "d"]);
+        // SAFETY: "a" is on `l` (head).
+        drop(unsafe { l.remove(&items[0]) });
+        // SAFETY: "d" is on `l` (tail).
+        drop(unsafe { l.remove(&items[3]) });
+        assert_eq!(names(&l), ["b"]);
+        let mut m = WorkList::new();
+        // SAFETY: items a, c, d are on no list now.
+        unsafe {
+            m.push_back(items[0].clone());
+            m.push_back(c);
+            m.push_back(items[3].clone());
+        }
+        l.append(&mut m);
+        assert!(m.is_empty());
+        assert_eq!(names(&l), ["b", "a", "c", "d"]);
+        let first = l.pop_front().unwrap();
+        assert!(Work::ptr_eq(&first, &items[1]));
+        assert_eq!(l.len(), 3);
+        drop(l); // releases the remaining references
+        for w in &items {
+            assert_eq!(Work::strong_count(w), 1 + usize::from(Work::ptr_eq(w, &first)));
+        }
+    }
+
+    #[test]
+    fn references_are_held_while_linked() {
+        let w = Work::new(|_| {});
+        let mut l = WorkList::new();
+        // SAFETY: `w` is on no list.
+        unsafe { l.push_back(w.clone()) };
+        assert_eq!(Work::strong_count(&w), 2);
+        let back = l.pop_front().unwrap();
+        drop(back);
+        assert_eq!(Work::strong_count(&w), 1);
+        assert!(l.pop_front().is_none());
+    }
+}

@@ -1,0 +1,558 @@
+//! The monitor: automatic block detection and CPU-hog detection for bound
+//! pools (G15, G16), and retries of failed worker creation.
+//!
+//! The kernel learns that a worker blocks from the scheduler
+//! (`wq_worker_sleeping`); userspace has no such hook, so one monitor
+//! thread watches the workers that matter, in the best mode available:
+//!
+//! * **perf**: every worker opens a dummy perf event with `context_switch`
+//!   on itself. Its ring receives a record at each switch; a switch-out
+//!   without the preempt flag means the worker blocked, a switch-in that it
+//!   runs again. The monitor polls the rings of the runners it watches and
+//!   marks a runner sleeping once it has been switched out for the stall
+//!   window, running again at its switch-in. Exact and event driven.
+//! * **proc**: where perf is refused, the monitor samples
+//!   `/proc/self/task/TID/stat` (state letter) and `schedstat` (run time)
+//!   through held file descriptors, only for runners whose current item has
+//!   run longer than the stall window. Blocked = not `R` over a whole
+//!   stall window with no run time gained.
+//! * **progress**: where neither is available, a pool with pending items
+//!   whose items stopped completing for a while gets another worker.
+//! * **hint**: only the explicit [`blocking`](crate::blocking) hint.
+//!
+//! The monitor sleeps (no timer) while no bound pool has work pending
+//! behind a running worker: queuers flag such a pool (`watched`) and wake
+//! the monitor once per busy period. See `pool/README.md` for the whole
+//! picture.
+
+pub(crate) mod perf;
+pub(crate) mod procstat;
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::*};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::config::{settings, Detect};
+use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE};
+use crate::util;
+use crate::worker::{self, Worker};
+
+/// Per-worker detection state, owned by the monitor (the worker only
+/// installs its ring or stat files when it starts).
+#[derive(Default)]
+pub(crate) struct DetectState {
+    ring: Option<perf::SwitchRing>,
+    stat: Option<procstat::TaskStat>,
+    /// exec_seq of the execution being followed.
+    seen_exec: u64,
+    /// When the monitor first saw that execution (mono ns).
+    first_seen: u64,
+    /// perf: switched out (blocked) since this time, not switched in yet.
+    out_since: Option<u64>,
+    /// proc: first sample that found it blocked (time, run time).
+    blocked_since: Option<(u64, Option<u64>)>,
+    /// proc: next sample due (mono ns).
+    next_sample: u64,
+    /// proc: current sampling interval (ns), backs off while running.
+    interval: u64,
+    /// hog: CPU clock of the worker when the execution was first seen or
+    /// last woke.
+    cpu_base: Option<u64>,
+    /// The monitor marked it sleeping.
+    marked: bool,
+}
+
+/// The resolved detection mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Mode {
+    Perf = 1,
+    Proc = 2,
+    Progress = 3,
+    Hint = 4,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Perf => "perf",
+            Mode::Proc => "proc",
+            Mode::Progress => "progress",
+            Mode::Hint => "hint",
+        }
+    }
+}
+
+struct Monitor {
+    mode: Mode,
+    /// Why the requested mode was not used, if it was not.
+    fallback: Option<String>,
+    wake_fd: Option<OwnedFd>,
+    running: AtomicBool,
+}
+
+static MONITOR: OnceLock<Monitor> = OnceLock::new();
+static MODE: AtomicU8 = AtomicU8::new(0);
+/// Wake-ups of the monitor thread (for B9 and tests).
+pub(crate) static WAKEUPS: AtomicU64 = AtomicU64::new(0);
+
+fn resolve_mode() -> (Mode, Option<String>) {
+    let want = settings().detect;
+    let proc_or_progress = |why: String| match procstat::probe() {
+        Ok(()) => (Mode::Proc, Some(why)),
+        Err(e) => (Mode::Progress, Some(format!("{why}; proc: {e}"))),
+    };
+    match want {
+        Detect::Hint => (Mode::Hint, None),
+        Detect::Progress => (Mode::Progress, None),
+        Detect::Proc => match procstat::probe() {
+            Ok(()) => (Mode::Proc, None),
+            Err(e) => (Mode::Progress, Some(format!("proc: {e}"))),
+        },
+        Detect::Perf | Detect::Auto => match perf::probe() {
+            Ok(()) => (Mode::Perf, None),
+            Err(e) if want == Detect::Auto => {
+                let (m, _) = proc_or_progress(String::new());
+                (m, Some(format!("perf: {e}")))
+            }
+            Err(e) => proc_or_progress(format!("perf: {e}")),
+        },
+    }
+}
+
+/// The detection mode in use.
+pub(crate) fn mode() -> Mode {
+    match MODE.load(Relaxed) {
+        1 => Mode::Perf,
+        2 => Mode::Proc,
+        3 => Mode::Progress,
+        4 => Mode::Hint,
+        _ => MONITOR.get().map_or(Mode::Hint, |m| m.mode),
+    }
+}
+
+/// A line for `dump()`: the mode and why, if it is not the one asked for.
+pub(crate) fn describe() -> String {
+    let asked = settings().detect;
+    match MONITOR.get() {
+        None => format!("detect: {} (not started)", asked.name()),
+        Some(m) => {
+            let mut s = format!("detect: {} (asked: {})", m.mode.name(), asked.name());
+            if let Some(f) = &m.fallback {
+                if !f.is_empty() {
+                    s.push_str(&format!("; unavailable: {f}"));
+                }
+            }
+            if !m.running.load(Relaxed) {
+                s.push_str("; monitor thread not running: hint only");
+            }
+            s
+        }
+    }
+}
+
+/// Start the monitor thread (once, with the pools).
+pub(crate) fn start() {
+    MONITOR.get_or_init(|| {
+        let (mode, fallback) = resolve_mode();
+        MODE.store(mode as u8, Relaxed);
+        let wake_fd = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .ok();
+        Monitor {
+            mode,
+            fallback,
+            wake_fd,
+            running: AtomicBool::new(false),
+        }
+    });
+    let spawned = std::thread::Builder::new()
+        .name("cmwq-monitor".into())
+        .spawn(monitor_main);
+    if let Err(e) = spawned {
+        crate::event::report(crate::Event::Misuse {
+            message: &format!(
+                "could not start the monitor thread ({e}): block detection limited to the blocking() hint"
+            ),
+        });
+    }
+}
+
+/// Wake the monitor: a pool needs watching, or a creation must be retried.
+#[inline]
+pub(crate) fn wake() {
+    if let Some(fd) = MONITOR.get().and_then(|m| m.wake_fd.as_ref()) {
+        let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+    }
+}
+
+/// Called by each worker thread at start: set up what the monitor needs to
+/// watch it.
+pub(crate) fn worker_started(w: &Worker) {
+    if !w.pool.bound() {
+        return;
+    }
+    let mut d = w.detect.lock();
+    match mode() {
+        Mode::Perf => {
+            d.ring = perf::SwitchRing::open_current_thread(2).ok();
+            if d.ring.is_none() {
+                d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
+            }
+        }
+        Mode::Proc => d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok(),
+        Mode::Progress | Mode::Hint => {}
+    }
+}
+
+/// proc: the longest interval between two samples of a runner that keeps
+/// running (ns).
+const PROC_MAX_INTERVAL: u64 = 1_000_000;
+
+/// A runner being watched in one pass.
+struct Runner {
+    w: Arc<Worker>,
+    exec: u64,
+    marked_by_monitor: bool,
+}
+
+/// What the monitor decided about a runner.
+enum Verdict {
+    Nothing,
+    Blocked,
+    Running,
+    Hog,
+}
+
+fn monitor_main() {
+    let m = MONITOR.get().expect("monitor initialised");
+    m.running.store(true, Relaxed);
+    // Precise sleeps: the stall window is a few hundred microseconds.
+    // SAFETY: PR_SET_TIMERSLACK only affects the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
+    }
+    let stall = settings().stall_window.as_nanos() as u64;
+    let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
+    // Progress mode: a pool whose items stopped completing for this long.
+    let progress_window = (stall * 5).max(1_000_000);
+    // Hysteresis before a pool with nothing pending stops being watched.
+    let unwatch_after = 20_000_000u64;
+    let mut idle_since: Vec<Option<u64>> = Vec::new();
+    let mut last_completed: Vec<(u64, u64)> = Vec::new();
+    loop {
+        let Some(pools) = pools_if_started() else {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        let all = pools.all();
+        if idle_since.len() < all.len() {
+            idle_since.resize(all.len(), None);
+            last_completed.resize(all.len(), (0, 0));
+        }
+        let now = util::mono_ns();
+        let mut timeout: Option<u64> = None;
+        let mut set_timeout = |t: u64| {
+            timeout = Some(timeout.map_or(t, |x: u64| x.min(t)));
+        };
+        let mut poll_fds: Vec<Arc<Worker>> = Vec::new();
+
+        for pool in all.iter().copied() {
+            // Failed creations: retry after the cooldown.
+            retry_creation(pool, &mut set_timeout);
+            if !pool.bound() || !pool.watched.load(Relaxed) {
+                continue;
+            }
+            let runners = {
+                let g = pool.lock();
+                let pending = !g.worklist.is_empty();
+                let mut runners = Vec::new();
+                for (_, ws) in g.workers.iter() {
+                    // perf: a worker that starts running (a kicked idle
+                    // worker picking up the next item) switches in, which
+                    // wakes us to watch it as a runner.
+                    if m.mode == Mode::Perf {
+                        poll_fds.push(ws.worker.clone());
+                    }
+                    if ws.current.is_some() && ws.flags & WORKER_CPU_INTENSIVE == 0 {
+                        runners.push(Runner {
+                            w: ws.worker.clone(),
+                            exec: ws.worker.exec_seq.load(Relaxed),
+                            marked_by_monitor: ws.sleeping && ws.sleeping_by_monitor,
+                        });
+                    }
+                }
+                let marked = runners.iter().any(|r| r.marked_by_monitor);
+                if pending || marked {
+                    idle_since[pool.id as usize] = None;
+                } else {
+                    let since = *idle_since[pool.id as usize].get_or_insert(now);
+                    if now - since >= unwatch_after {
+                        // Cleared under the lock: a queuer that adds work
+                        // after this sees the flag down and wakes us.
+                        pool.watched.store(false, Relaxed);
+                        idle_since[pool.id as usize] = None;
+                        continue;
+                    }
+                }
+                runners
+            };
+            set_timeout(now + unwatch_after);
+            if m.mode == Mode::Proc || (m.mode == Mode::Perf && runners.iter().any(|r| r.w.detect.lock().ring.is_none())) {
+                // Without switch records nothing wakes us when a watched
+                // pool gets a new runner: look at least every millisecond.
+                set_timeout(now + PROC_MAX_INTERVAL);
+            }
+
+            if m.mode == Mode::Progress {
+                let (seen, at) = &mut last_completed[pool.id as usize];
+                let done = pool.completed.load(Relaxed);
+                if done != *seen {
+                    *seen = done;
+                    *at = now;
+                } else if now - *at >= progress_window {
+                    // No item finished for a while with work pending: the
+                    // runner that has run longest is presumed blocked.
+                    if let Some(r) = runners
+                        .iter()
+                        .filter(|r| !r.marked_by_monitor)
+                        .min_by_key(|r| r.exec)
+                    {
+                        mark(&r.w, r.exec, true);
+                        *at = now;
+                    }
+                }
+                set_timeout(now + progress_window / 2);
+            }
+
+            for r in &runners {
+                let verdict = check_runner(m.mode, r, now, stall, hog, &mut set_timeout);
+                if std::env::var_os("CMWQ_MDEBUG").is_some() {
+                    let d = r.w.detect.lock();
+                    eprintln!("[{}] runner {} exec {} out {:?} marked {} verdict {}", now/1000 % 1_000_000, r.w.tid.load(Relaxed), r.exec, d.out_since.map(|t| (now as i64 - t as i64)/1000), r.marked_by_monitor, match verdict { Verdict::Nothing => "-", Verdict::Blocked => "BLOCKED", Verdict::Running => "RUN", Verdict::Hog => "HOG" });
+                }
+                match verdict {
+                    Verdict::Nothing => {}
+                    Verdict::Blocked => mark(&r.w, r.exec, true),
+                    Verdict::Running => mark(&r.w, r.exec, false),
+                    Verdict::Hog => mark_hog(&r.w, r.exec),
+                }
+            }
+        }
+
+        // Sleep until a record arrives, a deadline passes, or a queuer
+        // wakes us.
+        let now = util::mono_ns();
+        let dur = timeout.map(|t| Duration::from_nanos(t.saturating_sub(now)));
+        // The rings' fds, without holding the workers' detection locks
+        // while we sleep (a starting worker takes its own).
+        let raw: Vec<i32> = poll_fds
+            .iter()
+            .filter_map(|w| w.detect.lock().ring.as_ref().map(|r| r.as_fd().as_raw_fd()))
+            .collect();
+        let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(raw.len() + 1);
+        if let Some(fd) = &m.wake_fd {
+            fds.push(fd.as_fd());
+        }
+        for &fd in &raw {
+            // SAFETY: a worker's ring is installed once, when its thread
+            // starts, and closed only when the `Worker` is dropped; we hold
+            // an `Arc<Worker>` for each fd in `poll_fds` until after the
+            // poll, so every fd stays open and refers to that ring.
+            fds.push(unsafe { BorrowedFd::borrow_raw(fd) });
+        }
+        if fds.is_empty() {
+            std::thread::sleep(dur.unwrap_or(Duration::from_millis(100)));
+        } else {
+            let ready = perf::poll_readable(&fds, dur);
+            if m.wake_fd.is_some() && ready.contains(&0) {
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(m.wake_fd.as_ref().unwrap(), &mut buf);
+            }
+        }
+        drop(fds);
+        drop(poll_fds);
+        WAKEUPS.fetch_add(1, Relaxed);
+    }
+}
+
+fn retry_creation(pool: &'static WorkerPool, set_timeout: &mut impl FnMut(u64)) {
+    let at = {
+        let g = pool.lock();
+        match g.create_retry_at {
+            None => return,
+            Some(t) => t,
+        }
+    };
+    let now = Instant::now();
+    if at <= now {
+        pool::ensure_worker(pool);
+    } else {
+        set_timeout(util::mono_ns() + (at - now).as_nanos() as u64);
+    }
+}
+
+/// Decide about one runner.
+fn check_runner(
+    mode: Mode,
+    r: &Runner,
+    now: u64,
+    stall: u64,
+    hog: Option<u64>,
+    set_timeout: &mut impl FnMut(u64),
+) -> Verdict {
+    let mut d = r.w.detect.lock();
+    if d.seen_exec != r.exec {
+        // A new execution: start following it.
+        let cpu = read_cpu(&r.w);
+        *d = DetectState {
+            ring: d.ring.take(),
+            stat: d.stat.take(),
+            seen_exec: r.exec,
+            first_seen: now,
+            out_since: d.out_since,
+            blocked_since: None,
+            next_sample: now + stall / 2,
+            interval: stall / 2,
+            cpu_base: cpu,
+            marked: false,
+        };
+    }
+    d.marked = r.marked_by_monitor;
+    let mut blocked: Option<bool> = None;
+    match mode {
+        Mode::Perf if d.ring.is_some() => {
+            let mut lost = false;
+            let mut out = d.out_since;
+            d.ring.as_mut().unwrap().drain(|rec| match rec {
+                perf::SwitchRecord::Out {
+                    time_ns,
+                    preempt: false,
+                } => out = Some(time_ns),
+                perf::SwitchRecord::Out { preempt: true, .. } | perf::SwitchRecord::In { .. } => {
+                    out = None
+                }
+                perf::SwitchRecord::Lost => lost = true,
+            });
+            if lost {
+                // The ring overflowed while nobody read it: ask /proc once.
+                if d.stat.is_none() {
+                    d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
+                }
+                out = match d.stat.as_ref().and_then(|s| s.sample().ok()) {
+                    Some(s) if s.is_blocked() => Some(out.unwrap_or(now)),
+                    _ => None,
+                };
+            }
+            let woke = d.out_since.is_some() && out.is_none();
+            d.out_since = out;
+            if woke {
+                d.cpu_base = read_cpu(&r.w);
+            }
+            match out {
+                Some(t) if now.saturating_sub(t) >= stall => blocked = Some(true),
+                Some(t) => {
+                    set_timeout(t + stall);
+                    blocked = Some(false);
+                }
+                None => blocked = Some(false),
+            }
+        }
+        Mode::Perf | Mode::Proc => {
+            if d.stat.is_none() {
+                d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
+            }
+            if d.marked || now >= d.next_sample {
+                if let Some(s) = d.stat.as_ref().and_then(|s| s.sample().ok()) {
+                    if s.is_blocked() {
+                        match d.blocked_since {
+                            Some((t, run)) if run == s.run_ns || s.run_ns.is_none() => {
+                                if now.saturating_sub(t) >= stall {
+                                    blocked = Some(true);
+                                }
+                            }
+                            _ => d.blocked_since = Some((now, s.run_ns)),
+                        }
+                        d.interval = stall / 2;
+                    } else {
+                        if d.blocked_since.take().is_some() || d.marked {
+                            d.cpu_base = read_cpu(&r.w);
+                        }
+                        blocked = Some(false);
+                        // Back off while it keeps running: cheap on CPU-bound
+                        // items, still under a millisecond to notice a block.
+                        d.interval = (d.interval * 2).min(PROC_MAX_INTERVAL);
+                    }
+                }
+                d.next_sample = now + d.interval;
+            }
+            set_timeout(d.next_sample);
+        }
+        Mode::Progress | Mode::Hint => {}
+    }
+    match blocked {
+        Some(true) if !d.marked => return Verdict::Blocked,
+        Some(false) if d.marked => return Verdict::Running,
+        _ => {}
+    }
+    if let (Some(th), false) = (hog, d.marked || blocked == Some(true)) {
+        if let (Some(base), Some(cpu)) = (d.cpu_base, read_cpu(&r.w)) {
+            let used = cpu.saturating_sub(base);
+            if used >= th {
+                d.cpu_base = None;
+                return Verdict::Hog;
+            }
+            set_timeout(now + (th - used).max(th / 8));
+        }
+    }
+    Verdict::Nothing
+}
+
+fn read_cpu(w: &Worker) -> Option<u64> {
+    let id = w.cpu_clock.load(Relaxed);
+    (id != -1).then(|| util::read_cpu_clock(id)).flatten()
+}
+
+/// Mark a runner sleeping (blocked) or running again, if it still runs the
+/// execution the verdict is about.
+fn mark(w: &Worker, exec: u64, sleeping: bool) {
+    let mut g = w.pool.lock();
+    if w.exec_seq.load(Relaxed) != exec || g.workers[w.slot].current.is_none() {
+        return;
+    }
+    if sleeping {
+        worker::sleeping_locked(&mut g, w.slot, true);
+    } else {
+        worker::running_locked(&mut g, w.slot, true);
+    }
+}
+
+/// A runner used more than `cpu_intensive_thresh` of CPU without blocking:
+/// it no longer counts toward concurrency (G16).
+fn mark_hog(w: &Worker, exec: u64) {
+    let mut g = w.pool.lock();
+    let ws = &g.workers[w.slot];
+    if w.exec_seq.load(Relaxed) != exec || ws.current.is_none() || ws.hog {
+        return;
+    }
+    let c = ws.current.unwrap();
+    pool::update_worker(&mut g, w.slot, |ws| {
+        ws.hog = true;
+        ws.flags |= WORKER_CPU_INTENSIVE;
+    });
+    // SAFETY: `current` is valid while recorded (see `pool::Current`).
+    let pwq = unsafe { &*c.pwq };
+    let own = std::ptr::eq(pwq.pool, w.pool);
+    if own {
+        g.pwqs[pwq.slot].stats.cpu_hog += 1;
+    }
+    let k = pool::kick_pool(&mut g);
+    if k == pool::Kick::Woken && own {
+        g.pwqs[pwq.slot].stats.cm_wakeups += 1;
+    }
+    drop(g);
+    pool::after_kick(w.pool, k);
+}

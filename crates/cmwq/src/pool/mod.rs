@@ -1,0 +1,493 @@
+//! Worker pools and concurrency management.
+//!
+//! See `README.md` beside this file for how concurrency management and
+//! block detection work. In short: a bound pool counts its *running*
+//! workers (`nr_running`: executing an item and not known to be blocked)
+//! and starts a worker on its worklist only while that count is zero; when
+//! the last running worker blocks, an idle worker is woken at once.
+//!
+//! Field annotations follow kernel/workqueue.c:
+//!
+//! * `I`: set at creation, read-only afterwards.
+//! * `L`: guarded by the pool lock (`WorkerPool::lock`).
+//! * `A`: atomic; may be read without the lock.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+
+use crate::config::settings;
+use crate::list::WorkList;
+use crate::pwq::{Pwq, PwqState};
+use crate::topology::{topology, CpuMask};
+use crate::util::{IdAlloc, Slab};
+use crate::work::WorkInner;
+use crate::worker::{self, Worker};
+
+/// The worker is exiting.
+pub(crate) const WORKER_DIE: u32 = 1 << 1;
+/// The worker is on the idle list.
+pub(crate) const WORKER_IDLE: u32 = 1 << 2;
+/// The worker is preparing to work or going idle (not running).
+pub(crate) const WORKER_PREP: u32 = 1 << 3;
+/// The worker runs an item of a CPU_INTENSIVE workqueue, or a CPU hog.
+pub(crate) const WORKER_CPU_INTENSIVE: u32 = 1 << 6;
+/// The worker belongs to an unbound pool (never concurrency managed).
+pub(crate) const WORKER_UNBOUND: u32 = 1 << 7;
+/// Flags that keep a worker out of `nr_running`.
+pub(crate) const WORKER_NOT_RUNNING: u32 = WORKER_PREP | WORKER_CPU_INTENSIVE | WORKER_UNBOUND;
+
+/// Attributes of a pool; unbound pools are shared by equal attributes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolAttrs {
+    /// Nice level asked for.
+    pub(crate) nice: i32,
+    /// CPUs the workers may run on.
+    pub(crate) cpus: CpuMask,
+    /// The affinity pod the pool serves (equal to `cpus` when strict).
+    pub(crate) pod_cpus: CpuMask,
+    /// Workers confined to the pod.
+    pub(crate) strict: bool,
+}
+
+/// What the pool knows of the item a worker executes. L.
+#[derive(Clone, Copy)]
+pub(crate) struct Current {
+    /// The item (the worker holds a reference while executing).
+    pub(crate) work: std::ptr::NonNull<WorkInner>,
+    /// The execution's pwq (the worker holds a reference).
+    pub(crate) pwq: *const Pwq,
+    /// When it started (CLOCK_MONOTONIC_COARSE ns).
+    pub(crate) since_ns: u64,
+}
+
+// SAFETY: `Current` holds addresses of objects the executing worker keeps
+// alive while they are recorded here; they are only dereferenced under the
+// pool lock, which the worker takes before releasing its references.
+unsafe impl Send for Current {}
+
+/// A worker as seen by its pool. L.
+pub(crate) struct WorkerSlot {
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) flags: u32,
+    /// Known to be blocked (hint or monitor).
+    pub(crate) sleeping: bool,
+    /// Who set `sleeping`: the hint or the monitor.
+    pub(crate) sleeping_by_monitor: bool,
+    /// It was blocked at some point during the current item.
+    pub(crate) slept: bool,
+    /// The current item was flagged a CPU hog.
+    pub(crate) hog: bool,
+    pub(crate) current: Option<Current>,
+    /// When it last went idle.
+    pub(crate) last_active: Instant,
+}
+
+impl WorkerSlot {
+    /// Counted in `nr_running`.
+    #[inline]
+    fn counts(&self) -> bool {
+        self.flags & WORKER_NOT_RUNNING == 0 && !self.sleeping
+    }
+}
+
+/// Locked state of a pool. L.
+pub(crate) struct PoolState {
+    /// Active items waiting for a worker, FIFO.
+    pub(crate) worklist: WorkList,
+    /// Workers executing and not blocked (bound pools only).
+    pub(crate) nr_running: u32,
+    pub(crate) nr_workers: u32,
+    pub(crate) nr_idle: u32,
+    /// Idle workers' slots; the last is the most recently idle (LIFO).
+    pub(crate) idle: Vec<usize>,
+    pub(crate) workers: Slab<WorkerSlot>,
+    /// Locked state of the pwqs feeding this pool.
+    pub(crate) pwqs: Slab<PwqState>,
+    /// A worker (or the monitor, or a queuer) is creating a worker.
+    pub(crate) manager_active: bool,
+    /// Creation failed: no new attempt before this instant.
+    pub(crate) create_retry_at: Option<Instant>,
+    ids: IdAlloc,
+    /// Executions completed (progress, for the monitor and watchdog).
+    pub(crate) nr_completed: u64,
+}
+
+/// A worker pool.
+pub(crate) struct WorkerPool {
+    /// I: the pool id shown by `dump()`.
+    pub(crate) id: u32,
+    /// I: the CPU of a bound pool.
+    pub(crate) cpu: Option<usize>,
+    /// I: highpri pool (nice -20).
+    pub(crate) highpri: bool,
+    /// I.
+    pub(crate) attrs: PoolAttrs,
+    lock: Mutex<PoolState>,
+    /// A: the nice level workers actually got (G20).
+    pub(crate) nice_actual: AtomicI32,
+    /// A: number of pwqs using this pool.
+    pub(crate) refcnt: AtomicU32,
+    /// A: the monitor watches this pool (it had pending work behind a
+    /// running worker). Set by queuers, cleared by the monitor.
+    pub(crate) watched: AtomicBool,
+    /// A: copy of `nr_completed` for lock-free progress checks.
+    pub(crate) completed: AtomicU64,
+}
+
+/// The pool lock's guard.
+pub(crate) type PoolGuard = MutexGuard<'static, PoolState>;
+
+impl WorkerPool {
+    fn new(id: u32, cpu: Option<usize>, highpri: bool, attrs: PoolAttrs) -> WorkerPool {
+        WorkerPool {
+            id,
+            cpu,
+            highpri,
+            nice_actual: AtomicI32::new(attrs.nice),
+            attrs,
+            lock: Mutex::new(PoolState {
+                worklist: WorkList::new(),
+                nr_running: 0,
+                nr_workers: 0,
+                nr_idle: 0,
+                idle: Vec::new(),
+                workers: Slab::default(),
+                pwqs: Slab::default(),
+                manager_active: false,
+                create_retry_at: None,
+                ids: IdAlloc::default(),
+                nr_completed: 0,
+            }),
+            refcnt: AtomicU32::new(0),
+            watched: AtomicBool::new(false),
+            completed: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&'static self) -> PoolGuard {
+        self.lock.lock()
+    }
+
+    /// Concurrency managed (a per-CPU pool).
+    #[inline]
+    pub(crate) fn bound(&self) -> bool {
+        self.cpu.is_some()
+    }
+
+    /// The thread name of worker `id` (G28).
+    pub(crate) fn worker_name(&self, id: u32) -> String {
+        match self.cpu {
+            Some(c) => format!("kworker/{c}:{id}{}", if self.highpri { "H" } else { "" }),
+            None => format!("kworker/u{}:{id}", self.id),
+        }
+    }
+
+    /// A short description for reports: `cpu 3`, `cpu 3 highpri`,
+    /// `unbound pool 9`.
+    pub(crate) fn describe(&self) -> String {
+        match self.cpu {
+            Some(c) if self.highpri => format!("cpu {c} highpri (pool {})", self.id),
+            Some(c) => format!("cpu {c} (pool {})", self.id),
+            None => format!("unbound pool {}", self.id),
+        }
+    }
+}
+
+/// Need to wake up a worker? (the kernel's need_more_worker)
+#[inline]
+pub(crate) fn need_more_worker(g: &PoolState) -> bool {
+    !g.worklist.is_empty() && g.nr_running == 0
+}
+
+/// Can a worker that just left idle start working? (may_start_working)
+#[inline]
+pub(crate) fn may_start_working(g: &PoolState) -> bool {
+    g.nr_idle > 0
+}
+
+/// Should a running worker go on with the next item? (keep_working)
+#[inline]
+pub(crate) fn keep_working(g: &PoolState) -> bool {
+    !g.worklist.is_empty() && g.nr_running <= 1
+}
+
+/// Too many idle workers? (too_many_workers: more than 2 idle and
+/// (idle - 2) * 4 >= busy, G21)
+#[inline]
+pub(crate) fn too_many_workers(g: &PoolState) -> bool {
+    let idle = g.nr_idle;
+    let busy = g.nr_workers - idle;
+    idle > 2 && (idle - 2) * 4 >= busy
+}
+
+/// Change a worker's flags or sleeping state, keeping `nr_running` equal to
+/// the number of workers that count.
+#[inline]
+pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut WorkerSlot)) {
+    let ws = &mut g.workers[slot];
+    let before = ws.counts();
+    f(ws);
+    let after = ws.counts();
+    match (before, after) {
+        (false, true) => g.nr_running += 1,
+        (true, false) => g.nr_running -= 1,
+        _ => {}
+    }
+}
+
+/// Outcome of [`kick_pool`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kick {
+    /// Nothing to do.
+    NotNeeded,
+    /// An idle worker was woken.
+    Woken,
+    /// A worker is needed but none is idle and nobody is creating one: the
+    /// caller must call [`ensure_worker`] after dropping the lock.
+    NeedWorker,
+    /// A worker is needed and one is being created (or creation is cooling
+    /// down and the monitor will retry).
+    Pending,
+}
+
+/// Wake an idle worker if the pool needs one (the kernel's kick_pool).
+#[inline]
+pub(crate) fn kick_pool(g: &mut PoolState) -> Kick {
+    if !need_more_worker(g) {
+        return Kick::NotNeeded;
+    }
+    if let Some(&slot) = g.idle.last() {
+        g.workers[slot].worker.parker.unpark();
+        return Kick::Woken;
+    }
+    if g.manager_active || g.create_retry_at.is_some() {
+        Kick::Pending
+    } else {
+        Kick::NeedWorker
+    }
+}
+
+/// After queueing on a bound pool without waking anyone: the new item waits
+/// behind a running worker, so ask the monitor to watch for that worker
+/// blocking (G15).
+#[inline]
+pub(crate) fn note_pending_behind_runner(pool: &'static WorkerPool, g: &PoolState) {
+    if pool.bound() && g.nr_running > 0 && !pool.watched.load(Relaxed) {
+        pool.watched.store(true, Relaxed);
+        crate::monitor::wake();
+    }
+}
+
+/// Act on a [`Kick`] once the pool lock is dropped.
+#[inline]
+pub(crate) fn after_kick(pool: &'static WorkerPool, k: Kick) {
+    if k == Kick::NeedWorker {
+        ensure_worker(pool);
+    }
+}
+
+/// Create a worker if the pool needs one and nobody else is creating one.
+/// Called without the pool lock by queuers and the monitor.
+pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
+    {
+        let mut g = pool.lock();
+        if let Some(t) = g.create_retry_at {
+            if Instant::now() < t {
+                return;
+            }
+            g.create_retry_at = None;
+        }
+        if g.manager_active || !g.idle.is_empty() || !need_more_worker(&g) {
+            return;
+        }
+        g.manager_active = true;
+    }
+    let r = create_worker(pool);
+    let mut g = pool.lock();
+    g.manager_active = false;
+    creation_done(pool, &mut g, r);
+}
+
+/// Called by a worker that left idle and found no other idle worker (the
+/// kernel's manage_workers / maybe_create_worker): create one so that the
+/// pool always has a spare to wake when a running worker blocks. Returns
+/// true if it managed (and the caller must recheck the pool).
+pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bool {
+    if g.manager_active {
+        return false;
+    }
+    if let Some(t) = g.create_retry_at {
+        if Instant::now() < t {
+            return false;
+        }
+        g.create_retry_at = None;
+    }
+    g.manager_active = true;
+    let r = MutexGuard::unlocked(g, || create_worker(pool));
+    g.manager_active = false;
+    creation_done(pool, g, r);
+    true
+}
+
+fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>) {
+    if let Err(e) = r {
+        g.create_retry_at = Some(Instant::now() + settings().create_cooldown);
+        crate::event::report(crate::Event::WorkerCreateFailed {
+            pool: &pool.worker_name(0).trim_end_matches('0'),
+            error: &e.to_string(),
+        });
+        // The monitor retries after the cooldown; items stay queued.
+        crate::monitor::wake();
+    }
+}
+
+/// Create one worker: register it as idle, then start its thread (the
+/// kernel's create_worker). On failure nothing is left behind.
+pub(crate) fn create_worker(pool: &'static WorkerPool) -> io::Result<()> {
+    let w = {
+        let mut g = pool.lock();
+        let id = g.ids.alloc();
+        let slot = g.workers.next_key();
+        let w = Arc::new(Worker::new(pool, slot, id));
+        let flags = WORKER_PREP | WORKER_IDLE | if pool.bound() { 0 } else { WORKER_UNBOUND };
+        let got = g.workers.insert(WorkerSlot {
+            worker: w.clone(),
+            flags,
+            sleeping: false,
+            sleeping_by_monitor: false,
+            slept: false,
+            hog: false,
+            current: None,
+            last_active: Instant::now(),
+        });
+        debug_assert_eq!(got, slot);
+        g.nr_workers += 1;
+        g.nr_idle += 1;
+        g.idle.push(slot);
+        w
+    };
+    match worker::spawn(w.clone()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let mut g = pool.lock();
+            remove_worker(&mut g, w.slot);
+            // A kick may have picked the dead worker: pass it on.
+            let _ = kick_pool(&mut g);
+            Err(e)
+        }
+    }
+}
+
+/// Take a worker out of the pool (it exits, or its thread never started).
+pub(crate) fn remove_worker(g: &mut PoolState, slot: usize) {
+    if g.workers[slot].flags & WORKER_IDLE != 0 {
+        g.nr_idle -= 1;
+        g.idle.retain(|&s| s != slot);
+    }
+    update_worker(g, slot, |ws| ws.flags |= WORKER_PREP);
+    let ws = g.workers.remove(slot);
+    g.nr_workers -= 1;
+    g.ids.free(ws.worker.id);
+}
+
+/// An unbound pool no workqueue uses any more: let its idle workers go.
+pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
+    if pool.bound() || pool.refcnt.load(Relaxed) > 0 {
+        return;
+    }
+    let g = pool.lock();
+    for &slot in &g.idle {
+        g.workers[slot].worker.parker.unpark();
+    }
+}
+
+/// The process-wide set of pools. Pools live for the whole process (like
+/// the kernel's per-CPU pools), which lets a work item refer to the pool it
+/// is queued on by a plain reference.
+pub(crate) struct Pools {
+    /// Per possible CPU: [normal, highpri].
+    pub(crate) cpu: Box<[[&'static WorkerPool; 2]]>,
+    /// Unbound pools, shared by equal attributes.
+    unbound: Mutex<Vec<&'static WorkerPool>>,
+    /// Every pool by id.
+    all: RwLock<Vec<&'static WorkerPool>>,
+}
+
+static POOLS: OnceLock<Pools> = OnceLock::new();
+
+/// The pools, created on first use (which also fixes the settings).
+pub(crate) fn pools() -> &'static Pools {
+    POOLS.get_or_init(|| {
+        let _ = settings();
+        let topo = topology();
+        let mut all = Vec::new();
+        let mut cpu = Vec::with_capacity(topo.nr_cpus);
+        for c in 0..topo.nr_cpus {
+            let mut pair = [None, None];
+            for (hp, p) in pair.iter_mut().enumerate() {
+                let mask = CpuMask::from_cpus([c]);
+                let pool: &'static WorkerPool = Box::leak(Box::new(WorkerPool::new(
+                    all.len() as u32,
+                    Some(c),
+                    hp == 1,
+                    PoolAttrs {
+                        nice: if hp == 1 { -20 } else { 0 },
+                        cpus: mask.clone(),
+                        pod_cpus: mask,
+                        strict: true,
+                    },
+                )));
+                all.push(pool);
+                *p = Some(pool);
+            }
+            cpu.push([pair[0].unwrap(), pair[1].unwrap()]);
+        }
+        crate::monitor::start();
+        Pools {
+            cpu: cpu.into_boxed_slice(),
+            unbound: Mutex::new(Vec::new()),
+            all: RwLock::new(all),
+        }
+    })
+}
+
+/// The pools if they exist already (for dump and the monitor).
+pub(crate) fn pools_if_started() -> Option<&'static Pools> {
+    POOLS.get()
+}
+
+impl Pools {
+    /// The bound pool of `cpu`.
+    #[inline]
+    pub(crate) fn cpu_pool(&self, cpu: usize, highpri: bool) -> &'static WorkerPool {
+        self.cpu[cpu][highpri as usize]
+    }
+
+    /// Find or create the unbound pool with these attributes.
+    pub(crate) fn unbound_pool(&self, attrs: &PoolAttrs) -> &'static WorkerPool {
+        let mut ub = self.unbound.lock();
+        if let Some(p) = ub.iter().find(|p| &p.attrs == attrs) {
+            return p;
+        }
+        let mut all = self.all.write();
+        let pool: &'static WorkerPool = Box::leak(Box::new(WorkerPool::new(
+            all.len() as u32,
+            None,
+            attrs.nice < 0,
+            attrs.clone(),
+        )));
+        all.push(pool);
+        ub.push(pool);
+        pool
+    }
+
+    /// Every pool, by id.
+    pub(crate) fn all(&self) -> Vec<&'static WorkerPool> {
+        self.all.read().clone()
+    }
+}

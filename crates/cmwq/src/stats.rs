@@ -1,0 +1,69 @@
+//! Per-workqueue statistics (G29): the columns of the kernel's
+//! `tools/workqueue/wq_monitor.py`.
+
+use std::time::Duration;
+
+/// `wq_monitor.py`'s columns for one workqueue. Plain data.
+///
+/// ```
+/// let wq = cmwq::Workqueue::new("stats_doc").unwrap();
+/// let w = cmwq::Work::new(|_| {});
+/// wq.queue(&w);
+/// wq.flush();
+/// let s = wq.stats();
+/// assert_eq!(s.total, 1);
+/// assert_eq!(s.in_flight, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WqStats {
+    /// Executions started.
+    pub total: u64,
+    /// Items queued (active or throttled) or running now.
+    pub in_flight: u64,
+    /// CPU time spent in its work functions.
+    pub cpu_time: Duration,
+    /// Executions that crossed `cpu_intensive_thresh` without blocking (G16).
+    pub cpu_hog: u64,
+    /// Workers woken by concurrency management while its items ran.
+    pub cm_wakeups: u64,
+    /// Times its rescuer was called for (G22).
+    pub mayday: u64,
+    /// Items its rescuer ran (G22).
+    pub rescued: u64,
+    /// Executions that panicked (G5).
+    pub panics: u64,
+}
+
+impl WqStats {
+    /// The header of [`row`](Self::row), as `wq_monitor.py` prints it
+    /// (plus a panics column).
+    pub fn header() -> String {
+        format!(
+            "{:>24} {:>8} {:>5} {:>8} {:>7} {:>7} {:>7} {:>7} {:>6}",
+            "", "total", "infl", "CPUtime", "CPUitsv", "CMW/RPR", "mayday", "rescued", "panics"
+        )
+    }
+
+    /// One table row for workqueue `name`. Columns that do not apply to the
+    /// workqueue's kind print `-` (as `wq_monitor.py` does).
+    pub fn row(&self, name: &str, unbound: bool, mem_reclaim: bool) -> String {
+        let dash = |apply: bool, v: u64| if apply { v.to_string() } else { "-".into() };
+        let tail = if name.len() > 24 {
+            &name[name.len() - 24..]
+        } else {
+            name
+        };
+        format!(
+            "{:24} {:8} {:5} {:8.1} {:>7} {:>7} {:>7} {:>7} {:>6}",
+            tail,
+            self.total,
+            self.in_flight,
+            self.cpu_time.as_secs_f64(),
+            dash(!unbound, self.cpu_hog),
+            dash(!unbound, self.cm_wakeups),
+            dash(mem_reclaim, self.mayday),
+            dash(mem_reclaim, self.rescued),
+            self.panics
+        )
+    }
+}

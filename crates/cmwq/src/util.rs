@@ -1,0 +1,346 @@
+//! Small building blocks: a slab, an id allocator, a thread parker, address
+//! keyed waits, and clocks.
+
+use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::time::{Duration, Instant};
+
+/// A vector of slots with stable indices and a free list.
+pub(crate) struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// The index the next [`insert`](Self::insert) will use.
+    pub(crate) fn next_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.slots.len())
+    }
+
+    pub(crate) fn insert(&mut self, v: T) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(i) => {
+                debug_assert!(self.slots[i].is_none());
+                self.slots[i] = Some(v);
+                i
+            }
+            None => {
+                self.slots.push(Some(v));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, i: usize) -> T {
+        let v = self.slots[i].take().expect("slab: vacant slot");
+        self.free.push(i);
+        self.len -= 1;
+        v
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|v| (i, v)))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_mut().map(|v| (i, v)))
+    }
+}
+
+impl<T> std::ops::Index<usize> for Slab<T> {
+    type Output = T;
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        self.slots[i].as_ref().expect("slab: vacant slot")
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Slab<T> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        self.slots[i].as_mut().expect("slab: vacant slot")
+    }
+}
+
+/// Hands out the smallest free id, like the kernel's ida (worker ids in
+/// `kworker/C:N`).
+#[derive(Default)]
+pub(crate) struct IdAlloc {
+    used: Vec<bool>,
+}
+
+impl IdAlloc {
+    pub(crate) fn alloc(&mut self) -> u32 {
+        match self.used.iter().position(|u| !u) {
+            Some(i) => {
+                self.used[i] = true;
+                i as u32
+            }
+            None => {
+                self.used.push(true);
+                (self.used.len() - 1) as u32
+            }
+        }
+    }
+
+    pub(crate) fn free(&mut self, id: u32) {
+        self.used[id as usize] = false;
+    }
+}
+
+const EMPTY: u32 = 0;
+const NOTIFIED: u32 = 1;
+const PARKED: u32 = u32::MAX;
+
+/// A one-token thread parker on a futex (the scheme of std's `Parker`):
+/// `unpark` before `park` makes the next `park` return at once. Lives in
+/// the worker's shared struct, so a worker can be woken before its thread
+/// has even started.
+pub(crate) struct Parker {
+    state: AtomicU32,
+}
+
+impl Parker {
+    pub(crate) const fn new() -> Parker {
+        Parker {
+            state: AtomicU32::new(EMPTY),
+        }
+    }
+
+    /// Block until [`unpark`](Self::unpark) or `timeout`. Returns false on
+    /// timeout. Spurious returns are possible; callers re-check.
+    pub(crate) fn park(&self, timeout: Option<Duration>) -> bool {
+        // NOTIFIED -> EMPTY (consume the token), or EMPTY -> PARKED.
+        if self.state.fetch_sub(1, Acquire) == NOTIFIED {
+            return true;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let ts = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // Timed out: PARKED -> EMPTY, unless a token arrived.
+                        return self.state.swap(EMPTY, Acquire) == NOTIFIED;
+                    }
+                    Some(rustix::time::Timespec {
+                        tv_sec: left.as_secs() as _,
+                        tv_nsec: left.subsec_nanos() as _,
+                    })
+                }
+            };
+            let _ = rustix::thread::futex::wait(
+                &self.state,
+                rustix::thread::futex::Flags::PRIVATE,
+                PARKED,
+                ts.as_ref(),
+            );
+            if self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Acquire, Acquire)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Make the parked (or next) `park` return.
+    pub(crate) fn unpark(&self) {
+        if self.state.swap(NOTIFIED, Release) == PARKED {
+            let _ = rustix::thread::futex::wake(
+                &self.state,
+                rustix::thread::futex::Flags::PRIVATE,
+                1,
+            );
+        }
+    }
+}
+
+/// Park the calling thread on `key` until `ready()` holds. `ready` is
+/// checked under parking_lot_core's bucket lock, so a [`wake_all`] on the
+/// same key after the condition became true is never missed.
+pub(crate) fn wait_on(key: usize, ready: impl Fn() -> bool) {
+    while !ready() {
+        // SAFETY: `key` is an address we own for the wait's duration; the
+        // closures do not panic and do not call into parking_lot_core.
+        unsafe {
+            parking_lot_core::park(
+                key,
+                || !ready(),
+                || {},
+                |_, _| {},
+                parking_lot_core::DEFAULT_PARK_TOKEN,
+                None,
+            );
+        }
+    }
+}
+
+/// Like [`wait_on`] with a deadline; returns whether `ready()` held.
+pub(crate) fn wait_on_until(key: usize, deadline: Instant, ready: impl Fn() -> bool) -> bool {
+    while !ready() {
+        if Instant::now() >= deadline {
+            return ready();
+        }
+        // SAFETY: as in `wait_on`.
+        unsafe {
+            parking_lot_core::park(
+                key,
+                || !ready(),
+                || {},
+                |_, _| {},
+                parking_lot_core::DEFAULT_PARK_TOKEN,
+                Some(deadline),
+            );
+        }
+    }
+    true
+}
+
+/// Wake every thread parked on `key`.
+pub(crate) fn wake_all(key: usize) {
+    // SAFETY: unparking has no preconditions beyond a valid key value.
+    unsafe {
+        parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO; the time base of perf records).
+#[inline]
+pub(crate) fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: a few ns to read, resolution of
+/// one scheduler tick. Used on the worker's hot path.
+#[inline]
+pub(crate) fn coarse_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// CPU time of the calling thread in nanoseconds (a system call).
+#[inline]
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The CPU-time clock of the calling thread, readable from other threads.
+pub(crate) fn own_cpu_clock() -> Option<libc::clockid_t> {
+    let mut id: libc::clockid_t = 0;
+    // SAFETY: pthread_self() is always valid for the calling thread and
+    // `id` is a valid out pointer.
+    let r = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+    (r == 0).then_some(id)
+}
+
+/// Read a CPU-time clock obtained from [`own_cpu_clock`] (of any thread of
+/// this process that is still alive).
+pub(crate) fn read_cpu_clock(id: libc::clockid_t) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out pointer; an id of an exited thread makes
+    // the call fail with EINVAL, which we report as None.
+    let r = unsafe { libc::clock_gettime(id, &mut ts) };
+    (r == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The CPU the calling thread runs on. glibc answers from the rseq area
+/// (no system call), unlike rustix's `sched_getcpu`, which issues one.
+#[inline]
+pub(crate) fn current_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    if c < 0 {
+        0
+    } else {
+        c as usize
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn slab_reuses_slots() {
+        let mut s = Slab::default();
+        let a = s.insert("a");
+        let b = s.insert("b");
+        assert_eq!((a, b), (0, 1));
+        assert_eq!(s.remove(a), "a");
+        assert_eq!(s.next_key(), 0);
+        assert_eq!(s.insert("c"), 0);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.iter().map(|(_, v)| *v).collect::<Vec<_>>(), ["c", "b"]);
+    }
+
+    #[test]
+    fn ids_are_smallest_free() {
+        let mut ids = IdAlloc::default();
+        assert_eq!([ids.alloc(), ids.alloc(), ids.alloc()], [0, 1, 2]);
+        ids.free(1);
+        assert_eq!(ids.alloc(), 1);
+        assert_eq!(ids.alloc(), 3);
+    }
+
+    #[test]
+    fn parker_token_and_timeout() {
+        let p = Parker::new();
+        p.unpark();
+        assert!(p.park(Some(Duration::from_secs(5))), "token consumed");
+        let t = Instant::now();
+        assert!(!p.park(Some(Duration::from_millis(20))));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        let p = Arc::new(Parker::new());
+        let q = p.clone();
+        let h = std::thread::spawn(move || q.park(None));
+        std::thread::sleep(Duration::from_millis(10));
+        p.unpark();
+        assert!(h.join().unwrap());
+    }
+
+    #[test]
+    fn clocks_advance() {
+        let a = mono_ns();
+        let c = thread_cpu_ns();
+        let mut x = 0u64;
+        for i in 0..1_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        assert!(mono_ns() > a);
+        assert!(thread_cpu_ns() > c);
+        let id = own_cpu_clock().unwrap();
+        assert!(read_cpu_clock(id).unwrap() > 0);
+        assert!(current_cpu() < 4096);
+    }
+}

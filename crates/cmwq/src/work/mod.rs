@@ -1,0 +1,493 @@
+//! Work items.
+
+pub(crate) mod state;
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
+use std::sync::Arc;
+
+use crate::event::{report, Event};
+use crate::list::LinkCell;
+use crate::pool::{self, WorkerPool};
+use crate::pwq::{self, Pwq};
+use crate::util;
+use crate::worker;
+use state::{seq_reached, Enabled, Snapshot, StateWord};
+
+/// The type-erased work function.
+pub(crate) type DynFn = dyn FnMut(&Work) + Send + 'static;
+
+/// Where a pending instance is to be accounted: its pwq (a strong reference
+/// taken with `Arc::into_raw`), flush colour, and whether it is active.
+///
+/// Exclusive access follows the state word, never a lock of its own:
+/// * the owner of PENDING (a queuer before it links the item, a
+///   canceller after a steal, a worker after a hand-over) reads and writes
+///   it;
+/// * while the item is QUEUED, the holder of that pool's lock does;
+/// * while it is COLLIDED, nobody does (the hand-over or steal that clears
+///   COLLIDED while keeping PENDING makes its author the owner).
+struct Slot {
+    pwq: *const Pwq,
+    color: u8,
+    active: bool,
+}
+
+/// The shared allocation behind a [`Work`] handle: header plus function in
+/// one allocation (G1: none per queue).
+pub(crate) struct WorkInner<F: ?Sized = DynFn> {
+    /// The state word (see [`state`]).
+    pub(crate) state: StateWord,
+    /// Number of the last finished execution (wrapping, see `state`).
+    pub(crate) done: AtomicU32,
+    /// The pool whose lock guards the item while QUEUED. Pools live for the
+    /// whole process, so a stale value is still a valid pool.
+    pub(crate) pool: AtomicPtr<WorkerPool>,
+    /// List linkage, guarded by that pool's lock.
+    pub(crate) link: LinkCell,
+    slot: UnsafeCell<Slot>,
+    /// Name shown by dump, stats and reports.
+    pub(crate) name: Option<&'static str>,
+    func: UnsafeCell<F>,
+}
+
+// SAFETY: the function is only called by the holder of RUNNING (one thread
+// at a time, G3) and only needs `Send`; `slot` follows the exclusive-access
+// protocol documented on `Slot`; everything else is atomic or immutable.
+unsafe impl<F: ?Sized + Send> Sync for WorkInner<F> {}
+// SAFETY: as above; the raw pointers are owned references to `Pwq`s, which
+// are `Send + Sync`.
+unsafe impl<F: ?Sized + Send> Send for WorkInner<F> {}
+
+impl WorkInner {
+    /// Read the slot.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive access to the slot (see [`Slot`]).
+    #[inline]
+    pub(crate) unsafe fn slot_read(&self) -> (*const Pwq, u8, bool) {
+        // SAFETY: guaranteed by the caller.
+        let s = unsafe { &*self.slot.get() };
+        (s.pwq, s.color, s.active)
+    }
+
+    /// Write the slot.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive access to the slot (see [`Slot`]).
+    #[inline]
+    pub(crate) unsafe fn slot_write(&self, pwq: *const Pwq, color: u8, active: bool) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { *self.slot.get() = Slot { pwq, color, active } };
+    }
+
+    /// Mark a throttled item active.
+    ///
+    /// # Safety
+    ///
+    /// The caller has exclusive access to the slot (see [`Slot`]).
+    #[inline]
+    pub(crate) unsafe fn slot_set_active(&self, active: bool) {
+        // SAFETY: guaranteed by the caller.
+        unsafe { (*self.slot.get()).active = active };
+    }
+
+    /// Call the work function.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds RUNNING for the current execution (so no other
+    /// thread is in the function) and `work` is a handle on `self`.
+    #[inline]
+    pub(crate) unsafe fn call(&self, work: &Work) {
+        // SAFETY: RUNNING is exclusive (G3), so this is the only reference
+        // to the function; consecutive executions are ordered by the
+        // acquire/release transitions of the state word.
+        let f = unsafe { &mut *self.func.get() };
+        f(work)
+    }
+
+    /// The pwq recorded in the slot (only meaningful to the slot's owner;
+    /// used for identity comparisons under the pool lock).
+    ///
+    /// Reading it is only done while the item is QUEUED on a pool whose
+    /// lock the caller holds.
+    #[inline]
+    pub(crate) fn queued_pwq_raw(&self) -> *const Pwq {
+        // SAFETY: callers hold the lock of the pool the item is QUEUED on,
+        // which gives them exclusive access to the slot.
+        unsafe { (*self.slot.get()).pwq }
+    }
+
+    /// The pool the item is (or was last) queued on.
+    #[inline]
+    pub(crate) fn queued_pool(&self) -> Option<&'static WorkerPool> {
+        let p = self.pool.load(Acquire);
+        // SAFETY: pools are leaked at creation and never freed.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+}
+
+/// A reusable work item: a cheap handle on a function (clones share one
+/// item).
+///
+/// Queue it on a [`Workqueue`](crate::Workqueue) to have the function run
+/// on a worker thread. While it is *pending* (queued and not yet started)
+/// further queue attempts return `false` and change nothing (G1); it may be
+/// queued again while it runs, and then runs exactly once more (G2). Its
+/// function never runs concurrently with itself anywhere in the process,
+/// even when queued on several workqueues (G3), which is why it may be
+/// `FnMut`.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let hits = Arc::new(AtomicUsize::new(0));
+/// let h = hits.clone();
+/// let work = cmwq::Work::named("counter", move |_| {
+///     h.fetch_add(1, Ordering::SeqCst);
+/// });
+/// assert!(cmwq::schedule_work(&work));
+/// work.flush();
+/// assert_eq!(hits.load(Ordering::SeqCst), 1);
+/// ```
+#[derive(Clone)]
+pub struct Work {
+    inner: Arc<WorkInner>,
+}
+
+impl Work {
+    /// A work item running `f`. The function receives the handle of the
+    /// item being run.
+    pub fn new<F>(f: F) -> Work
+    where
+        F: FnMut(&Work) + Send + 'static,
+    {
+        Self::build(None, f)
+    }
+
+    /// Like [`new`](Self::new), with a name shown by
+    /// [`dump`](crate::dump), stats and reports.
+    pub fn named<F>(name: &'static str, f: F) -> Work
+    where
+        F: FnMut(&Work) + Send + 'static,
+    {
+        Self::build(Some(name), f)
+    }
+
+    fn build<F>(name: Option<&'static str>, f: F) -> Work
+    where
+        F: FnMut(&Work) + Send + 'static,
+    {
+        let inner: Arc<WorkInner> = Arc::new(WorkInner {
+            state: StateWord::new(),
+            done: AtomicU32::new(0),
+            pool: AtomicPtr::new(ptr::null_mut()),
+            link: LinkCell::new(),
+            slot: UnsafeCell::new(Slot {
+                pwq: ptr::null(),
+                color: 0,
+                active: false,
+            }),
+            name,
+            func: UnsafeCell::new(f),
+        });
+        Work { inner }
+    }
+
+    /// The name given to [`named`](Self::named).
+    pub fn name(&self) -> Option<&'static str> {
+        self.inner.name
+    }
+
+    /// Queued, throttled, or timer armed.
+    pub fn is_pending(&self) -> bool {
+        self.inner.state.load().pending()
+    }
+
+    /// An execution is in progress.
+    pub fn is_running(&self) -> bool {
+        self.inner.state.load().running()
+    }
+
+    /// Whether two handles are the same item.
+    pub fn ptr_eq(a: &Work, b: &Work) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
+    /// Wait until the execution that was pending or running when called
+    /// has finished (G6). Returns `true` if it waited, `false` if the item
+    /// was idle. Called from inside the item's own function it does not
+    /// wait for that execution (nor for a pending one, which can only start
+    /// after it), and returns `false`.
+    pub fn flush(&self) -> bool {
+        let inner = &*self.inner;
+        let s = inner.state.load();
+        if s.idle() || worker::executing(inner) {
+            return false;
+        }
+        if s.timer() {
+            crate::timer::fire_now(self);
+        }
+        let s = inner.state.load();
+        if s.idle() {
+            return true;
+        }
+        // The pending execution will be number seq + 1; a running one is
+        // number seq.
+        let target = if s.pending() {
+            s.seq().wrapping_add(1)
+        } else {
+            s.seq()
+        };
+        worker::blocking(|| {
+            self.wait_while(|s| !s.idle() && !seq_reached(inner.done.load(Acquire), target))
+        });
+        true
+    }
+
+    /// Remove a pending item (queued, throttled or timer armed) and return
+    /// `true`; `false` if it was not pending (G9). Does not wait for a
+    /// running execution.
+    pub fn cancel(&self) -> bool {
+        let stolen = steal_pending(self);
+        if stolen && self.inner.state.release_pending() {
+            util::wake_all(self.key());
+        }
+        stolen
+    }
+
+    /// [`cancel`](Self::cancel), then wait until no execution is running
+    /// (G10). Queue attempts made meanwhile return `false`. On return the
+    /// item is neither pending nor running, unless called from the item's
+    /// own function, which cancels a pending requeue and does not wait for
+    /// itself. Safe to call from several threads at once.
+    pub fn cancel_sync(&self) -> bool {
+        let r = self.disable_sync();
+        self.enable();
+        r
+    }
+
+    /// Cancel the item and increment its disable count (G11): while the
+    /// count is above zero every queue attempt returns `false`. Returns
+    /// `true` if it was pending.
+    ///
+    /// # Panics
+    ///
+    /// If the count would exceed 65535 (unbalanced `disable`).
+    pub fn disable(&self) -> bool {
+        if self.inner.state.disable().is_err() {
+            panic!(
+                "cmwq: Work::disable: disable count overflow on work item {} (more than {} unbalanced disables)",
+                self.name().unwrap_or("(unnamed)"),
+                state::DISABLE_MAX
+            );
+        }
+        self.cancel()
+    }
+
+    /// [`disable`](Self::disable), then wait until no execution is running
+    /// (except the caller's own, when called from the item's function).
+    pub fn disable_sync(&self) -> bool {
+        let r = self.disable();
+        if !worker::executing(&self.inner) {
+            worker::blocking(|| self.wait_while(|s| s.running()));
+        }
+        r
+    }
+
+    /// Decrement the disable count; `true` when it reaches zero and the item
+    /// can be queued again. An `enable` without a matching `disable` is
+    /// reported through the log hook and returns `false`.
+    pub fn enable(&self) -> bool {
+        match self.inner.state.enable() {
+            Enabled::Enabled => true,
+            Enabled::StillDisabled => false,
+            Enabled::NotDisabled => {
+                report(Event::Misuse {
+                    message: &format!(
+                        "Work::enable on work item {} that is not disabled",
+                        self.name().unwrap_or("(unnamed)")
+                    ),
+                });
+                false
+            }
+        }
+    }
+
+    /// Park until `must_wait` stops holding; the item's state transitions
+    /// that can end the wait clear WAITERS and wake us.
+    fn wait_while(&self, must_wait: impl Fn(Snapshot) -> bool) {
+        let st = &self.inner.state;
+        while st.set_waiters_if(&must_wait) {
+            util::wait_on(self.key(), || {
+                let s = st.load();
+                !(must_wait(s) && s.waiters())
+            });
+        }
+    }
+
+    /// The parking key of this item.
+    #[inline]
+    pub(crate) fn key(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const u8 as usize
+    }
+
+    #[inline]
+    pub(crate) fn inner(&self) -> &WorkInner {
+        &self.inner
+    }
+
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> NonNull<WorkInner> {
+        // SAFETY: `Arc::as_ptr` never returns null.
+        unsafe { NonNull::new_unchecked(Arc::as_ptr(&self.inner) as *mut WorkInner) }
+    }
+
+    /// Give up this handle's reference as a raw pointer.
+    #[inline]
+    pub(crate) fn into_raw(w: Work) -> NonNull<WorkInner> {
+        // SAFETY: `Arc::into_raw` never returns null.
+        unsafe { NonNull::new_unchecked(Arc::into_raw(w.inner) as *mut WorkInner) }
+    }
+
+    /// Take back a reference given up with [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `p` came from `into_raw` and its reference was not taken back yet.
+    #[inline]
+    pub(crate) unsafe fn from_raw(p: NonNull<WorkInner>) -> Work {
+        Work {
+            // SAFETY: guaranteed by the caller.
+            inner: unsafe { Arc::from_raw(p.as_ptr()) },
+        }
+    }
+
+    #[inline]
+    pub(crate) fn strong_count(w: &Work) -> usize {
+        Arc::strong_count(&w.inner)
+    }
+
+    /// A handle on the item at `p`.
+    ///
+    /// # Safety
+    ///
+    /// `p` points to a live `WorkInner` (some handle keeps it alive).
+    pub(crate) unsafe fn clone_from_ptr(p: NonNull<WorkInner>) -> Work {
+        // SAFETY: the allocation is alive; we add a reference for the new
+        // handle before making it.
+        unsafe {
+            Arc::increment_strong_count(p.as_ptr());
+            Work::from_raw(p)
+        }
+    }
+}
+
+impl fmt::Debug for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Work")
+            .field("name", &self.inner.name)
+            .field("state", &self.inner.state.load())
+            .finish()
+    }
+}
+
+/// Become the owner of a pending instance of `work`, taking it off its
+/// list, its collided hand-over or its timer, and releasing its accounting
+/// (the kernel's try_to_grab_pending). Returns false if it was not pending.
+/// On true the caller owns PENDING and must release it.
+pub(crate) fn steal_pending(work: &Work) -> bool {
+    let inner = work.inner();
+    let mut spins = 0u32;
+    loop {
+        let s = inner.state.load();
+        if !s.pending() {
+            return false;
+        }
+        if s.queued() {
+            let Some(pool) = inner.queued_pool() else {
+                continue;
+            };
+            let mut g = pool.lock();
+            let s = inner.state.load();
+            if !(s.queued() && ptr::eq(inner.pool.load(Acquire), pool)) {
+                continue; // moved meanwhile
+            }
+            let stolen = inner.state.steal_queued();
+            debug_assert!(stolen);
+            // SAFETY: we own PENDING now (and hold the pool lock).
+            let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
+            // SAFETY: the slot's reference is ours with PENDING.
+            let pwq = unsafe { Arc::from_raw(pwq_ptr) };
+            // SAFETY: the item was QUEUED on this pool, on the worklist if
+            // active and on its pwq's inactive list otherwise.
+            let list_ref = unsafe {
+                if active {
+                    g.worklist.remove(work)
+                } else {
+                    g.pwqs[pwq.slot].inactive.remove(work)
+                }
+            };
+            let kick = pwq::dec_nr_in_flight(&mut g, &pwq, color, active);
+            let k = if kick {
+                pool::kick_pool(&mut g)
+            } else {
+                pool::Kick::NotNeeded
+            };
+            drop(g);
+            pool::after_kick(pool, k);
+            drop(list_ref);
+            return true;
+        }
+        if s.collided() {
+            if inner.state.steal_collided() {
+                release_accounting(inner);
+                return true;
+            }
+            continue;
+        }
+        if s.timer() {
+            if crate::timer::try_disarm(work) {
+                release_accounting(inner);
+                return true;
+            }
+            continue;
+        }
+        // In transit: being queued, or being handed over. Wait it out.
+        spins += 1;
+        if spins < 64 {
+            crate::loom::spin_loop_hint();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Undo the accounting of a stolen pending instance whose slot holds a pwq
+/// (collided or armed items).
+fn release_accounting(inner: &WorkInner) {
+    // SAFETY: the caller stole PENDING, so the slot is ours.
+    let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
+    if pwq_ptr.is_null() {
+        return;
+    }
+    // SAFETY: the slot's reference is ours with PENDING.
+    let pwq = unsafe { Arc::from_raw(pwq_ptr) };
+    // SAFETY: as above; clear it so it is not released twice.
+    unsafe { inner.slot_write(ptr::null(), 0, false) };
+    let pool = pwq.pool;
+    let mut g = pool.lock();
+    let k = if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
+        pool::kick_pool(&mut g)
+    } else {
+        pool::Kick::NotNeeded
+    };
+    drop(g);
+    pool::after_kick(pool, k);
+}

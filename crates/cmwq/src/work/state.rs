@@ -1,0 +1,663 @@
+//! The state word of a work item.
+//!
+//! Every [`Work`](crate::Work) carries one 64-bit atomic word that says
+//! where the item is in its life cycle. All transitions are single
+//! compare-and-swap (or fetch-or) operations on this word, so the item's
+//! owner is always unambiguous: whoever moves `PENDING` from 0 to 1 owns the
+//! pending instance and must either put it somewhere (a pool's worklist, a
+//! workqueue's inactive list, a timer) or give it back.
+//!
+//! ```text
+//!  63                         32 31            16 15          6 5 4 3 2 1 0
+//! +-----------------------------+----------------+-------------+-+-+-+-+-+-+
+//! |        start count          | disable count  |  (unused)   |W|T|R|C|Q|P|
+//! +-----------------------------+----------------+-------------+-+-+-+-+-+-+
+//! ```
+//!
+//! * `P` PENDING: the item has been queued (or armed) and its execution has
+//!   not started yet. Set by a successful `queue*`; cleared when a worker
+//!   starts the execution, or by a cancel that steals it. (The kernel's
+//!   `WORK_STRUCT_PENDING`.)
+//! * `Q` QUEUED: the item is linked on a list, either a pool's worklist or a
+//!   pool-workqueue's inactive (throttled) list. Set and cleared only under
+//!   the lock of that pool, whose id is kept beside the word so that a
+//!   canceller can find it. Implies `P`.
+//! * `C` COLLIDED: a worker dequeued the item while another worker was still
+//!   running it. Instead of running it concurrently, the dequeuing worker
+//!   hands it over: the running worker starts the pending execution as soon
+//!   as the current one returns. Implies `P`, excludes `Q`. This is how G3
+//!   (non-reentrancy across workqueues, not only within one) is kept, and it
+//!   is what makes `FnMut` work functions sound.
+//! * `R` RUNNING: an execution of the function is in progress. At most one
+//!   thread holds it at a time; that thread alone may call the function.
+//! * `T` TIMER: a timer is armed for the item (delayed work). Implies `P`.
+//! * `W` WAITERS: some thread is parked until this word changes (a flush or
+//!   a cancel-and-wait). Whoever clears `R`, `P` or `C` and sees `W` clears
+//!   it and wakes the parked threads.
+//! * disable count (16 bits): while above zero every queue attempt fails
+//!   (G11). `cancel_sync` is `disable_sync` followed by `enable`, as in the
+//!   kernel, so concurrent cancellers compose.
+//! * start count (32 bits, wrapping): incremented when an execution starts.
+//!   Together with the separate "done" counter it lets `Work::flush` wait
+//!   for exactly the execution that was pending or running when it was
+//!   called. The counter wraps after 2^32 executions; a flusher compares
+//!   with wrapping arithmetic and is woken on every completion, so a wrap
+//!   can only be misread if 2^31 executions happen while one flusher is
+//!   not scheduled at all.
+//!
+//! Memory ordering: the CAS that sets `P` is a release operation and the CAS
+//! that starts an execution is an acquire operation, so stores made before a
+//! successful `queue` are visible to the execution it causes (G2). The
+//! transition that ends an execution releases, and the one that starts the
+//! next acquires, so consecutive executions of an `FnMut` on different
+//! threads are ordered.
+
+use crate::loom::sync::atomic::{AtomicU64, Ordering::*};
+
+pub(crate) const PENDING: u64 = 1 << 0;
+pub(crate) const QUEUED: u64 = 1 << 1;
+pub(crate) const COLLIDED: u64 = 1 << 2;
+pub(crate) const RUNNING: u64 = 1 << 3;
+pub(crate) const TIMER: u64 = 1 << 4;
+pub(crate) const WAITERS: u64 = 1 << 5;
+
+const DISABLE_SHIFT: u32 = 16;
+const DISABLE_ONE: u64 = 1 << DISABLE_SHIFT;
+const DISABLE_MASK: u64 = 0xffff << DISABLE_SHIFT;
+/// The largest disable count; one more `disable` is a misuse.
+pub(crate) const DISABLE_MAX: u32 = 0xffff;
+
+const SEQ_SHIFT: u32 = 32;
+const SEQ_ONE: u64 = 1 << SEQ_SHIFT;
+
+/// A decoded copy of the state word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Snapshot(pub(crate) u64);
+
+impl Snapshot {
+    #[inline]
+    pub(crate) fn pending(self) -> bool {
+        self.0 & PENDING != 0
+    }
+    #[inline]
+    pub(crate) fn queued(self) -> bool {
+        self.0 & QUEUED != 0
+    }
+    #[inline]
+    pub(crate) fn collided(self) -> bool {
+        self.0 & COLLIDED != 0
+    }
+    #[inline]
+    pub(crate) fn running(self) -> bool {
+        self.0 & RUNNING != 0
+    }
+    #[inline]
+    pub(crate) fn timer(self) -> bool {
+        self.0 & TIMER != 0
+    }
+    #[inline]
+    pub(crate) fn waiters(self) -> bool {
+        self.0 & WAITERS != 0
+    }
+    #[inline]
+    pub(crate) fn disable_count(self) -> u32 {
+        ((self.0 & DISABLE_MASK) >> DISABLE_SHIFT) as u32
+    }
+    /// Number of executions started so far (wrapping).
+    #[inline]
+    pub(crate) fn seq(self) -> u32 {
+        (self.0 >> SEQ_SHIFT) as u32
+    }
+    /// Neither pending nor running.
+    #[inline]
+    pub(crate) fn idle(self) -> bool {
+        self.0 & (PENDING | RUNNING) == 0
+    }
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut flags = String::new();
+        for (bit, c) in [
+            (PENDING, 'P'),
+            (QUEUED, 'Q'),
+            (COLLIDED, 'C'),
+            (RUNNING, 'R'),
+            (TIMER, 'T'),
+            (WAITERS, 'W'),
+        ] {
+            flags.push(if self.0 & bit != 0 { c } else { '-' });
+        }
+        write!(
+            f,
+            "{flags} disable={} seq={}",
+            self.disable_count(),
+            self.seq()
+        )
+    }
+}
+
+/// Why a queue attempt changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Already pending (G1).
+    Pending,
+    /// Disabled, or being cancelled with wait (G10, G11).
+    Disabled,
+}
+
+/// What a worker must do with an item it took off a list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dequeued {
+    /// Run it now; this is execution number `seq`.
+    Start { seq: u32 },
+    /// It is running elsewhere; it was handed to that worker (G3).
+    Collided,
+}
+
+/// What a worker must do after the function returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// The item is idle (or pending somewhere else). `waiters`: wake them.
+    Idle { waiters: bool },
+    /// A collided execution was handed over: the caller now owns PENDING
+    /// (COLLIDED is cleared, RUNNING kept), reads the item's slot and calls
+    /// [`StateWord::start_handover`]. `waiters`: wake them (the execution
+    /// they waited for is done).
+    Handover { waiters: bool },
+}
+
+/// Result of [`StateWord::enable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Enabled {
+    /// The count was already zero: unbalanced `enable`.
+    NotDisabled,
+    /// Decremented, still above zero.
+    StillDisabled,
+    /// Reached zero: queueing works again.
+    Enabled,
+}
+
+/// The atomic state word (see the module docs for the layout).
+pub(crate) struct StateWord(AtomicU64);
+
+impl StateWord {
+    pub(crate) fn new() -> StateWord {
+        StateWord(AtomicU64::new(0))
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> Snapshot {
+        Snapshot(self.0.load(Acquire))
+    }
+
+    /// One CAS loop: `f` maps the current word to the next one or to an
+    /// early result.
+    #[inline]
+    fn update<T>(&self, mut f: impl FnMut(Snapshot) -> Result<u64, T>) -> Result<Snapshot, T> {
+        let mut cur = self.0.load(Relaxed);
+        loop {
+            let next = f(Snapshot(cur))?;
+            match self.0.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
+                Ok(_) => return Ok(Snapshot(cur)),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// G1: set PENDING if the item is neither pending nor disabled. The
+    /// caller then owns the pending instance.
+    #[inline]
+    pub(crate) fn try_grab_for_queue(&self) -> Result<Snapshot, Refused> {
+        self.update(|s| {
+            if s.disable_count() > 0 {
+                Err(Refused::Disabled)
+            } else if s.pending() {
+                Err(Refused::Pending)
+            } else {
+                Ok(s.0 | PENDING)
+            }
+        })
+    }
+
+    /// The owner of PENDING linked the item on a list (under that pool's
+    /// lock).
+    #[inline]
+    pub(crate) fn set_queued(&self) {
+        let prev = Snapshot(self.0.fetch_or(QUEUED, Release));
+        debug_assert!(prev.pending() && !prev.queued(), "{prev:?}");
+    }
+
+    /// The owner of PENDING armed a timer for the item.
+    pub(crate) fn set_timer(&self) {
+        let prev = Snapshot(self.0.fetch_or(TIMER, Release));
+        debug_assert!(prev.pending() && !prev.queued() && !prev.timer());
+    }
+
+    /// Called under the pool lock on an item just unlinked from a worklist:
+    /// start it, or hand it to the worker that is running it.
+    #[inline]
+    pub(crate) fn dequeue(&self) -> Dequeued {
+        let prev = self
+            .update::<()>(|s| {
+                debug_assert!(s.pending() && s.queued(), "dequeue {s:?}");
+                if s.running() {
+                    Ok((s.0 & !QUEUED) | COLLIDED)
+                } else {
+                    Ok(((s.0 & !(PENDING | QUEUED)) | RUNNING).wrapping_add(SEQ_ONE))
+                }
+            })
+            .unwrap_or_else(|()| unreachable!());
+        if prev.running() {
+            Dequeued::Collided
+        } else {
+            Dequeued::Start {
+                seq: prev.seq().wrapping_add(1),
+            }
+        }
+    }
+
+    /// The function returned: end the execution, or take over the collided
+    /// pending instance.
+    #[inline]
+    pub(crate) fn finish(&self) -> Finished {
+        let prev = self
+            .update::<()>(|s| {
+                debug_assert!(s.running(), "finish {s:?}");
+                if s.collided() {
+                    Ok(s.0 & !(COLLIDED | WAITERS))
+                } else {
+                    Ok(s.0 & !(RUNNING | WAITERS))
+                }
+            })
+            .unwrap_or_else(|()| unreachable!());
+        if prev.collided() {
+            Finished::Handover {
+                waiters: prev.waiters(),
+            }
+        } else {
+            Finished::Idle {
+                waiters: prev.waiters(),
+            }
+        }
+    }
+
+    /// After [`Finished::Handover`]: start the handed-over execution (clear
+    /// PENDING, keep RUNNING). Returns its number and whether waiters must
+    /// be woken.
+    #[inline]
+    pub(crate) fn start_handover(&self) -> (u32, bool) {
+        let prev = self
+            .update::<()>(|s| {
+                debug_assert!(s.pending() && s.running() && !s.queued() && !s.collided());
+                Ok((s.0 & !(PENDING | WAITERS)).wrapping_add(SEQ_ONE))
+            })
+            .unwrap_or_else(|()| unreachable!());
+        (prev.seq().wrapping_add(1), prev.waiters())
+    }
+
+    /// Cancel, under the lock of the pool the item is queued in: become the
+    /// owner of PENDING (QUEUED is cleared; the caller unlinks the item and
+    /// later calls [`release_pending`](Self::release_pending)).
+    #[inline]
+    pub(crate) fn steal_queued(&self) -> bool {
+        self.update(|s| {
+            if s.pending() && s.queued() {
+                Ok(s.0 & !QUEUED)
+            } else {
+                Err(())
+            }
+        })
+        .is_ok()
+    }
+
+    /// Cancel a collided item: become the owner of PENDING. Races with
+    /// [`finish`](Self::finish) of the running execution; exactly one of
+    /// them wins.
+    #[inline]
+    pub(crate) fn steal_collided(&self) -> bool {
+        self.update(|s| {
+            if s.pending() && s.collided() {
+                Ok(s.0 & !COLLIDED)
+            } else {
+                Err(())
+            }
+        })
+        .is_ok()
+    }
+
+    /// Cancel an armed item whose timer the caller has just disarmed:
+    /// become the owner of PENDING.
+    #[inline]
+    pub(crate) fn steal_timer(&self) -> bool {
+        self.update(|s| {
+            if s.pending() && s.timer() {
+                Ok(s.0 & !TIMER)
+            } else {
+                Err(())
+            }
+        })
+        .is_ok()
+    }
+
+    /// The owner of PENDING gives it back without having queued the item
+    /// (the queue was refused after the grab, or a timer was cancelled).
+    /// Returns whether waiters must be woken.
+    #[inline]
+    pub(crate) fn release_pending(&self) -> bool {
+        let prev = self
+            .update::<()>(|s| {
+                debug_assert!(
+                    s.pending() && !s.queued() && !s.collided() && !s.timer(),
+                    "{s:?}"
+                );
+                Ok(s.0 & !(PENDING | WAITERS))
+            })
+            .unwrap_or_else(|()| unreachable!());
+        prev.waiters()
+    }
+
+    /// Increment the disable count. `Err` if it would overflow.
+    pub(crate) fn disable(&self) -> Result<Snapshot, ()> {
+        self.update(|s| {
+            if s.disable_count() >= DISABLE_MAX {
+                Err(())
+            } else {
+                Ok(s.0 + DISABLE_ONE)
+            }
+        })
+    }
+
+    /// Decrement the disable count.
+    pub(crate) fn enable(&self) -> Enabled {
+        match self.update(|s| {
+            if s.disable_count() == 0 {
+                Err(())
+            } else {
+                Ok(s.0 - DISABLE_ONE)
+            }
+        }) {
+            Err(()) => Enabled::NotDisabled,
+            Ok(prev) if prev.disable_count() == 1 => Enabled::Enabled,
+            Ok(_) => Enabled::StillDisabled,
+        }
+    }
+
+    /// Announce a parked waiter: set WAITERS if `must_wait` still holds for
+    /// the current word. Returns false (and changes nothing) if it does not.
+    pub(crate) fn set_waiters_if(&self, must_wait: impl Fn(Snapshot) -> bool) -> bool {
+        self.update(|s| {
+            if must_wait(s) {
+                Ok(s.0 | WAITERS)
+            } else {
+                Err(())
+            }
+        })
+        .is_ok()
+    }
+}
+
+/// `a` is at or after `b` in wrapping sequence order.
+#[inline]
+pub(crate) fn seq_reached(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_start_finish_cycle() {
+        let w = StateWord::new();
+        assert!(w.try_grab_for_queue().is_ok());
+        assert_eq!(w.try_grab_for_queue(), Err(Refused::Pending));
+        w.set_queued();
+        assert_eq!(w.dequeue(), Dequeued::Start { seq: 1 });
+        let s = w.load();
+        assert!(s.running() && !s.pending() && !s.queued());
+        // G2: queue while running succeeds.
+        assert!(w.try_grab_for_queue().is_ok());
+        w.set_queued();
+        // Another worker dequeues it while it still runs: collision.
+        assert_eq!(w.dequeue(), Dequeued::Collided);
+        assert_eq!(w.finish(), Finished::Handover { waiters: false });
+        let s = w.load();
+        assert!(s.pending() && s.running() && !s.collided());
+        assert_eq!(w.start_handover(), (2, false));
+        assert_eq!(w.finish(), Finished::Idle { waiters: false });
+        assert!(w.load().idle());
+        assert_eq!(w.load().seq(), 2);
+    }
+
+    #[test]
+    fn steal_and_release() {
+        let w = StateWord::new();
+        w.try_grab_for_queue().unwrap();
+        assert!(!w.steal_queued(), "not linked yet");
+        w.set_queued();
+        assert!(w.steal_queued());
+        assert!(w.load().pending() && !w.load().queued());
+        assert!(!w.release_pending());
+        assert!(w.load().idle());
+        w.try_grab_for_queue().unwrap();
+        w.set_timer();
+        assert!(w.steal_timer());
+        assert!(!w.release_pending());
+        assert!(w.load().idle());
+    }
+
+    #[test]
+    fn collided_steal_excludes_finish() {
+        let w = StateWord::new();
+        w.try_grab_for_queue().unwrap();
+        w.set_queued();
+        w.dequeue();
+        w.try_grab_for_queue().unwrap();
+        w.set_queued();
+        assert_eq!(w.dequeue(), Dequeued::Collided);
+        assert!(w.steal_collided());
+        assert!(!w.release_pending());
+        assert_eq!(w.finish(), Finished::Idle { waiters: false });
+        assert!(!w.steal_collided());
+    }
+
+    #[test]
+    fn disable_counts() {
+        let w = StateWord::new();
+        w.disable().unwrap();
+        w.disable().unwrap();
+        assert_eq!(w.try_grab_for_queue(), Err(Refused::Disabled));
+        assert_eq!(w.enable(), Enabled::StillDisabled);
+        assert_eq!(w.enable(), Enabled::Enabled);
+        assert_eq!(w.enable(), Enabled::NotDisabled);
+        assert!(w.try_grab_for_queue().is_ok());
+    }
+
+    #[test]
+    fn disable_overflow_is_refused() {
+        let w = StateWord::new();
+        for _ in 0..DISABLE_MAX {
+            w.disable().unwrap();
+        }
+        assert!(w.disable().is_err());
+        assert_eq!(w.load().disable_count(), DISABLE_MAX);
+    }
+
+    #[test]
+    fn waiters_flag_is_reported_and_cleared() {
+        let w = StateWord::new();
+        w.try_grab_for_queue().unwrap();
+        w.set_queued();
+        w.dequeue();
+        assert!(w.set_waiters_if(|s| s.running()));
+        assert_eq!(w.finish(), Finished::Idle { waiters: true });
+        assert!(!w.load().waiters());
+        assert!(!w.set_waiters_if(|s| s.running()));
+    }
+
+    #[test]
+    fn seq_wraps() {
+        assert!(seq_reached(5, 5));
+        assert!(seq_reached(6, 5));
+        assert!(!seq_reached(4, 5));
+        assert!(seq_reached(1, u32::MAX));
+        assert!(!seq_reached(u32::MAX, 1));
+    }
+}
+
+/// Loom models of the transitions that race: run with
+/// `RUSTFLAGS="--cfg loom" cargo test -p cmwq --lib --release loom`.
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One execution: checks it never overlaps another, counts it.
+    fn run(running: &AtomicUsize, executions: &AtomicUsize) {
+        assert_eq!(running.fetch_add(1, SeqCst), 0, "overlapping executions");
+        executions.fetch_add(1, SeqCst);
+        running.fetch_sub(1, SeqCst);
+    }
+
+    /// Ends an execution the way a worker does, running handed-over ones.
+    fn finish_all(w: &StateWord, running: &AtomicUsize, executions: &AtomicUsize) {
+        while let Finished::Handover { .. } = w.finish() {
+            w.start_handover();
+            run(running, executions);
+        }
+    }
+
+    /// A running item is queued again and dequeued by a second worker while
+    /// the first finishes: exactly one more execution follows, and it never
+    /// overlaps the first (G2, G3).
+    #[test]
+    fn loom_requeue_while_running_runs_once_more() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            w.try_grab_for_queue().unwrap();
+            w.set_queued();
+            assert_eq!(w.dequeue(), Dequeued::Start { seq: 1 });
+            let running = Arc::new(AtomicUsize::new(1));
+            let executions = Arc::new(AtomicUsize::new(1));
+
+            let (w2, r2, e2) = (w.clone(), running.clone(), executions.clone());
+            let other = thread::spawn(move || {
+                // Queue while running, then a second worker dequeues it.
+                w2.try_grab_for_queue().unwrap();
+                w2.set_queued();
+                if let Dequeued::Start { .. } = w2.dequeue() {
+                    run(&r2, &e2);
+                    finish_all(&w2, &r2, &e2);
+                }
+            });
+            // The first execution ends (possibly running the collided one).
+            running.fetch_sub(1, SeqCst);
+            finish_all(&w, &running, &executions);
+            other.join().unwrap();
+            assert_eq!(executions.load(SeqCst), 2);
+            assert!(w.load().idle());
+            assert_eq!(w.load().seq(), 2);
+        });
+    }
+
+    /// A cancel races with the end of the execution that a collided item was
+    /// handed to: either the cancel wins (no second execution, cancel
+    /// returns true) or the handover wins (second execution, cancel false).
+    #[test]
+    fn loom_cancel_collided_vs_finish() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            w.try_grab_for_queue().unwrap();
+            w.set_queued();
+            w.dequeue();
+            w.try_grab_for_queue().unwrap();
+            w.set_queued();
+            assert_eq!(w.dequeue(), Dequeued::Collided);
+
+            let w2 = w.clone();
+            let canceller = thread::spawn(move || loop {
+                let s = w2.load();
+                if !s.pending() {
+                    return false;
+                }
+                if s.collided() && w2.steal_collided() {
+                    w2.release_pending();
+                    return true;
+                }
+                loom::thread::yield_now();
+            });
+            let again = match w.finish() {
+                Finished::Handover { .. } => {
+                    w.start_handover();
+                    assert_eq!(w.finish(), Finished::Idle { waiters: false });
+                    true
+                }
+                Finished::Idle { .. } => false,
+            };
+            let cancelled = canceller.join().unwrap();
+            assert!(cancelled != again, "cancelled={cancelled} again={again}");
+            assert!(w.load().idle());
+        });
+    }
+
+    /// A waiter that announces itself is always told to wake by the
+    /// finishing worker, or sees the item already finished.
+    #[test]
+    fn loom_waiter_is_never_missed() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            w.try_grab_for_queue().unwrap();
+            w.set_queued();
+            w.dequeue();
+            let woken = Arc::new(AtomicUsize::new(0));
+            let (w2, k2) = (w.clone(), woken.clone());
+            let finisher = thread::spawn(move || {
+                if let Finished::Idle { waiters: true } = w2.finish() {
+                    k2.store(1, SeqCst);
+                }
+            });
+            let must_park = w.set_waiters_if(|s| s.running());
+            finisher.join().unwrap();
+            if must_park {
+                assert_eq!(woken.load(SeqCst), 1, "parked waiter was not woken");
+            }
+            assert!(!w.load().running());
+        });
+    }
+
+    /// Once `disable` returned, no queue attempt can succeed; a queue that
+    /// won the race before it is visible as pending.
+    #[test]
+    fn loom_disable_excludes_queue() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            let w2 = w.clone();
+            let q = thread::spawn(move || w2.try_grab_for_queue().is_ok());
+            w.disable().unwrap();
+            let after = w.try_grab_for_queue();
+            assert_eq!(after.unwrap_err(), Refused::Disabled);
+            let queued = q.join().unwrap();
+            assert_eq!(queued, w.load().pending());
+        });
+    }
+
+    /// A queue racing with a cancel of the previous instance: the item ends
+    /// up pending exactly when the queue succeeded after the steal.
+    #[test]
+    fn loom_steal_queued_vs_queue() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            w.try_grab_for_queue().unwrap();
+            w.set_queued();
+            let w2 = w.clone();
+            let q = thread::spawn(move || w2.try_grab_for_queue().is_ok());
+            assert!(w.steal_queued());
+            w.release_pending();
+            let requeued = q.join().unwrap();
+            assert_eq!(requeued, w.load().pending());
+        });
+    }
+}

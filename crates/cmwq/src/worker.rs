@@ -1,0 +1,571 @@
+//! Worker threads: the loop that takes items off a pool's worklist and runs
+//! them (the kernel's worker_thread and process_one_work).
+
+use std::cell::Cell;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::config::settings;
+use crate::event::{report, Event};
+use crate::monitor::DetectState;
+use crate::pool::{
+    self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
+    Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE,
+    WORKER_IDLE, WORKER_PREP,
+};
+use crate::pwq::{self, Pwq};
+use crate::util::{self, Parker};
+use crate::work::state::{Dequeued, Finished};
+use crate::work::{Work, WorkInner};
+use crate::WqFlags;
+
+/// A worker thread's shared part. Its pool-side state (flags, current
+/// item) is in the pool's worker slab at `slot`.
+pub(crate) struct Worker {
+    /// I: the pool.
+    pub(crate) pool: &'static WorkerPool,
+    /// I: index in the pool's worker slab.
+    pub(crate) slot: usize,
+    /// I: N in `kworker/C:N`.
+    pub(crate) id: u32,
+    /// A: wakes the worker when idle.
+    pub(crate) parker: Parker,
+    /// A: the thread id (0 until the thread runs).
+    pub(crate) tid: AtomicI32,
+    /// A: incremented when an execution starts; the monitor reads it to see
+    /// progress without taking the pool lock.
+    pub(crate) exec_seq: AtomicU64,
+    /// A: the thread's CPU-time clock id (-1 until known).
+    pub(crate) cpu_clock: AtomicI32,
+    /// The monitor's per-worker detection state (perf ring, /proc fds).
+    pub(crate) detect: Mutex<DetectState>,
+}
+
+impl Worker {
+    pub(crate) fn new(pool: &'static WorkerPool, slot: usize, id: u32) -> Worker {
+        Worker {
+            pool,
+            slot,
+            id,
+            parker: Parker::new(),
+            tid: AtomicI32::new(0),
+            exec_seq: AtomicU64::new(0),
+            cpu_clock: AtomicI32::new(-1),
+            detect: Mutex::new(DetectState::default()),
+        }
+    }
+}
+
+thread_local! {
+    /// The worker this thread is, if any.
+    static SELF: Cell<*const Worker> = const { Cell::new(ptr::null()) };
+    /// The item this worker executes and its pwq.
+    static CURRENT: Cell<Option<(NonNull<WorkInner>, *const Pwq)>> = const { Cell::new(None) };
+    /// Nesting depth of `blocking` on this thread.
+    static BLOCKING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The worker the calling thread is, if it is one.
+#[inline]
+pub(crate) fn current_worker() -> Option<&'static Worker> {
+    let p = SELF.with(|s| s.get());
+    // SAFETY: SELF is set by the worker thread to its own `Arc<Worker>`,
+    // which that thread keeps alive until it clears SELF before exiting; so
+    // for the calling thread the pointer is valid for as long as it can
+    // observe it.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// The item the calling worker executes and its pwq.
+#[inline]
+pub(crate) fn current_exec() -> Option<(NonNull<WorkInner>, *const Pwq)> {
+    CURRENT.with(|c| c.get())
+}
+
+/// The workqueue of the item the calling worker executes.
+#[inline]
+pub(crate) fn current_wq_id() -> Option<u64> {
+    // SAFETY: while CURRENT is set the worker holds a reference to the pwq.
+    current_exec().map(|(_, p)| unsafe { (&*p).wq.id })
+}
+
+/// Whether the calling thread is executing `work`.
+#[inline]
+pub(crate) fn executing(work: &WorkInner) -> bool {
+    current_exec().is_some_and(|(w, _)| ptr::addr_eq(w.as_ptr(), work))
+}
+
+/// Start a worker's thread.
+pub(crate) fn spawn(w: Arc<Worker>) -> io::Result<()> {
+    crate::fault::check_spawn()?;
+    let name = w.pool.worker_name(w.id);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || worker_main(w))
+        .map(drop)
+}
+
+/// The blocking hint (G15): mark the calling worker as sleeping so that its
+/// pool starts another worker at once, run `f`, then mark it running.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let Some(w) = current_worker() else {
+        return f();
+    };
+    if current_exec().is_none() {
+        return f();
+    }
+    let depth = BLOCKING.with(|b| {
+        let d = b.get();
+        b.set(d + 1);
+        d
+    });
+    if depth == 0 {
+        worker_sleeping(w, false);
+    }
+    struct Wake<'a>(&'a Worker, u32);
+    impl Drop for Wake<'_> {
+        fn drop(&mut self) {
+            BLOCKING.with(|b| b.set(self.1));
+            if self.1 == 0 {
+                worker_running(self.0, false);
+            }
+        }
+    }
+    let _wake = Wake(w, depth);
+    f()
+}
+
+/// A worker is known to block (the kernel's wq_worker_sleeping): it leaves
+/// `nr_running`; if that leaves the pool without a running worker while
+/// items wait, wake an idle worker. `by_monitor`: detected rather than
+/// hinted. Returns whether a worker was woken.
+pub(crate) fn worker_sleeping(w: &Worker, by_monitor: bool) -> bool {
+    let pool = w.pool;
+    let mut g = pool.lock();
+    sleeping_locked(&mut g, w.slot, by_monitor)
+}
+
+pub(crate) fn sleeping_locked(g: &mut PoolGuard, slot: usize, by_monitor: bool) -> bool {
+    let ws = &g.workers[slot];
+    if ws.sleeping || ws.current.is_none() {
+        return false;
+    }
+    update_worker(g, slot, |ws| {
+        ws.sleeping = true;
+        ws.sleeping_by_monitor = by_monitor;
+        ws.slept = true;
+    });
+    let k = pool::kick_pool(g);
+    let woke = k == Kick::Woken;
+    if woke {
+        if let Some(c) = g.workers[slot].current {
+            // SAFETY: `current` is valid while recorded (see `Current`).
+            let p = unsafe { &*c.pwq };
+            if ptr::eq(p.pool, g.workers[slot].worker.pool) {
+                g.pwqs[p.slot].stats.cm_wakeups += 1;
+            }
+        }
+    }
+    if k == Kick::NeedWorker {
+        let pool = g.workers[slot].worker.pool;
+        MutexGuard::unlocked(g, || pool::ensure_worker(pool));
+    }
+    woke
+}
+
+/// A worker known to block runs again (the kernel's wq_worker_running).
+pub(crate) fn worker_running(w: &Worker, by_monitor: bool) {
+    let mut g = w.pool.lock();
+    running_locked(&mut g, w.slot, by_monitor);
+}
+
+pub(crate) fn running_locked(g: &mut PoolState, slot: usize, by_monitor: bool) {
+    let ws = &g.workers[slot];
+    if !ws.sleeping || (by_monitor && !ws.sleeping_by_monitor) {
+        return;
+    }
+    update_worker(g, slot, |ws| {
+        ws.sleeping = false;
+        ws.sleeping_by_monitor = false;
+    });
+}
+
+/// CPU-time bookkeeping of one worker thread: CPU time is read at the
+/// boundaries where the pwq being charged changes, when the worker goes
+/// idle, and after long items, and charged to that pwq (G29 `cpu_time`).
+/// Runs of short items of one workqueue cost no system call.
+struct Acct {
+    pwq: Option<Arc<Pwq>>,
+    cpu0: u64,
+    coarse0: u64,
+}
+
+/// Charge at least this often (ns of wall time) while busy.
+const ACCT_PERIOD_NS: u64 = 2_000_000;
+
+impl Acct {
+    fn charge(&mut self) {
+        let now = util::thread_cpu_ns();
+        if let Some(p) = &self.pwq {
+            p.cpu_time_ns
+                .fetch_add(now.saturating_sub(self.cpu0), Relaxed);
+        }
+        self.cpu0 = now;
+        self.coarse0 = util::coarse_ns();
+    }
+
+    fn begin(&mut self, pwq: &Arc<Pwq>) {
+        if !self.pwq.as_ref().is_some_and(|p| Arc::ptr_eq(p, pwq)) {
+            self.charge();
+            self.pwq = Some(pwq.clone());
+        }
+    }
+
+    fn idle(&mut self) {
+        if self.pwq.is_some() {
+            self.charge();
+            self.pwq = None;
+        }
+    }
+}
+
+fn worker_main(w: Arc<Worker>) {
+    setup_thread(&w);
+    SELF.with(|s| s.set(Arc::as_ptr(&w)));
+    let pool = w.pool;
+    let mut acct = Acct {
+        pwq: None,
+        cpu0: util::thread_cpu_ns(),
+        coarse0: util::coarse_ns(),
+    };
+    let mut g = pool.lock();
+    'woke_up: loop {
+        if g.workers[w.slot].flags & WORKER_DIE != 0 {
+            break 'woke_up;
+        }
+        leave_idle(&mut g, w.slot);
+        'recheck: loop {
+            if !need_more_worker(&g) {
+                break 'recheck;
+            }
+            if !may_start_working(&g) && pool::manage_workers(pool, &mut g) {
+                continue 'recheck;
+            }
+            update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
+            loop {
+                let work = g.worklist.pop_front().expect("worklist not empty");
+                g = process_one_work(g, &w, &mut acct, work);
+                if !keep_working(&g) {
+                    break;
+                }
+            }
+            update_worker(&mut g, w.slot, |ws| ws.flags |= WORKER_PREP);
+            break 'recheck;
+        }
+        acct.idle();
+        enter_idle(&mut g, w.slot);
+        // Sleep until kicked. An idle worker that sat out the idle timeout
+        // exits if the pool has more idle workers than the kernel's rule
+        // allows (G21).
+        let timeout = settings().idle_timeout;
+        loop {
+            let woken = MutexGuard::unlocked(&mut g, || w.parker.park(Some(timeout)));
+            if woken || need_more_worker(&g) {
+                continue 'woke_up;
+            }
+            let retired = !pool.bound() && pool.refcnt.load(Relaxed) == 0;
+            let idle_for = g.workers[w.slot].last_active.elapsed();
+            if retired || (too_many_workers(&g) && idle_for >= timeout) {
+                break 'woke_up;
+            }
+        }
+    }
+    pool::remove_worker(&mut g, w.slot);
+    drop(g);
+    SELF.with(|s| s.set(ptr::null()));
+}
+
+fn leave_idle(g: &mut PoolState, slot: usize) {
+    let ws = &mut g.workers[slot];
+    if ws.flags & WORKER_IDLE != 0 {
+        ws.flags &= !WORKER_IDLE;
+        g.nr_idle -= 1;
+        g.idle.retain(|&s| s != slot);
+    }
+}
+
+fn enter_idle(g: &mut PoolState, slot: usize) {
+    let ws = &mut g.workers[slot];
+    debug_assert!(ws.flags & WORKER_IDLE == 0 && ws.flags & WORKER_PREP != 0);
+    ws.flags |= WORKER_IDLE;
+    ws.last_active = Instant::now();
+    g.nr_idle += 1;
+    g.idle.push(slot);
+}
+
+/// Thread setup: name is set by the builder; pin, nice, detection.
+fn setup_thread(w: &Worker) {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    w.tid.store(tid, Relaxed);
+    if let Some(id) = util::own_cpu_clock() {
+        w.cpu_clock.store(id, Relaxed);
+    }
+    let pool = w.pool;
+    let topo = crate::topology::topology();
+    let cpus = pool.attrs.cpus.and(&topo.allowed);
+    // G14: bound workers are pinned when their CPU is in the process's
+    // mask; pools of other CPUs run unpinned (inheriting the mask).
+    if !cpus.is_empty() {
+        let _ = rustix::thread::sched_setaffinity(None, &cpus.to_rustix());
+    }
+    if pool.attrs.nice != 0 {
+        let got = set_nice(tid, pool.attrs.nice);
+        pool.nice_actual.store(got, Relaxed);
+    }
+    crate::monitor::worker_started(w);
+}
+
+/// Set the thread's nice level, or the best one allowed (G20).
+fn set_nice(tid: i32, want: i32) -> i32 {
+    let pid = rustix::process::Pid::from_raw(tid);
+    let mut n = want;
+    loop {
+        if rustix::process::setpriority_process(pid, n).is_ok() {
+            return n;
+        }
+        if n >= 0 {
+            return rustix::process::getpriority_process(pid).unwrap_or(0);
+        }
+        n += 1;
+    }
+}
+
+/// One execution's bookkeeping.
+struct Exec {
+    pwq: Arc<Pwq>,
+    color: u8,
+    active: bool,
+    seq: u32,
+}
+
+/// Run one item taken off the worklist (the kernel's process_one_work). The
+/// lock is dropped while the function runs.
+fn process_one_work(
+    mut g: PoolGuard,
+    w: &Worker,
+    acct: &mut Acct,
+    work: Work,
+) -> PoolGuard {
+    let inner = work.inner();
+    // SAFETY: the item was QUEUED on this pool's worklist and we hold the
+    // pool lock, so its slot is stable and ours to read.
+    let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
+    let seq = match inner.state.dequeue() {
+        // G3: it is running on another worker, which will run it again.
+        Dequeued::Collided => {
+            work_outside_lock(&mut g, work);
+            return g;
+        }
+        Dequeued::Start { seq } => seq,
+    };
+    // SAFETY: starting the execution made us the owner of the reference to
+    // the pwq that the slot held (taken with `Arc::into_raw` at queue time).
+    let pwq = unsafe { Arc::from_raw(pwq_ptr) };
+    let pool = w.pool;
+    let intensive = pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
+    let now = util::coarse_ns();
+    update_worker(&mut g, w.slot, |ws| {
+        ws.current = Some(Current {
+            work: work.as_ptr(),
+            pwq: Arc::as_ptr(&pwq),
+            since_ns: now,
+        });
+        ws.slept = false;
+        ws.hog = false;
+        if intensive {
+            // G16: CPU_INTENSIVE items do not count toward concurrency.
+            ws.flags |= WORKER_CPU_INTENSIVE;
+        }
+    });
+    w.exec_seq.fetch_add(1, Relaxed);
+    g.pwqs[pwq.slot].stats.started += 1;
+    // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
+    // the next idle worker for the next item.
+    let k = pool::kick_pool(&mut g);
+    if k != Kick::Woken && !g.worklist.is_empty() {
+        // Items wait behind this execution: have the monitor watch it.
+        pool::note_pending_behind_runner(pool, &g);
+    }
+    let mut cur = Some(Exec {
+        pwq,
+        color,
+        active,
+        seq,
+    });
+    let mut panicked = false;
+    MutexGuard::unlocked(&mut g, || {
+        pool::after_kick(pool, k);
+        loop {
+            let exec = cur.as_ref().expect("an execution");
+            acct.begin(&exec.pwq);
+            CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
+            // SAFETY: we hold RUNNING for this execution, so no other thread
+            // calls the function (G3).
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { inner.call(&work) }));
+            CURRENT.with(|c| c.set(None));
+            if let Err(payload) = r {
+                panicked = true;
+                report_panic(&exec.pwq, &work, payload);
+            }
+            inner.done.store(exec.seq, Release);
+            match inner.state.finish() {
+                Finished::Idle { waiters } => {
+                    if waiters {
+                        util::wake_all(work.key());
+                    }
+                    break;
+                }
+                Finished::Handover { waiters } => {
+                    if waiters {
+                        util::wake_all(work.key());
+                    }
+                    let old = cur.take().expect("an execution");
+                    cur = Some(handover(w, &work, old, std::mem::take(&mut panicked)));
+                }
+            }
+        }
+        if util::coarse_ns().saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
+            acct.charge();
+        }
+    });
+    // Back under our pool lock.
+    let exec = cur.expect("an execution");
+    let ws = &g.workers[w.slot];
+    let check_hog = !ws.hog && !ws.slept;
+    let since = ws.current.map_or(now, |c| c.since_ns);
+    update_worker(&mut g, w.slot, |ws| {
+        ws.current = None;
+        ws.flags &= !WORKER_CPU_INTENSIVE;
+        ws.sleeping = false;
+        ws.sleeping_by_monitor = false;
+    });
+    // A hog that nobody flagged while it ran (no work was waiting behind
+    // it): count it now (G16), from the thread's CPU time.
+    if check_hog {
+        if let Some(th) = settings().cpu_intensive_thresh {
+            let th = th.as_nanos() as u64;
+            if util::coarse_ns().saturating_sub(since) >= th {
+                let cpu = util::thread_cpu_ns().saturating_sub(acct.cpu0);
+                acct.charge();
+                if cpu >= th {
+                    g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
+                }
+            }
+        }
+    }
+    retire_exec(&mut g, pool, exec, panicked);
+    g.nr_completed += 1;
+    pool.completed.store(g.nr_completed, Relaxed);
+    work_outside_lock(&mut g, work);
+    g
+}
+
+/// Drop our reference to a work item with the pool lock released: the
+/// last reference runs the closure's destructor, which is user code.
+fn work_outside_lock(g: &mut PoolGuard, work: Work) {
+    if Work::strong_count(&work) == 1 {
+        MutexGuard::unlocked(g, move || drop(work));
+    }
+}
+
+/// Account the end of an execution on its pwq (which may belong to another
+/// pool after a handover). `g` is the worker's own pool lock.
+fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicked: bool) {
+    let mut account = |st: &mut PoolState| {
+        let s = &mut st.pwqs[exec.pwq.slot].stats;
+        s.completed += 1;
+        if panicked {
+            s.panics += 1;
+        }
+        pwq::dec_nr_in_flight(st, &exec.pwq, exec.color, exec.active)
+    };
+    if ptr::eq(exec.pwq.pool, pool) {
+        if account(g) {
+            let k = pool::kick_pool(g);
+            if k == Kick::NeedWorker {
+                MutexGuard::unlocked(g, || pool::ensure_worker(pool));
+            }
+        }
+    } else {
+        let other = exec.pwq.pool;
+        MutexGuard::unlocked(g, || {
+            let mut g2 = other.lock();
+            let k = if account(&mut g2) {
+                pool::kick_pool(&mut g2)
+            } else {
+                Kick::NotNeeded
+            };
+            drop(g2);
+            pool::after_kick(other, k);
+        });
+    }
+}
+
+/// G3 hand-over: the previous execution is over and a collided pending
+/// instance was handed to us. Retire the old one and start the new one.
+fn handover(w: &Worker, work: &Work, old: Exec, panicked: bool) -> Exec {
+    let inner = work.inner();
+    // SAFETY: `finish` returned Handover, which made us the owner of
+    // PENDING, so the slot is ours to read.
+    let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
+    // SAFETY: the slot held a reference taken with `Arc::into_raw`, which
+    // we now own.
+    let pwq = unsafe { Arc::from_raw(pwq_ptr) };
+    let pool = w.pool;
+    {
+        let mut g = pool.lock();
+        retire_exec(&mut g, pool, old, panicked);
+    }
+    let (seq, waiters) = inner.state.start_handover();
+    if waiters {
+        util::wake_all(work.key());
+    }
+    {
+        let mut g2 = pwq.pool.lock();
+        g2.pwqs[pwq.slot].stats.started += 1;
+    }
+    {
+        let mut g = pool.lock();
+        if let Some(c) = &mut g.workers[w.slot].current {
+            c.pwq = Arc::as_ptr(&pwq);
+        }
+    }
+    w.exec_seq.fetch_add(1, Relaxed);
+    Exec {
+        pwq,
+        color,
+        active,
+        seq,
+    }
+}
+
+fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".into());
+    report(Event::WorkPanicked {
+        workqueue: &pwq.wq.name,
+        work: work.name(),
+        message: &msg,
+    });
+    // The payload may run user code when dropped; contain that too.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+}

@@ -1,0 +1,841 @@
+//! Workqueues: the front end work items are queued on.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::config::settings;
+use crate::pool::{self, pools, PoolAttrs, WorkerPool};
+use crate::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
+use crate::stats::WqStats;
+use crate::topology::{topology, CpuMask, Scope};
+use crate::util;
+use crate::work::Work;
+use crate::worker;
+use crate::Error;
+
+/// The most `max_active` a workqueue may have.
+pub const WQ_MAX_ACTIVE: u32 = 2048;
+/// The default `max_active`.
+pub const WQ_DFL_ACTIVE: u32 = 1024;
+
+bitflags::bitflags! {
+    /// Workqueue flags (the kernel's `WQ_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct WqFlags: u32 {
+        /// Not bound to a CPU: no concurrency management; workers are
+        /// confined to an affinity pod (G19).
+        const UNBOUND         = 1 << 1;
+        /// Stopped by [`freeze`](crate::freeze) (G24).
+        const FREEZABLE       = 1 << 2;
+        /// Guaranteed forward progress with a rescuer thread (G22).
+        const MEM_RECLAIM     = 1 << 3;
+        /// Served by the highpri pools, nice -20 (G20).
+        const HIGHPRI         = 1 << 4;
+        /// Items do not count toward concurrency (G16).
+        const CPU_INTENSIVE   = 1 << 5;
+        /// Unbound when `Config::power_efficient(true)`, else per-CPU.
+        const POWER_EFFICIENT = 1 << 7;
+    }
+}
+
+/// Affinity scopes of unbound workqueues (the kernel's `WQ_AFFN_*`, G19).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum AffinityScope {
+    /// The process default (`Config::default_affinity_scope`, else `Cache`).
+    #[default]
+    Default,
+    /// One pod per CPU.
+    Cpu,
+    /// CPUs that share a core (SMT siblings).
+    Smt,
+    /// CPUs that share the last-level cache.
+    Cache,
+    /// CPUs of a NUMA node.
+    Numa,
+    /// All CPUs.
+    System,
+}
+
+impl AffinityScope {
+    pub(crate) fn scope(self) -> Option<Scope> {
+        Some(match self {
+            AffinityScope::Default => return None,
+            AffinityScope::Cpu => Scope::Cpu,
+            AffinityScope::Smt => Scope::Smt,
+            AffinityScope::Cache => Scope::Cache,
+            AffinityScope::Numa => Scope::Numa,
+            AffinityScope::System => Scope::System,
+        })
+    }
+
+    fn resolve(self) -> Scope {
+        self.scope().unwrap_or(settings().affinity_scope)
+    }
+}
+
+/// Attributes of an unbound workqueue (the kernel's `workqueue_attrs`,
+/// applied with `apply_workqueue_attrs`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct WqAttrs {
+    /// Nice level of the workers, -20..=19.
+    pub nice: i32,
+    /// CPUs the workers may use; `None`: every CPU the process may use.
+    pub cpus: Option<Vec<usize>>,
+    /// How CPUs are grouped into pods.
+    pub affinity_scope: AffinityScope,
+    /// Confine workers to their pod (otherwise they may run anywhere in
+    /// `cpus`, but items still go to the pool of the queueing CPU's pod).
+    pub affinity_strict: bool,
+}
+
+impl WqAttrs {
+    fn validate(&self) -> Result<CpuMask, Error> {
+        if !(-20..=19).contains(&self.nice) {
+            return Err(Error::InvalidNice(self.nice));
+        }
+        let topo = topology();
+        match &self.cpus {
+            None => Ok(topo.allowed.clone()),
+            Some(list) => {
+                let mut m = CpuMask::new();
+                for &c in list {
+                    if c >= topo.nr_cpus {
+                        return Err(Error::InvalidCpu(c));
+                    }
+                    m.set(c);
+                }
+                if m.and(&topo.allowed).is_empty() {
+                    return Err(Error::EmptyCpumask);
+                }
+                Ok(m)
+            }
+        }
+    }
+}
+
+/// The pwqs of a workqueue, indexed by CPU (the pod's pwq for unbound
+/// workqueues; the single pwq for ordered ones).
+pub(crate) struct PwqTable {
+    pub(crate) per_cpu: Box<[Arc<Pwq>]>,
+    /// Unbound: the pwq used for CPUs outside the workqueue's CPU set.
+    pub(crate) dfl: Option<Arc<Pwq>>,
+}
+
+/// Flush colour bookkeeping (see `Workqueue::flush`). Guarded by
+/// `WqInner::flush`.
+struct FlushCtl {
+    /// Colour new items get.
+    work_color: u8,
+    /// Oldest colour not yet flushed: colours in `[flush_color,
+    /// work_color)` are closed and wait to be flushed, in order.
+    flush_color: u8,
+    /// A flusher is driving the flush of the closed colours.
+    flushing: bool,
+}
+
+impl FlushCtl {
+    /// `color` is closed and not yet flushed.
+    fn pending(&self, color: u8) -> bool {
+        let d = |a: u8, b: u8| (b as usize + NR_COLORS - a as usize) % NR_COLORS;
+        d(self.flush_color, color) < d(self.flush_color, self.work_color)
+    }
+}
+
+pub(crate) struct WqInner {
+    pub(crate) shared: Arc<WqShared>,
+    pub(crate) table: ArcSwap<PwqTable>,
+    /// Every pwq, including retired ones that still have items.
+    pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
+    /// Counters of released pwqs, and their CPU time.
+    retired: Mutex<(PwqStats, u64)>,
+    flush: Mutex<FlushCtl>,
+    flush_cv: Condvar,
+    /// Unbound attributes in force.
+    pub(crate) attrs: Mutex<Option<WqAttrs>>,
+    /// A rescuer would be here (MEM_RECLAIM).
+    pub(crate) mem_reclaim: bool,
+}
+
+/// Every live workqueue, in creation order (for `dump()` and the monitor).
+static WORKQUEUES: Mutex<Vec<Weak<WqInner>>> = Mutex::new(Vec::new());
+static NEXT_WQ_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Live workqueues, oldest first.
+pub(crate) fn all_workqueues() -> Vec<Arc<WqInner>> {
+    WORKQUEUES.lock().iter().filter_map(Weak::upgrade).collect()
+}
+
+/// A workqueue: the front end work items are queued on, with flags,
+/// `max_active` and a name; the domain of [`flush`](Self::flush) and
+/// [`drain`](Self::drain). Dropping it destroys it (G25).
+///
+/// ```
+/// let wq = cmwq::Workqueue::builder("my_wq").max_active(4).build().unwrap();
+/// let w = cmwq::Work::new(|_| println!("hello from a kworker"));
+/// assert!(wq.queue(&w));
+/// wq.flush();
+/// ```
+pub struct Workqueue {
+    inner: Arc<WqInner>,
+}
+
+/// Builds a [`Workqueue`] (the kernel's `alloc_workqueue`).
+#[derive(Clone, Debug)]
+pub struct WorkqueueBuilder {
+    name: String,
+    flags: WqFlags,
+    max_active: Option<u32>,
+    attrs: Option<WqAttrs>,
+    ordered: bool,
+}
+
+impl WorkqueueBuilder {
+    /// Workqueue flags.
+    pub fn flags(mut self, flags: WqFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Items that may execute at once per CPU (bound) or pod (unbound),
+    /// 1..=2048 (G17). Default 1024.
+    pub fn max_active(mut self, max_active: u32) -> Self {
+        self.max_active = Some(max_active);
+        self
+    }
+
+    /// Attributes of an unbound workqueue.
+    pub fn attrs(mut self, attrs: WqAttrs) -> Self {
+        self.attrs = Some(attrs);
+        self
+    }
+
+    /// Create the workqueue.
+    pub fn build(self) -> Result<Workqueue, Error> {
+        let mut flags = self.flags;
+        if WqFlags::from_bits(flags.bits()).is_none() {
+            return Err(Error::InvalidFlags(flags));
+        }
+        if flags.contains(WqFlags::POWER_EFFICIENT) && settings().power_efficient {
+            flags |= WqFlags::UNBOUND;
+        }
+        if flags.contains(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE) {
+            return Err(Error::InvalidFlags(self.flags));
+        }
+        let max_active = self.max_active.unwrap_or(WQ_DFL_ACTIVE);
+        if !(1..=WQ_MAX_ACTIVE).contains(&max_active) {
+            return Err(Error::InvalidMaxActive(max_active));
+        }
+        let unbound = flags.contains(WqFlags::UNBOUND);
+        if self.attrs.is_some() && !unbound {
+            return Err(Error::NotUnbound);
+        }
+        let attrs = if unbound {
+            let mut a = self.attrs.unwrap_or_default();
+            if flags.contains(WqFlags::HIGHPRI) && a.nice == 0 {
+                a.nice = -20;
+            }
+            a.validate()?;
+            Some(a)
+        } else {
+            None
+        };
+        let shared = Arc::new(WqShared {
+            id: NEXT_WQ_ID.fetch_add(1, Relaxed),
+            name: self.name,
+            flags,
+            ordered: self.ordered,
+            max_active: AtomicU32::new(max_active),
+            nr_drainers: AtomicU32::new(0),
+            destroying: AtomicBool::new(false),
+            refused: AtomicU64::new(0),
+            refusal_logged: AtomicBool::new(false),
+            nr_pwqs_to_flush: AtomicUsize::new(0),
+        });
+        let table = make_table(&shared, attrs.as_ref(), 0, None);
+        let all = table_pwqs(&table);
+        let inner = Arc::new(WqInner {
+            shared,
+            table: ArcSwap::from_pointee(table),
+            all_pwqs: Mutex::new(all),
+            retired: Mutex::new((PwqStats::default(), 0)),
+            flush: Mutex::new(FlushCtl {
+                work_color: 0,
+                flush_color: 0,
+                flushing: false,
+            }),
+            flush_cv: Condvar::new(),
+            attrs: Mutex::new(attrs),
+            mem_reclaim: flags.contains(WqFlags::MEM_RECLAIM),
+        });
+        WORKQUEUES.lock().push(Arc::downgrade(&inner));
+        Ok(Workqueue { inner })
+    }
+}
+
+/// Distinct pwqs of a table.
+fn table_pwqs(t: &PwqTable) -> Vec<Arc<Pwq>> {
+    let mut v: Vec<Arc<Pwq>> = Vec::new();
+    for p in t.per_cpu.iter().chain(t.dfl.iter()) {
+        if !v.iter().any(|q| Arc::ptr_eq(q, p)) {
+            v.push(p.clone());
+        }
+    }
+    v
+}
+
+/// Build the pwq table for a workqueue. `reuse`: pwqs of the previous
+/// table, kept where the pool is the same.
+fn make_table(
+    shared: &Arc<WqShared>,
+    attrs: Option<&WqAttrs>,
+    color: u8,
+    reuse: Option<&PwqTable>,
+) -> PwqTable {
+    let pools = pools();
+    let topo = topology();
+    let mut made: Vec<Arc<Pwq>> = reuse.map(table_pwqs).unwrap_or_default();
+    let mut pwq_for = |pool: &'static WorkerPool| -> Arc<Pwq> {
+        if let Some(p) = made.iter().find(|p| std::ptr::eq(p.pool, pool)) {
+            return p.clone();
+        }
+        let p = Pwq::new(pool, shared.clone(), color);
+        made.push(p.clone());
+        p
+    };
+    let Some(attrs) = attrs else {
+        let highpri = shared.flags.contains(WqFlags::HIGHPRI);
+        let per_cpu = (0..topo.nr_cpus)
+            .map(|c| pwq_for(pools.cpu_pool(c, highpri)))
+            .collect();
+        return PwqTable { per_cpu, dfl: None };
+    };
+    let wq_cpus = attrs.validate().expect("validated at build");
+    let wq_cpus = if wq_cpus.and(&topo.allowed).is_empty() {
+        wq_cpus
+    } else {
+        wq_cpus.and(&topo.allowed)
+    };
+    let dfl = pwq_for(pools.unbound_pool(&PoolAttrs {
+        nice: attrs.nice,
+        cpus: wq_cpus.clone(),
+        pod_cpus: wq_cpus.clone(),
+        strict: attrs.affinity_strict,
+    }));
+    if shared.ordered {
+        let per_cpu = (0..topo.nr_cpus).map(|_| dfl.clone()).collect();
+        return PwqTable {
+            per_cpu,
+            dfl: Some(dfl),
+        };
+    }
+    let pt = topo.pod_type(attrs.affinity_scope.resolve());
+    let mut pod_pwq: Vec<Option<Arc<Pwq>>> = vec![None; pt.nr_pods()];
+    let per_cpu = (0..topo.nr_cpus)
+        .map(|c| {
+            let pod = pt.cpu_pod[c];
+            if let Some(p) = &pod_pwq[pod] {
+                return p.clone();
+            }
+            let pod_cpus = pt.pod_cpus[pod].and(&wq_cpus);
+            let p = if pod_cpus.is_empty() {
+                dfl.clone()
+            } else {
+                pwq_for(pools.unbound_pool(&PoolAttrs {
+                    nice: attrs.nice,
+                    cpus: if attrs.affinity_strict {
+                        pod_cpus.clone()
+                    } else {
+                        wq_cpus.clone()
+                    },
+                    pod_cpus,
+                    strict: attrs.affinity_strict,
+                }))
+            };
+            pod_pwq[pod] = Some(p.clone());
+            p
+        })
+        .collect();
+    PwqTable {
+        per_cpu,
+        dfl: Some(dfl),
+    }
+}
+
+impl Workqueue {
+    /// A bound (per-CPU) workqueue with the default `max_active`.
+    pub fn new(name: &str) -> Result<Workqueue, Error> {
+        Self::builder(name).build()
+    }
+
+    /// Start building a workqueue.
+    pub fn builder(name: &str) -> WorkqueueBuilder {
+        WorkqueueBuilder {
+            name: name.to_owned(),
+            flags: WqFlags::empty(),
+            max_active: None,
+            attrs: None,
+            ordered: false,
+        }
+    }
+
+    /// An ordered workqueue (`alloc_ordered_workqueue`): at most one item
+    /// at a time, in queueing order, whatever CPU queued them (G18). `flags`
+    /// may add `FREEZABLE` and `MEM_RECLAIM` only.
+    pub fn ordered(name: &str, flags: WqFlags) -> Result<Workqueue, Error> {
+        if !(WqFlags::FREEZABLE | WqFlags::MEM_RECLAIM).contains(flags) {
+            return Err(Error::InvalidFlags(flags));
+        }
+        WorkqueueBuilder {
+            name: name.to_owned(),
+            flags: flags | WqFlags::UNBOUND,
+            max_active: Some(1),
+            attrs: None,
+            ordered: true,
+        }
+        .build()
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The flags (with `UNBOUND` added for ordered workqueues and for
+    /// `POWER_EFFICIENT` ones in power-efficient mode).
+    pub fn flags(&self) -> WqFlags {
+        self.inner.shared.flags
+    }
+
+    /// Whether this is an ordered workqueue.
+    pub fn is_ordered(&self) -> bool {
+        self.inner.shared.ordered
+    }
+
+    /// Queue `work` on the pool of the calling thread's CPU (or its pod's,
+    /// unbound). `true` if this call made it pending (G1).
+    #[inline]
+    pub fn queue(&self, work: &Work) -> bool {
+        self.inner.queue(None, work)
+    }
+
+    /// Queue `work` on `cpu`'s pool (G14).
+    ///
+    /// # Panics
+    ///
+    /// If `cpu >= nr_cpus()`.
+    #[inline]
+    pub fn queue_on(&self, cpu: usize, work: &Work) -> bool {
+        check_cpu("queue_on", cpu);
+        self.inner.queue(Some(cpu), work)
+    }
+
+    /// One-shot convenience: a `Work` for `f`, queued; returns it (so it can
+    /// be flushed or cancelled).
+    pub fn spawn<F>(&self, f: F) -> Work
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let mut f = Some(f);
+        let w = Work::new(move |_| {
+            if let Some(f) = f.take() {
+                f()
+            }
+        });
+        self.queue(&w);
+        w
+    }
+
+    /// Wait for every item queued on this workqueue before the call to
+    /// finish (G7). Items queued after the call are not waited for; armed
+    /// timers are not covered.
+    ///
+    /// # Panics
+    ///
+    /// When called from one of this workqueue's own items (it would wait
+    /// for itself forever, G27).
+    pub fn flush(&self) {
+        self.check_not_own("flush");
+        worker::blocking(|| self.inner.flush());
+    }
+
+    /// Wait until the workqueue is empty, including items that its own
+    /// items queue on it meanwhile (G8). Queue attempts from anywhere else
+    /// return `false` while it drains.
+    ///
+    /// # Panics
+    ///
+    /// When called from one of this workqueue's own items (G27).
+    pub fn drain(&self) {
+        self.check_not_own("drain");
+        let sh = &self.inner.shared;
+        sh.nr_drainers.fetch_add(1, SeqCst);
+        worker::blocking(|| self.inner.drain());
+        if sh.nr_drainers.fetch_sub(1, SeqCst) == 1 {
+            sh.refusal_logged.store(false, Relaxed);
+        }
+    }
+
+    /// The current `max_active`.
+    pub fn max_active(&self) -> u32 {
+        self.inner.shared.max_active.load(Relaxed)
+    }
+
+    /// Change `max_active` (1..=2048); takes effect at once (G17).
+    pub fn set_max_active(&self, max_active: u32) -> Result<(), Error> {
+        if self.is_ordered() {
+            return Err(Error::Ordered(self.name().to_owned()));
+        }
+        if !(1..=WQ_MAX_ACTIVE).contains(&max_active) {
+            return Err(Error::InvalidMaxActive(max_active));
+        }
+        self.inner.shared.max_active.store(max_active, SeqCst);
+        self.inner.reactivate();
+        Ok(())
+    }
+
+    /// Change the attributes of an unbound workqueue
+    /// (`apply_workqueue_attrs`). Items already queued finish where they
+    /// are; new ones use the new pools.
+    pub fn apply_attrs(&self, attrs: &WqAttrs) -> Result<(), Error> {
+        if !self.flags().contains(WqFlags::UNBOUND) {
+            return Err(Error::NotUnbound);
+        }
+        if self.is_ordered() {
+            return Err(Error::Ordered(self.name().to_owned()));
+        }
+        attrs.validate()?;
+        self.inner.apply_attrs(attrs.clone());
+        Ok(())
+    }
+
+    /// Whether items queued on `cpu` would wait for `max_active` (the
+    /// kernel's workqueue_congested).
+    ///
+    /// # Panics
+    ///
+    /// If `cpu >= nr_cpus()`.
+    pub fn is_congested(&self, cpu: usize) -> bool {
+        check_cpu("is_congested", cpu);
+        let t = self.inner.table.load();
+        let p = &t.per_cpu[cpu];
+        let g = p.pool.lock();
+        !g.pwqs[p.slot].inactive.is_empty()
+    }
+
+    /// `wq_monitor.py`'s columns for this workqueue (G29).
+    pub fn stats(&self) -> WqStats {
+        self.inner.stats()
+    }
+
+    /// Queue attempts refused because the workqueue was draining or being
+    /// destroyed (G8).
+    pub fn refused(&self) -> u64 {
+        self.inner.shared.refused.load(Relaxed)
+    }
+
+    fn check_not_own(&self, what: &str) {
+        if self.inner.executing_own() {
+            panic!(
+                "cmwq: Workqueue::{what} of {:?} called from one of its own work items: it would wait for itself forever",
+                self.name()
+            );
+        }
+    }
+}
+
+#[inline]
+fn check_cpu(what: &str, cpu: usize) {
+    let n = topology().nr_cpus;
+    if cpu >= n {
+        panic!("cmwq: {what}: CPU {cpu} does not exist (nr_cpus() is {n})");
+    }
+}
+
+impl WqInner {
+    /// The calling thread executes an item of this workqueue (a "chained"
+    /// queue, allowed during drain and destruction).
+    #[inline]
+    pub(crate) fn executing_own(&self) -> bool {
+        worker::current_wq_id() == Some(self.shared.id)
+    }
+
+    #[inline]
+    pub(crate) fn queue(&self, cpu: Option<usize>, work: &Work) -> bool {
+        let sh = &*self.shared;
+        if sh.refusing() && !self.executing_own() {
+            sh.note_refused();
+            return false;
+        }
+        if work.inner().state.try_grab_for_queue().is_err() {
+            return false;
+        }
+        self.insert_grabbed(cpu, work)
+    }
+
+    /// Queue an item whose PENDING the caller owns (a queue call, or an
+    /// expired timer). Returns false, with PENDING released, if the
+    /// workqueue refuses it.
+    pub(crate) fn insert_grabbed(&self, cpu: Option<usize>, work: &Work) -> bool {
+        let sh = &*self.shared;
+        let table = self.table.load();
+        let n = table.per_cpu.len();
+        if n == 0 {
+            // Destroyed.
+            sh.note_refused();
+            if work.inner().state.release_pending() {
+                util::wake_all(work.key());
+            }
+            return false;
+        }
+        let cpu = cpu.unwrap_or_else(util::current_cpu);
+        let pwq = &table.per_cpu[if cpu < n { cpu } else { cpu % n }];
+        let pool = pwq.pool;
+        let mut g = pool.lock();
+        if pwq.released.load(Relaxed) || (sh.refusing() && !self.executing_own()) {
+            drop(g);
+            sh.note_refused();
+            if work.inner().state.release_pending() {
+                util::wake_all(work.key());
+            }
+            return false;
+        }
+        let active = pwq::insert_work(&mut g, pwq, work);
+        let k = if active {
+            pool::kick_pool(&mut g)
+        } else {
+            pool::Kick::NotNeeded
+        };
+        if active && k != pool::Kick::Woken {
+            pool::note_pending_behind_runner(pool, &g);
+        }
+        drop(g);
+        pool::after_kick(pool, k);
+        true
+    }
+
+    fn pwqs(&self) -> Vec<Arc<Pwq>> {
+        self.all_pwqs.lock().clone()
+    }
+
+    /// Flush colours (G7). Each call closes the current colour (new items
+    /// get the next one, on every pwq), then waits until no pwq has items of
+    /// that colour or an older one in flight. Flushers that arrive while a
+    /// flush is in progress close their own colours and are completed in
+    /// order by whichever of them is driving (as the kernel's flusher
+    /// queue does), so a flush never waits for items queued after it.
+    pub(crate) fn flush(&self) {
+        let mut c = self.flush.lock();
+        while next_color(c.work_color) == c.flush_color {
+            // All colours are in use by pending flushes: wait for one.
+            self.flush_cv.wait(&mut c);
+        }
+        let my = c.work_color;
+        c.work_color = next_color(my);
+        for p in self.pwqs() {
+            let mut g = p.pool.lock();
+            if !p.released.load(Relaxed) {
+                g.pwqs[p.slot].work_color = c.work_color;
+            }
+        }
+        loop {
+            if !c.pending(my) {
+                return;
+            }
+            if !c.flushing {
+                c.flushing = true;
+                while c.pending(my) {
+                    let color = c.flush_color;
+                    self.flush_one_color(&mut c, color);
+                    c.flush_color = next_color(color);
+                    self.flush_cv.notify_all();
+                }
+                c.flushing = false;
+                self.flush_cv.notify_all();
+                return;
+            }
+            self.flush_cv.wait(&mut c);
+        }
+    }
+
+    /// Wait until no pwq has items of `color` in flight.
+    fn flush_one_color(&self, c: &mut MutexGuard<'_, FlushCtl>, color: u8) {
+        let sh = &*self.shared;
+        // One extra count while we are still marking pwqs, so that pwqs
+        // finishing meanwhile cannot complete the flush early.
+        sh.nr_pwqs_to_flush.store(1, SeqCst);
+        for p in self.pwqs() {
+            let mut g = p.pool.lock();
+            if p.released.load(Relaxed) {
+                continue;
+            }
+            let st = &mut g.pwqs[p.slot];
+            if st.nr_in_flight[color as usize] > 0 {
+                debug_assert!(st.flush_color.is_none());
+                st.flush_color = Some(color);
+                sh.nr_pwqs_to_flush.fetch_add(1, SeqCst);
+            }
+        }
+        if sh.nr_pwqs_to_flush.fetch_sub(1, SeqCst) != 1 {
+            let key = &sh.nr_pwqs_to_flush as *const _ as usize;
+            MutexGuard::unlocked(c, || {
+                util::wait_on(key, || sh.nr_pwqs_to_flush.load(Acquire) == 0)
+            });
+        }
+    }
+
+    /// Whether any pwq still has items; releases retired pwqs that are
+    /// empty.
+    pub(crate) fn busy(&self) -> bool {
+        let current = table_pwqs(&self.table.load());
+        let mut busy = false;
+        let mut retire = Vec::new();
+        for p in self.pwqs() {
+            if p.busy() {
+                busy = true;
+            } else if !current.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                retire.push(p);
+            }
+        }
+        for p in retire {
+            self.release_pwq(&p);
+        }
+        busy
+    }
+
+    fn release_pwq(&self, p: &Arc<Pwq>) {
+        let st = p.release();
+        let mut r = self.retired.lock();
+        r.0.add(&st);
+        r.1 += p.cpu_time_ns.load(Relaxed);
+        drop(r);
+        self.all_pwqs.lock().retain(|q| !Arc::ptr_eq(q, p));
+    }
+
+    pub(crate) fn drain(&self) {
+        loop {
+            self.flush();
+            if !self.busy() {
+                return;
+            }
+        }
+    }
+
+    /// Apply a new max_active to throttled items.
+    fn reactivate(&self) {
+        for p in self.pwqs() {
+            let pool = p.pool;
+            let mut g = pool.lock();
+            if p.released.load(Relaxed) {
+                continue;
+            }
+            let k = if pwq::activate_inactive(&mut g, &p) {
+                pool::kick_pool(&mut g)
+            } else {
+                pool::Kick::NotNeeded
+            };
+            drop(g);
+            pool::after_kick(pool, k);
+        }
+    }
+
+    fn apply_attrs(&self, attrs: WqAttrs) {
+        let mut cur = self.attrs.lock();
+        // New pwqs start with the current flush colour.
+        let c = self.flush.lock();
+        let old = self.table.load_full();
+        let t = make_table(&self.shared, Some(&attrs), c.work_color, Some(&old));
+        {
+            let mut all = self.all_pwqs.lock();
+            for p in table_pwqs(&t) {
+                if !all.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                    all.push(p);
+                }
+            }
+        }
+        self.table.store(Arc::new(t));
+        drop(c);
+        *cur = Some(attrs);
+        drop(cur);
+        self.busy(); // releases old pwqs that are already empty
+    }
+
+    pub(crate) fn stats(&self) -> WqStats {
+        let (mut st, mut cpu) = *self.retired.lock();
+        let mut in_flight = 0;
+        for p in self.pwqs() {
+            let g = p.pool.lock();
+            if p.released.load(Relaxed) {
+                continue;
+            }
+            let ps = &g.pwqs[p.slot];
+            st.add(&ps.stats);
+            in_flight += ps.in_flight();
+            cpu += p.cpu_time_ns.load(Relaxed);
+        }
+        WqStats {
+            total: st.started,
+            in_flight,
+            cpu_time: Duration::from_nanos(cpu),
+            cpu_hog: st.cpu_hog,
+            cm_wakeups: st.cm_wakeups,
+            mayday: st.mayday,
+            rescued: st.rescued,
+            panics: st.panics,
+        }
+    }
+
+    /// Tear down after `destroying` was set: drain, cancel armed timers,
+    /// release the pwqs.
+    fn destroy(&self) {
+        self.drain();
+        let cancelled = crate::timer::cancel_all_for(self.shared.id);
+        if cancelled > 0 {
+            crate::event::report(crate::Event::TimersCancelled {
+                workqueue: &self.shared.name,
+                count: cancelled,
+            });
+            // Cancelled timers released no in-flight count; nothing to do.
+        }
+        WORKQUEUES
+            .lock()
+            .retain(|w| w.upgrade().is_some_and(|w| !std::ptr::eq(&*w, self)));
+        self.table.store(Arc::new(PwqTable {
+            per_cpu: Box::new([]),
+            dfl: None,
+        }));
+        for p in self.pwqs() {
+            self.release_pwq(&p);
+        }
+    }
+}
+
+impl Drop for Workqueue {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        inner.shared.destroying.store(true, SeqCst);
+        if inner.executing_own() {
+            // Dropped from one of its own items: that item cannot be waited
+            // for here, so the rest of the destruction runs elsewhere and
+            // completes once it returns (G25).
+            crate::system_unbound_wq().spawn(move || inner.destroy());
+            return;
+        }
+        worker::blocking(|| inner.destroy());
+    }
+}
+
+impl fmt::Debug for Workqueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workqueue")
+            .field("name", &self.name())
+            .field("flags", &self.flags())
+            .field("max_active", &self.max_active())
+            .field("ordered", &self.is_ordered())
+            .finish()
+    }
+}
