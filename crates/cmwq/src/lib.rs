@@ -59,7 +59,7 @@ pub use error::Error;
 pub use event::Event;
 pub use fault::fail_next_spawns;
 pub use freeze::{freeze, thaw};
-pub use stats::WqStats;
+pub use stats::{monitor_table, workqueues, WqInfo, WqStats};
 pub use work::Work;
 pub use workqueue::{
     AffinityScope, Workqueue, WorkqueueBuilder, WqAttrs, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE,
@@ -147,6 +147,20 @@ pub fn current_work() -> Option<Work> {
     // SAFETY: the executing worker holds a reference to its item while it
     // is recorded as current.
     worker::current_exec().map(|(w, _)| unsafe { Work::clone_from_ptr(w) })
+}
+
+/// The block detection mode in use (G15): the one asked for with
+/// `CMWQ_DETECT` or [`Config::detect`], or for [`Detect::Auto`] the best
+/// this process may use; a mode the process may not use falls back to the
+/// next best (`dump()` says why). Starts the pools if they have not started.
+pub fn detection() -> Detect {
+    pool::pools();
+    match monitor::mode() {
+        monitor::Mode::Perf => Detect::Perf,
+        monitor::Mode::Proc => Detect::Proc,
+        monitor::Mode::Progress => Detect::Progress,
+        monitor::Mode::Hint => Detect::Hint,
+    }
 }
 
 /// Number of possible CPUs = number of per-CPU pool pairs.

@@ -1,0 +1,172 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Timing-dependent tests take this lock so they run one at a time within
+/// a test binary (the machines are small and noisy).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Poll `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cond()
+}
+
+/// CPU time of the calling thread.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Burn `d` of this thread's CPU time (not wall time).
+pub fn burn_cpu(d: Duration) {
+    let start = thread_cpu();
+    let mut x = 0u64;
+    while thread_cpu() - start < d {
+        for i in 0..1000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+    }
+}
+
+/// Spin for `d` of wall time.
+pub fn spin_for(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// The CPU the calling thread runs on.
+pub fn current_cpu() -> usize {
+    // SAFETY: no preconditions.
+    unsafe { libc::sched_getcpu() as usize }
+}
+
+/// Pin the calling thread to `cpus`.
+pub fn pin_self(cpus: &[usize]) {
+    let mut set = rustix::thread::CpuSet::new();
+    for &c in cpus {
+        set.set(c);
+    }
+    rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
+}
+
+/// The calling thread's affinity mask.
+pub fn own_affinity() -> Vec<usize> {
+    let set = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&c| set.is_set(c))
+        .collect()
+}
+
+/// Counts concurrent executions and remembers the most seen at once.
+#[derive(Default)]
+pub struct Concurrency {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    total: AtomicUsize,
+}
+
+impl Concurrency {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn enter(&self) -> usize {
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        self.total.fetch_add(1, SeqCst);
+        n
+    }
+    pub fn exit(&self) {
+        self.now.fetch_sub(1, SeqCst);
+    }
+    pub fn max(&self) -> usize {
+        self.max.load(SeqCst)
+    }
+    pub fn total(&self) -> usize {
+        self.total.load(SeqCst)
+    }
+    pub fn reset(&self) {
+        self.max.store(0, SeqCst);
+        self.total.store(0, SeqCst);
+    }
+}
+
+/// A shared counter.
+pub fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+/// A work item that increments `c`.
+pub fn counting_work(c: &Arc<AtomicUsize>) -> cmwq::Work {
+    let c = c.clone();
+    cmwq::Work::new(move |_| {
+        c.fetch_add(1, SeqCst);
+    })
+}
+
+/// A gate: items wait on it until opened.
+#[derive(Default)]
+pub struct Gate {
+    open: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn wait(&self) {
+        let mut g = self.open.lock().unwrap();
+        while !*g {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+/// The names of this process's threads.
+pub fn thread_names() -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(s) = std::fs::read_to_string(e.path().join("comm")) {
+            v.push(s.trim_end().to_string());
+        }
+    }
+    v
+}
+
+/// The calling thread's name.
+pub fn own_thread_name() -> String {
+    std::fs::read_to_string("/proc/thread-self/comm")
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+/// The calling thread's nice level.
+pub fn own_nice() -> i32 {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+}
