@@ -179,8 +179,10 @@ pub(crate) struct Settings {
     pub(crate) cpu_intensive_thresh: Option<Duration>,
     pub(crate) detect: Detect,
     pub(crate) stall_window: Duration,
+    #[allow(dead_code)] // read by the watchdog (G23)
     pub(crate) watchdog_thresh: Option<Duration>,
     pub(crate) idle_timeout: Duration,
+    #[allow(dead_code)] // read by the rescuer's mayday timer (G22)
     pub(crate) mayday_timeout: Duration,
     pub(crate) affinity_scope: Scope,
     pub(crate) power_efficient: bool,
@@ -191,11 +193,6 @@ pub(crate) struct Settings {
 
 static PENDING: Mutex<Option<Config>> = Mutex::new(None);
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
-
-/// Whether the settings have been fixed (the library has started).
-pub(crate) fn started() -> bool {
-    SETTINGS.get().is_some()
-}
 
 pub(crate) fn settings() -> &'static Settings {
     SETTINGS.get_or_init(|| {
@@ -286,7 +283,11 @@ mod tests {
         let s = resolve(Config::default(), env);
         assert_eq!(s.cpu_intensive_thresh, Some(Duration::from_millis(5)));
         assert_eq!(s.detect, Detect::Proc);
-        assert_eq!(s.stall_window, Duration::from_micros(200), "bad value ignored");
+        assert_eq!(
+            s.stall_window,
+            Duration::from_micros(200),
+            "bad value ignored"
+        );
         assert_eq!(s.watchdog_thresh, None, "0 disables");
         assert_eq!(s.idle_timeout, Duration::from_secs(300));
         let s = resolve(

@@ -101,7 +101,13 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "Workqueue CPU -> pool");
     let _ = writeln!(o, "=====================");
-    let _ = write!(o, "[{:^w$}\\ {:9}", "workqueue", "type   CPU", w = NAME_LEN - 2);
+    let _ = write!(
+        o,
+        "[{:^w$}\\ {:9}",
+        "workqueue",
+        "type   CPU",
+        w = NAME_LEN - 2
+    );
     for c in topo.possible.iter() {
         let _ = write!(o, " {c:id_len$}");
     }
@@ -151,9 +157,7 @@ pub(crate) fn dump() -> String {
         let _ = writeln!(
             o,
             "{:NAME_LEN$} {cpus:cpus_len$} {:>6} {:cpus_len$}",
-            wq.shared.name,
-            "-",
-            "-"
+            wq.shared.name, "-", "-"
         );
     }
 
@@ -163,8 +167,8 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "{}", crate::monitor::describe());
     for p in &all {
         let g = p.lock();
-        let pending = g.worklist.len()
-            + g.pwqs.iter().map(|(_, s)| s.inactive.len()).sum::<usize>();
+        let pending =
+            g.worklist.len() + g.pwqs.iter().map(|(_, s)| s.inactive.len()).sum::<usize>();
         let running: Vec<String> = g
             .workers
             .iter()

@@ -198,3 +198,8 @@ pub fn work_on_cpu<R: Send + 'static>(cpu: usize, f: impl FnOnce() -> R + Send +
 pub fn dump() -> String {
     dump::dump()
 }
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;

@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(l.len(), 3);
         drop(l); // releases the remaining references
         for w in &items {
-            assert_eq!(Work::strong_count(w), 1 + usize::from(Work::ptr_eq(w, &first)));
+            assert_eq!(
+                Work::strong_count(w),
+                1 + usize::from(Work::ptr_eq(w, &first))
+            );
         }
     }
 

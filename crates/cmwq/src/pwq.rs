@@ -19,8 +19,8 @@
 //! by [`Pwq::slot`]), so it is guarded by the pool lock without any unsafe
 //! code: `g.pwqs[pwq.slot]`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
 use crate::list::WorkList;

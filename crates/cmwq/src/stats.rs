@@ -103,7 +103,10 @@ pub fn workqueues() -> Vec<WqInfo> {
             name: wq.shared.name.clone(),
             flags: wq.shared.flags,
             ordered: wq.shared.ordered,
-            max_active: wq.shared.max_active.load(std::sync::atomic::Ordering::Relaxed),
+            max_active: wq
+                .shared
+                .max_active
+                .load(std::sync::atomic::Ordering::Relaxed),
             stats: wq.stats(),
         })
         .collect()

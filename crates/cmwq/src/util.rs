@@ -49,22 +49,11 @@ impl<T> Slab<T> {
         v
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|v| (i, v)))
-    }
-
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_mut().map(|v| (i, v)))
     }
 }
 
@@ -170,11 +159,8 @@ impl Parker {
     /// Make the parked (or next) `park` return.
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Release) == PARKED {
-            let _ = rustix::thread::futex::wake(
-                &self.state,
-                rustix::thread::futex::Flags::PRIVATE,
-                1,
-            );
+            let _ =
+                rustix::thread::futex::wake(&self.state, rustix::thread::futex::Flags::PRIVATE, 1);
         }
     }
 }
@@ -299,7 +285,6 @@ mod tests {
         assert_eq!(s.remove(a), "a");
         assert_eq!(s.next_key(), 0);
         assert_eq!(s.insert("c"), 0);
-        assert_eq!(s.len(), 2);
         assert_eq!(s.iter().map(|(_, v)| *v).collect::<Vec<_>>(), ["c", "b"]);
     }
 

@@ -16,8 +16,8 @@ use crate::event::{report, Event};
 use crate::monitor::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
-    Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE,
-    WORKER_IDLE, WORKER_PREP,
+    Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
+    WORKER_PREP,
 };
 use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
@@ -356,12 +356,7 @@ struct Exec {
 
 /// Run one item taken off the worklist (the kernel's process_one_work). The
 /// lock is dropped while the function runs.
-fn process_one_work(
-    mut g: PoolGuard,
-    w: &Worker,
-    acct: &mut Acct,
-    work: Work,
-) -> PoolGuard {
+fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -> PoolGuard {
     let inner = work.inner();
     // SAFETY: the item was QUEUED on this pool's worklist and we hold the
     // pool lock, so its slot is stable and ours to read.
@@ -487,7 +482,7 @@ fn work_outside_lock(g: &mut PoolGuard, work: Work) {
 /// Account the end of an execution on its pwq (which may belong to another
 /// pool after a handover). `g` is the worker's own pool lock.
 fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicked: bool) {
-    let mut account = |st: &mut PoolState| {
+    let account = |st: &mut PoolState| {
         let s = &mut st.pwqs[exec.pwq.slot].stats;
         s.completed += 1;
         if panicked {

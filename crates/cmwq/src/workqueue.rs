@@ -636,7 +636,7 @@ impl WqInner {
         }
         let my = c.work_color;
         c.work_color = next_color(my);
-        for p in self.pwqs() {
+        for p in self.all_pwqs.lock().iter() {
             let mut g = p.pool.lock();
             if !p.released.load(Relaxed) {
                 g.pwqs[p.slot].work_color = c.work_color;
@@ -668,7 +668,7 @@ impl WqInner {
         // One extra count while we are still marking pwqs, so that pwqs
         // finishing meanwhile cannot complete the flush early.
         sh.nr_pwqs_to_flush.store(1, SeqCst);
-        for p in self.pwqs() {
+        for p in self.all_pwqs.lock().iter() {
             let mut g = p.pool.lock();
             if p.released.load(Relaxed) {
                 continue;
@@ -691,14 +691,21 @@ impl WqInner {
     /// Whether any pwq still has items; releases retired pwqs that are
     /// empty.
     pub(crate) fn busy(&self) -> bool {
-        let current = table_pwqs(&self.table.load());
+        let table = self.table.load();
+        let current = |p: &Arc<Pwq>| {
+            table
+                .per_cpu
+                .iter()
+                .chain(table.dfl.iter())
+                .any(|q| Arc::ptr_eq(q, p))
+        };
         let mut busy = false;
         let mut retire = Vec::new();
-        for p in self.pwqs() {
+        for p in self.all_pwqs.lock().iter() {
             if p.busy() {
                 busy = true;
-            } else if !current.iter().any(|q| Arc::ptr_eq(q, &p)) {
-                retire.push(p);
+            } else if !current(p) {
+                retire.push(p.clone());
             }
         }
         for p in retire {

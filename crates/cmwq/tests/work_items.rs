@@ -61,7 +61,10 @@ fn g1_queue_true_only_on_transition_to_pending() {
     assert!(w.is_pending());
     for _ in 0..10 {
         assert!(!wq.queue(&w), "already pending");
-        assert!(!cmwq::system_wq().queue(&w), "pending: other workqueues too");
+        assert!(
+            !cmwq::system_wq().queue(&w),
+            "pending: other workqueues too"
+        );
     }
     gate.open();
     wq.flush();
@@ -120,7 +123,10 @@ fn g2_requeue_from_own_function_runs_exactly_once_more() {
     assert!(wait_until(Duration::from_secs(5), || c.load(SeqCst) == 2));
     wq.flush();
     std::thread::sleep(Duration::from_millis(20));
-    assert!(requeued.load(SeqCst), "queue from own function returns true");
+    assert!(
+        requeued.load(SeqCst),
+        "queue from own function returns true"
+    );
     assert_eq!(c.load(SeqCst), 2);
 }
 

@@ -56,7 +56,11 @@ fn g7_flush_waits_for_every_item_queued_before() {
         assert!(wq.queue_on(i % cmwq::nr_cpus(), w));
     }
     wq.flush();
-    assert_eq!(c.load(SeqCst), 10, "flush returned before queued (and throttled) items ran");
+    assert_eq!(
+        c.load(SeqCst),
+        10,
+        "flush returned before queued (and throttled) items ran"
+    );
 }
 
 #[test]
@@ -235,10 +239,7 @@ fn g17_max_active_limits_concurrency_in_fifo_order() {
 fn g17_set_max_active_takes_effect_at_once() {
     setup();
     let _s = serial();
-    let wq = Workqueue::builder("g17_set")
-        .max_active(1)
-        .build()
-        .unwrap();
+    let wq = Workqueue::builder("g17_set").max_active(1).build().unwrap();
     assert_eq!(wq.max_active(), 1);
     let gate = Gate::new();
     let conc = Concurrency::new();
@@ -280,7 +281,10 @@ fn g17_g27_max_active_out_of_range_is_an_error() {
         Workqueue::builder("g17_big").max_active(2049).build().err(),
         Some(Error::InvalidMaxActive(2049))
     );
-    let wq = Workqueue::builder("g17_ok").max_active(2048).build().unwrap();
+    let wq = Workqueue::builder("g17_ok")
+        .max_active(2048)
+        .build()
+        .unwrap();
     assert_eq!(wq.set_max_active(0), Err(Error::InvalidMaxActive(0)));
     assert_eq!(wq.set_max_active(4096), Err(Error::InvalidMaxActive(4096)));
     assert_eq!(wq.max_active(), 2048, "no silent clamp");
@@ -337,7 +341,11 @@ fn g18_ordered_runs_one_at_a_time_in_queue_order() {
 fn g18_g27_ordered_accepts_only_freezable_and_mem_reclaim() {
     setup();
     assert!(Workqueue::ordered("g18_ok", WqFlags::FREEZABLE | WqFlags::MEM_RECLAIM).is_ok());
-    for bad in [WqFlags::HIGHPRI, WqFlags::CPU_INTENSIVE, WqFlags::POWER_EFFICIENT] {
+    for bad in [
+        WqFlags::HIGHPRI,
+        WqFlags::CPU_INTENSIVE,
+        WqFlags::POWER_EFFICIENT,
+    ] {
         assert_eq!(
             Workqueue::ordered("g18_bad", bad).err(),
             Some(Error::InvalidFlags(bad))
@@ -482,7 +490,10 @@ fn g20_highpri_workers_run_at_nice_minus_20() {
         assert!(nice <= 0);
         assert!(cmwq::dump().contains("not permitted"));
     }
-    assert!(name.starts_with("kworker/0:") && name.ends_with('H'), "{name}");
+    assert!(
+        name.starts_with("kworker/0:") && name.ends_with('H'),
+        "{name}"
+    );
     // Normal pools stay at nice 0.
     let w = Work::new(move |_| assert_eq!(own_nice(), 0));
     assert!(cmwq::system_wq().queue_on(0, &w));
@@ -531,7 +542,8 @@ fn g25_drop_from_one_of_its_own_items_does_not_deadlock() {
     assert!(wait_until(Duration::from_secs(5), || done.load(SeqCst)));
     assert!(wait_until(Duration::from_secs(5), || c.load(SeqCst) == 4));
     assert!(
-        wait_until(Duration::from_secs(5), || !cmwq::dump().contains("g25_self ")),
+        wait_until(Duration::from_secs(5), || !cmwq::dump()
+            .contains("g25_self ")),
         "the deferred destruction completed"
     );
 }
@@ -544,7 +556,9 @@ fn g27_misuse_gives_clear_errors_or_panics() {
             .flags(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE)
             .build()
             .err(),
-        Some(Error::InvalidFlags(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE))
+        Some(Error::InvalidFlags(
+            WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE
+        ))
     );
     let unknown = WqFlags::from_bits_retain(1 << 20);
     assert!(matches!(
@@ -592,7 +606,10 @@ fn g28_workers_are_named_like_kworkers() {
     assert_eq!(head, format!("kworker/{cpu}:"));
     assert!(id.parse::<u32>().is_ok(), "{n}");
     let h = name(cmwq::system_highpri_wq(), cpu);
-    assert!(h.starts_with(&format!("kworker/{cpu}:")) && h.ends_with('H'), "{h}");
+    assert!(
+        h.starts_with(&format!("kworker/{cpu}:")) && h.ends_with('H'),
+        "{h}"
+    );
     let u = name(cmwq::system_unbound_wq(), 0);
     assert!(u.starts_with("kworker/u") && u.contains(':'), "{u}");
     assert!(u.len() <= 15);

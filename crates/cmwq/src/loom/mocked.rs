@@ -1,6 +1,6 @@
 pub(crate) mod sync {
     pub(crate) mod atomic {
-        pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+        pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
     }
 }
 

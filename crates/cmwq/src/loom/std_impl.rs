@@ -1,6 +1,6 @@
 pub(crate) mod sync {
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+        pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
     }
 }
 

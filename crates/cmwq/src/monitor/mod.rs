@@ -28,8 +28,8 @@
 pub(crate) mod perf;
 pub(crate) mod procstat;
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::*};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,6 @@ pub(crate) struct DetectState {
     stat: Option<procstat::TaskStat>,
     /// exec_seq of the execution being followed.
     seen_exec: u64,
-    /// When the monitor first saw that execution (mono ns).
-    first_seen: u64,
     /// perf: switched out (blocked) since this time, not switched in yet.
     out_since: Option<u64>,
     /// proc: first sample that found it blocked (time, run time).
@@ -198,7 +196,7 @@ pub(crate) fn worker_started(w: &Worker) {
     let mut d = w.detect.lock();
     match mode() {
         Mode::Perf => {
-            d.ring = perf::SwitchRing::open_current_thread(2).ok();
+            d.ring = perf::SwitchRing::open_current_thread(perf::DEFAULT_DATA_PAGES).ok();
             if d.ring.is_none() {
                 d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
             }
@@ -243,13 +241,19 @@ fn monitor_main() {
     let unwatch_after = 20_000_000u64;
     let mut idle_since: Vec<Option<u64>> = Vec::new();
     let mut last_completed: Vec<(u64, u64)> = Vec::new();
+    // Buffers reused across passes: the monitor does not allocate in its
+    // steady state.
+    let mut all: Vec<&'static WorkerPool> = Vec::new();
+    let mut poll_fds: Vec<Arc<Worker>> = Vec::new();
+    let mut runners: Vec<Runner> = Vec::new();
+    let mut pfds: Vec<libc::pollfd> = Vec::new();
     loop {
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         };
-        let all = pools.all();
-        if idle_since.len() < all.len() {
+        if pools.count() != all.len() {
+            all = pools.all();
             idle_since.resize(all.len(), None);
             last_completed.resize(all.len(), (0, 0));
         }
@@ -258,7 +262,7 @@ fn monitor_main() {
         let mut set_timeout = |t: u64| {
             timeout = Some(timeout.map_or(t, |x: u64| x.min(t)));
         };
-        let mut poll_fds: Vec<Arc<Worker>> = Vec::new();
+        poll_fds.clear();
 
         for pool in all.iter().copied() {
             // Failed creations: retry after the cooldown.
@@ -266,10 +270,10 @@ fn monitor_main() {
             if !pool.bound() || !pool.watched.load(Relaxed) {
                 continue;
             }
-            let runners = {
+            runners.clear();
+            {
                 let g = pool.lock();
                 let pending = !g.worklist.is_empty();
-                let mut runners = Vec::new();
                 for (_, ws) in g.workers.iter() {
                     // perf: a worker that starts running (a kicked idle
                     // worker picking up the next item) switches in, which
@@ -298,10 +302,12 @@ fn monitor_main() {
                         continue;
                     }
                 }
-                runners
-            };
+            }
             set_timeout(now + unwatch_after);
-            if m.mode == Mode::Proc || (m.mode == Mode::Perf && runners.iter().any(|r| r.w.detect.lock().ring.is_none())) {
+            if m.mode == Mode::Proc
+                || (m.mode == Mode::Perf
+                    && runners.iter().any(|r| r.w.detect.lock().ring.is_none()))
+            {
                 // Without switch records nothing wakes us when a watched
                 // pool gets a new runner: look at least every millisecond.
                 set_timeout(now + PROC_MAX_INTERVAL);
@@ -329,12 +335,7 @@ fn monitor_main() {
             }
 
             for r in &runners {
-                let verdict = check_runner(m.mode, r, now, stall, hog, &mut set_timeout);
-                if std::env::var_os("CMWQ_MDEBUG").is_some() {
-                    let d = r.w.detect.lock();
-                    eprintln!("[{}] runner {} exec {} out {:?} marked {} verdict {}", now/1000 % 1_000_000, r.w.tid.load(Relaxed), r.exec, d.out_since.map(|t| (now as i64 - t as i64)/1000), r.marked_by_monitor, match verdict { Verdict::Nothing => "-", Verdict::Blocked => "BLOCKED", Verdict::Running => "RUN", Verdict::Hog => "HOG" });
-                }
-                match verdict {
+                match check_runner(m.mode, r, now, stall, hog, &mut set_timeout) {
                     Verdict::Nothing => {}
                     Verdict::Blocked => mark(&r.w, r.exec, true),
                     Verdict::Running => mark(&r.w, r.exec, false),
@@ -342,39 +343,55 @@ fn monitor_main() {
                 }
             }
         }
+        runners.clear();
 
         // Sleep until a record arrives, a deadline passes, or a queuer
-        // wakes us.
-        let now = util::mono_ns();
-        let dur = timeout.map(|t| Duration::from_nanos(t.saturating_sub(now)));
-        // The rings' fds, without holding the workers' detection locks
-        // while we sleep (a starting worker takes its own).
-        let raw: Vec<i32> = poll_fds
-            .iter()
-            .filter_map(|w| w.detect.lock().ring.as_ref().map(|r| r.as_fd().as_raw_fd()))
-            .collect();
-        let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(raw.len() + 1);
+        // wakes us. The rings' fds are polled without holding the workers'
+        // detection locks (a starting worker takes its own); each stays
+        // open because we hold an `Arc<Worker>` for it in `poll_fds` until
+        // after the poll, and a ring is only closed when its `Worker` is
+        // dropped.
+        pfds.clear();
         if let Some(fd) = &m.wake_fd {
-            fds.push(fd.as_fd());
+            pfds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
-        for &fd in &raw {
-            // SAFETY: a worker's ring is installed once, when its thread
-            // starts, and closed only when the `Worker` is dropped; we hold
-            // an `Arc<Worker>` for each fd in `poll_fds` until after the
-            // poll, so every fd stays open and refers to that ring.
-            fds.push(unsafe { BorrowedFd::borrow_raw(fd) });
-        }
-        if fds.is_empty() {
-            std::thread::sleep(dur.unwrap_or(Duration::from_millis(100)));
-        } else {
-            let ready = perf::poll_readable(&fds, dur);
-            if m.wake_fd.is_some() && ready.contains(&0) {
-                let mut buf = [0u8; 8];
-                let _ = rustix::io::read(m.wake_fd.as_ref().unwrap(), &mut buf);
+        for w in &poll_fds {
+            if let Some(r) = &w.detect.lock().ring {
+                pfds.push(libc::pollfd {
+                    fd: r.as_fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
         }
-        drop(fds);
-        drop(poll_fds);
+        let now = util::mono_ns();
+        let ts = timeout.map(|t| {
+            let d = t.saturating_sub(now);
+            libc::timespec {
+                tv_sec: (d / 1_000_000_000) as libc::time_t,
+                tv_nsec: (d % 1_000_000_000) as libc::c_long,
+            }
+        });
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd entries
+        // whose fds are open (see above); the timeout pointer is null or
+        // points to a live timespec; no signal mask is passed.
+        let n = unsafe {
+            libc::ppoll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
+                std::ptr::null(),
+            )
+        };
+        if let (true, Some(fd)) = (n > 0 && pfds[0].revents != 0, &m.wake_fd) {
+            let mut buf = [0u8; 8];
+            let _ = rustix::io::read(fd, &mut buf);
+        }
+        poll_fds.clear();
         WAKEUPS.fetch_add(1, Relaxed);
     }
 }
@@ -412,7 +429,6 @@ fn check_runner(
             ring: d.ring.take(),
             stat: d.stat.take(),
             seen_exec: r.exec,
-            first_seen: now,
             out_since: d.out_since,
             blocked_since: None,
             next_sample: now + stall / 2,

@@ -16,7 +16,7 @@
 //!   in a `struct sample_id` trailer that holds just the `u64` time, so a
 //!   switch record is exactly 16 bytes (8 header + 8 time);
 //! * `use_clockid` with `CLOCK_MONOTONIC`: record times are comparable with
-//!   [`monotonic_ns`];
+//!   CLOCK_MONOTONIC;
 //! * `watermark` with `wakeup_watermark = 1`: the fd is signalled on every
 //!   record;
 //! * `exclude_kernel`, `exclude_hv`: needed by unprivileged processes under
@@ -36,10 +36,14 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(test)]
+use std::time::Instant;
 
+#[cfg(test)]
 use rustix::event::{PollFd, PollFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+#[cfg(test)]
 use rustix::time::{ClockId, Timespec};
 
 /// The number of data pages [`SwitchRing::open_current_thread`] is normally
@@ -169,14 +173,14 @@ pub(crate) enum SwitchRecord {
     /// The thread left the CPU. `preempt`: it was still runnable (preempted),
     /// i.e. NOT blocked.
     Out {
-        /// When, in [`monotonic_ns`] time.
+        /// When, in CLOCK_MONOTONIC time.
         time_ns: u64,
         /// The thread was still runnable: preempted or yielding, not blocked.
         preempt: bool,
     },
     /// The thread got the CPU back.
     In {
-        /// When, in [`monotonic_ns`] time.
+        /// When, in CLOCK_MONOTONIC time.
         time_ns: u64,
     },
     /// The kernel dropped records because the ring was full: the thread's
@@ -243,7 +247,7 @@ impl SwitchRing {
     /// written and cleared by the `poll` that reports it, not by reading the
     /// ring. So drain the ring after every wake-up: records left unread do
     /// not make the next `poll` return at once. Once the thread has exited
-    /// the fd reports `POLLHUP` (see [`poll_readable`]).
+    /// the fd reports `POLLHUP` (see `poll_readable`).
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -550,12 +554,14 @@ pub(crate) fn probe() -> Result<(), String> {
         .clone()
 }
 
-/// clock_gettime(CLOCK_MONOTONIC) in ns, the time base of the records.
+/// clock_gettime(CLOCK_MONOTONIC) in ns, the time base of the records
+/// (`crate::util::mono_ns` in the library).
 ///
 /// The kernel stamps records with `ktime_get_mono_fast_ns()`, the same clock
 /// read without the sequence lock, so a record's time may differ from this
 /// by a few microseconds around timekeeping updates: compare with a
 /// tolerance.
+#[cfg(test)]
 pub(crate) fn monotonic_ns() -> u64 {
     let ts = rustix::time::clock_gettime(ClockId::Monotonic);
     (ts.tv_sec as u64)
@@ -571,6 +577,7 @@ pub(crate) fn monotonic_ns() -> u64 {
 /// the caller finds out, and leaving it out would make the next call return
 /// at once without reporting anything. With `timeout` None and no fds this
 /// waits forever. Any other poll error returns an empty list.
+#[cfg(test)]
 pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Vec<usize> {
     let mut pfds: Vec<PollFd<'_>> = fds
         .iter()
@@ -603,6 +610,7 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -
 }
 
 /// `d` as a poll timeout, saturating at a very long wait.
+#[cfg(test)]
 fn duration_to_timespec(d: Duration) -> Timespec {
     Timespec::try_from(d).unwrap_or(Timespec {
         tv_sec: i64::MAX / 2,

@@ -338,7 +338,7 @@ fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>
     if let Err(e) = r {
         g.create_retry_at = Some(Instant::now() + settings().create_cooldown);
         crate::event::report(crate::Event::WorkerCreateFailed {
-            pool: &pool.worker_name(0).trim_end_matches('0'),
+            pool: pool.worker_name(0).trim_end_matches('0'),
             error: &e.to_string(),
         });
         // The monitor retries after the cooldown; items stay queued.
@@ -484,6 +484,11 @@ impl Pools {
         all.push(pool);
         ub.push(pool);
         pool
+    }
+
+    /// Number of pools.
+    pub(crate) fn count(&self) -> usize {
+        self.all.read().len()
     }
 
     /// Every pool, by id.

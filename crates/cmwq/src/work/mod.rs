@@ -306,7 +306,7 @@ impl Work {
     /// reported through the log hook and returns `false`.
     pub fn enable(&self) -> bool {
         match self.inner.state.enable() {
-            Enabled::Enabled => true,
+            Enabled::Zero => true,
             Enabled::StillDisabled => false,
             Enabled::NotDisabled => {
                 report(Event::Misuse {

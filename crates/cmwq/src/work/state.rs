@@ -175,7 +175,7 @@ pub(crate) enum Enabled {
     /// Decremented, still above zero.
     StillDisabled,
     /// Reached zero: queueing works again.
-    Enabled,
+    Zero,
 }
 
 /// The atomic state word (see the module docs for the layout).
@@ -229,6 +229,7 @@ impl StateWord {
     }
 
     /// The owner of PENDING armed a timer for the item.
+    #[allow(dead_code)] // delayed work
     pub(crate) fn set_timer(&self) {
         let prev = Snapshot(self.0.fetch_or(TIMER, Release));
         debug_assert!(prev.pending() && !prev.queued() && !prev.timer());
@@ -329,6 +330,7 @@ impl StateWord {
     /// Cancel an armed item whose timer the caller has just disarmed:
     /// become the owner of PENDING.
     #[inline]
+    #[allow(dead_code)] // delayed work
     pub(crate) fn steal_timer(&self) -> bool {
         self.update(|s| {
             if s.pending() && s.timer() {
@@ -378,7 +380,7 @@ impl StateWord {
             }
         }) {
             Err(()) => Enabled::NotDisabled,
-            Ok(prev) if prev.disable_count() == 1 => Enabled::Enabled,
+            Ok(prev) if prev.disable_count() == 1 => Enabled::Zero,
             Ok(_) => Enabled::StillDisabled,
         }
     }
@@ -469,7 +471,7 @@ mod tests {
         w.disable().unwrap();
         assert_eq!(w.try_grab_for_queue(), Err(Refused::Disabled));
         assert_eq!(w.enable(), Enabled::StillDisabled);
-        assert_eq!(w.enable(), Enabled::Enabled);
+        assert_eq!(w.enable(), Enabled::Zero);
         assert_eq!(w.enable(), Enabled::NotDisabled);
         assert!(w.try_grab_for_queue().is_ok());
     }

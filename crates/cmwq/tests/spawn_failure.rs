@@ -1,0 +1,68 @@
+//! Worker thread creation failure neither panics nor loses work: the pool
+//! retries after a cooldown (issue requirement; the rescuer of G22 comes
+//! later).
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cmwq::{Event, Work, Workqueue};
+use common::*;
+
+static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn hook(ev: &Event<'_>) {
+    EVENTS.lock().unwrap().push(ev.to_string());
+}
+
+#[test]
+fn worker_creation_failure_is_retried_and_loses_nothing() {
+    cmwq::Config::default().log(hook).apply().unwrap();
+    // The first creations fail: the pool has no worker at all at first.
+    cmwq::fail_next_spawns(3);
+    let wq = Workqueue::new("spawnfail").unwrap();
+    let c = counter();
+    let items: Vec<Work> = (0..20).map(|_| counting_work(&c)).collect();
+    let t = Instant::now();
+    for w in &items {
+        assert!(wq.queue_on(0, w));
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 20),
+        "items lost or never run"
+    );
+    let took = t.elapsed();
+    let failures = EVENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains("could not create a worker"))
+        .count();
+    assert!(failures >= 1, "failure reported");
+    assert!(
+        took >= Duration::from_millis(50),
+        "retried after a cooldown"
+    );
+    wq.flush();
+    // Later failures while growing (a blocked worker needs a spare) do not
+    // lose work either.
+    cmwq::fail_next_spawns(2);
+    let gate = Gate::new();
+    let blockers: Vec<Work> = (0..4)
+        .map(|_| {
+            let g = gate.clone();
+            Work::new(move |_| cmwq::blocking(|| g.wait()))
+        })
+        .collect();
+    for w in &blockers {
+        assert!(wq.queue_on(0, w));
+    }
+    assert!(wait_until(Duration::from_secs(10), || blockers
+        .iter()
+        .all(|w| w.is_running())));
+    gate.open();
+    wq.flush();
+}
