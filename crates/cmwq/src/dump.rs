@@ -165,6 +165,17 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "Busy pools");
     let _ = writeln!(o, "==========");
     let _ = writeln!(o, "{}", crate::monitor::describe());
+    let _ = writeln!(
+        o,
+        "timers: {} armed, clock: {} at {:?}",
+        crate::timer::armed(),
+        if crate::clock::is_manual() {
+            "manual"
+        } else {
+            "monotonic"
+        },
+        crate::clock::now()
+    );
     for p in &all {
         let g = p.lock();
         let pending =

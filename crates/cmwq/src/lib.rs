@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod clock;
 mod config;
 mod dump;
 mod error;
@@ -125,6 +126,11 @@ pub fn schedule_work(work: &Work) -> bool {
 /// If `cpu >= nr_cpus()`.
 pub fn schedule_work_on(cpu: usize, work: &Work) -> bool {
     system_wq().queue_on(cpu, work)
+}
+
+/// Queue `work` on [`system_wq`] after `delay`.
+pub fn schedule_delayed_work(work: &Work, delay: std::time::Duration) -> bool {
+    system_wq().queue_delayed(work, delay)
 }
 
 /// Tell the pool that the calling worker is about to block (G15) and run

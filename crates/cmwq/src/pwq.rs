@@ -61,6 +61,8 @@ pub(crate) struct WqShared {
     /// A: pwqs that still have items of the colour being flushed, plus one
     /// while the flusher is still counting. The flusher parks on its address.
     pub(crate) nr_pwqs_to_flush: AtomicUsize,
+    /// A: timers armed for this workqueue (G25 cancels them on destroy).
+    pub(crate) nr_timers: AtomicUsize,
 }
 
 impl WqShared {

@@ -255,6 +255,7 @@ impl WorkqueueBuilder {
             refused: AtomicU64::new(0),
             refusal_logged: AtomicBool::new(false),
             nr_pwqs_to_flush: AtomicUsize::new(0),
+            nr_timers: AtomicUsize::new(0),
         });
         let table = make_table(&shared, attrs.as_ref(), 0, None);
         let all = table_pwqs(&table);
@@ -434,6 +435,53 @@ impl Workqueue {
         self.inner.queue(Some(cpu), work)
     }
 
+    /// Queue `work` after `delay` (G12): a timer is armed and the item is
+    /// pending meanwhile; no sooner than `delay` later it is queued on this
+    /// workqueue, on the pool of the CPU that armed it. `delay == 0` queues
+    /// at once. `true` if this call made it pending.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let wq = cmwq::Workqueue::new("delayed_doc").unwrap();
+    /// let t = Instant::now();
+    /// let w = cmwq::Work::new(move |_| assert!(t.elapsed() >= Duration::from_millis(20)));
+    /// assert!(wq.queue_delayed(&w, Duration::from_millis(20)));
+    /// assert!(!wq.queue(&w), "armed: pending");
+    /// w.flush(); // fires it now and waits
+    /// ```
+    pub fn queue_delayed(&self, work: &Work, delay: Duration) -> bool {
+        self.inner.queue_delayed(None, work, delay)
+    }
+
+    /// [`queue_delayed`](Self::queue_delayed) on `cpu`'s pool.
+    ///
+    /// # Panics
+    ///
+    /// If `cpu >= nr_cpus()`.
+    pub fn queue_delayed_on(&self, cpu: usize, work: &Work, delay: Duration) -> bool {
+        check_cpu("queue_delayed_on", cpu);
+        self.inner.queue_delayed(Some(cpu), work, delay)
+    }
+
+    /// Modify a delay (G13): if `work` is pending (armed or queued) it is
+    /// re-armed to fire `delay` from now and `true` is returned; otherwise
+    /// it is armed and `false` is returned. `delay == 0` runs it now. Never
+    /// two executions. This is how to debounce: each call pushes the
+    /// execution back.
+    pub fn mod_delayed(&self, work: &Work, delay: Duration) -> bool {
+        self.inner.mod_delayed(None, work, delay)
+    }
+
+    /// [`mod_delayed`](Self::mod_delayed) on `cpu`'s pool.
+    ///
+    /// # Panics
+    ///
+    /// If `cpu >= nr_cpus()`.
+    pub fn mod_delayed_on(&self, cpu: usize, work: &Work, delay: Duration) -> bool {
+        check_cpu("mod_delayed_on", cpu);
+        self.inner.mod_delayed(Some(cpu), work, delay)
+    }
+
     /// One-shot convenience: a `Work` for `f`, queued; returns it (so it can
     /// be flushed or cancelled).
     pub fn spawn<F>(&self, f: F) -> Work
@@ -575,6 +623,69 @@ impl WqInner {
             return false;
         }
         self.insert_grabbed(cpu, work)
+    }
+
+    pub(crate) fn queue_delayed(
+        self: &Arc<Self>,
+        cpu: Option<usize>,
+        work: &Work,
+        delay: Duration,
+    ) -> bool {
+        if delay.is_zero() {
+            return self.queue(cpu, work);
+        }
+        let sh = &*self.shared;
+        if sh.refusing() && !self.executing_own() {
+            sh.note_refused();
+            return false;
+        }
+        if work.inner().state.try_grab_for_queue().is_err() {
+            return false;
+        }
+        crate::timer::arm(work, self, cpu, delay);
+        true
+    }
+
+    pub(crate) fn mod_delayed(
+        self: &Arc<Self>,
+        cpu: Option<usize>,
+        work: &Work,
+        delay: Duration,
+    ) -> bool {
+        // Debounce fast path: an armed item only moves in the wheel.
+        if !delay.is_zero() && crate::timer::rearm(work, self, cpu, delay) {
+            return true;
+        }
+        let state = &work.inner().state;
+        let was_pending = loop {
+            if crate::work::steal_pending(work) {
+                break true;
+            }
+            match state.try_grab_for_queue() {
+                Ok(_) => break false,
+                // Queued by someone else meanwhile: steal that one.
+                Err(crate::work::state::Refused::Pending) => continue,
+                Err(crate::work::state::Refused::Disabled) => return false,
+            }
+        };
+        // We own PENDING.
+        let sh = &*self.shared;
+        let refused = sh.refusing() && !self.executing_own();
+        if state.load().disable_count() > 0 || refused {
+            if refused {
+                sh.note_refused();
+            }
+            if state.release_pending() {
+                util::wake_all(work.key());
+            }
+            return was_pending;
+        }
+        if delay.is_zero() {
+            self.insert_grabbed(cpu, work);
+        } else {
+            crate::timer::arm(work, self, cpu, delay);
+        }
+        was_pending
     }
 
     /// Queue an item whose PENDING the caller owns (a queue call, or an
@@ -800,13 +911,12 @@ impl WqInner {
     /// release the pwqs.
     fn destroy(&self) {
         self.drain();
-        let cancelled = crate::timer::cancel_all_for(self.shared.id);
+        let cancelled = crate::timer::cancel_all_for(self);
         if cancelled > 0 {
             crate::event::report(crate::Event::TimersCancelled {
                 workqueue: &self.shared.name,
                 count: cancelled,
             });
-            // Cancelled timers released no in-flight count; nothing to do.
         }
         WORKQUEUES
             .lock()

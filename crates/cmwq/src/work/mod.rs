@@ -48,9 +48,21 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     /// List linkage, guarded by that pool's lock.
     pub(crate) link: LinkCell,
     slot: UnsafeCell<Slot>,
+    /// Its timer wheel entry, allocated on the first arm
+    /// (`timer::NO_ENTRY` until then).
+    pub(crate) timer: AtomicU32,
     /// Name shown by dump, stats and reports.
     pub(crate) name: Option<&'static str>,
     func: UnsafeCell<F>,
+}
+
+impl<F: ?Sized> Drop for WorkInner<F> {
+    fn drop(&mut self) {
+        let id = *self.timer.get_mut();
+        if id != crate::timer::NO_ENTRY {
+            crate::timer::release_entry(id);
+        }
+    }
 }
 
 // SAFETY: the function is only called by the holder of RUNNING (one thread
@@ -194,6 +206,7 @@ impl Work {
                 color: 0,
                 active: false,
             }),
+            timer: AtomicU32::new(crate::timer::NO_ENTRY),
             name,
             func: UnsafeCell::new(f),
         });
@@ -453,8 +466,9 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
             continue;
         }
         if s.timer() {
+            // An armed item has no pwq accounting yet (G7: timers are not
+            // in flight).
             if crate::timer::try_disarm(work) {
-                release_accounting(inner);
                 return true;
             }
             continue;

@@ -229,7 +229,6 @@ impl StateWord {
     }
 
     /// The owner of PENDING armed a timer for the item.
-    #[allow(dead_code)] // delayed work
     pub(crate) fn set_timer(&self) {
         let prev = Snapshot(self.0.fetch_or(TIMER, Release));
         debug_assert!(prev.pending() && !prev.queued() && !prev.timer());
@@ -330,7 +329,6 @@ impl StateWord {
     /// Cancel an armed item whose timer the caller has just disarmed:
     /// become the owner of PENDING.
     #[inline]
-    #[allow(dead_code)] // delayed work
     pub(crate) fn steal_timer(&self) -> bool {
         self.update(|s| {
             if s.pending() && s.timer() {
@@ -661,5 +659,117 @@ mod loom_models {
             let requeued = q.join().unwrap();
             assert_eq!(requeued, w.load().pending());
         });
+    }
+
+    /// Timer transitions (delayed work): an armed item races its expiry
+    /// (the timer thread takes it off the wheel and queues it), a cancel,
+    /// and a `mod_delayed` re-arm. The wheel is a mutex-protected "linked"
+    /// flag, as in `timer/mod.rs`, where TIMER changes only under the wheel
+    /// lock. Exactly one of {execution, successful cancel} ends the armed
+    /// instance, and the item ends idle.
+    #[test]
+    fn loom_timer_expiry_vs_cancel_vs_rearm() {
+        use loom::sync::Mutex;
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            let wheel = Arc::new(Mutex::new(false));
+            // Arm.
+            w.try_grab_for_queue().unwrap();
+            {
+                let mut linked = wheel.lock().unwrap();
+                *linked = true;
+                w.set_timer();
+            }
+            let executions = Arc::new(AtomicUsize::new(0));
+
+            // The timer thread: expire, queue, and (as the worker) run.
+            let (w1, wh1, e1) = (w.clone(), wheel.clone(), executions.clone());
+            let expirer = thread::spawn(move || {
+                let fired = {
+                    let mut linked = wh1.lock().unwrap();
+                    if *linked {
+                        *linked = false;
+                        assert!(w1.steal_timer());
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if fired {
+                    // Queue (a pool lock would guard this; QUEUED marks it).
+                    w1.set_queued();
+                    // A worker dequeues it, unless a cancel stole it first.
+                    if w1.load().queued() {
+                        if let Ok(()) = dequeue_if_queued(&w1) {
+                            e1.fetch_add(1, SeqCst);
+                            assert_eq!(w1.finish(), Finished::Idle { waiters: false });
+                        }
+                    }
+                }
+            });
+
+            // mod_delayed: re-arm in place if still armed.
+            let (w2, wh2) = (w.clone(), wheel.clone());
+            let rearmer = thread::spawn(move || {
+                let linked = wh2.lock().unwrap();
+                if *linked {
+                    assert!(w2.load().timer());
+                }
+                drop(linked);
+            });
+
+            // cancel: steal from the wheel or from the queue.
+            let cancelled = loop {
+                let s = w.load();
+                if !s.pending() {
+                    break false;
+                }
+                if s.timer() {
+                    let mut linked = wheel.lock().unwrap();
+                    if *linked {
+                        *linked = false;
+                        assert!(w.steal_timer());
+                        drop(linked);
+                        w.release_pending();
+                        break true;
+                    }
+                    drop(linked);
+                } else if s.queued() && steal_queued_locked(&w) {
+                    w.release_pending();
+                    break true;
+                }
+                loom::thread::yield_now();
+            };
+            expirer.join().unwrap();
+            rearmer.join().unwrap();
+            let ran = executions.load(SeqCst);
+            assert_eq!(
+                ran + cancelled as usize,
+                1,
+                "ran={ran} cancelled={cancelled}"
+            );
+            assert!(w.load().idle());
+        });
+    }
+
+    /// Dequeue under the (modelled) pool lock: only if still QUEUED.
+    fn dequeue_if_queued(w: &StateWord) -> Result<(), ()> {
+        let _pool = POOL.lock().unwrap();
+        if w.load().queued() {
+            assert_eq!(w.dequeue(), Dequeued::Start { seq: 1 });
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// Steal a queued item under the (modelled) pool lock.
+    fn steal_queued_locked(w: &StateWord) -> bool {
+        let _pool = POOL.lock().unwrap();
+        w.steal_queued()
+    }
+
+    loom::lazy_static! {
+        static ref POOL: loom::sync::Mutex<()> = loom::sync::Mutex::new(());
     }
 }

@@ -1,0 +1,98 @@
+//! Virtual time for tests of delayed work (G31).
+//!
+//! By default delayed work follows `CLOCK_MONOTONIC`. A test process may
+//! switch to a manual clock before first use; from then on time moves only
+//! when the test calls [`advance`], which fires every timer that became due,
+//! in deadline order, and returns once their items are queued. Items still
+//! run on real workers, so a test flushes or waits for them as usual.
+//!
+//! This is the way to test debounce and timeout logic without sleeping:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use cmwq::{clock, Work};
+//!
+//! clock::use_manual().expect("before any workqueue is used");
+//!
+//! // A "save" that is debounced: it runs 100 ms after the last edit.
+//! let saves = Arc::new(AtomicUsize::new(0));
+//! let s = saves.clone();
+//! let save = Work::new(move |_| {
+//!     s.fetch_add(1, SeqCst);
+//! });
+//! let wq = cmwq::system_wq();
+//! for _edit in 0..5 {
+//!     wq.mod_delayed(&save, Duration::from_millis(100)); // push it back
+//!     clock::advance(Duration::from_millis(60));          // 60 ms between edits
+//! }
+//! save.flush();
+//! assert_eq!(saves.load(SeqCst), 0, "never 100 ms without an edit");
+//!
+//! clock::advance(Duration::from_millis(40)); // 100 ms after the last edit
+//! save.flush();
+//! assert_eq!(saves.load(SeqCst), 1, "one save, after the last edit");
+//! assert_eq!(clock::now(), Duration::from_millis(340));
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+static MANUAL: AtomicBool = AtomicBool::new(false);
+/// Manual time, ns since the clock started.
+static MANUAL_NOW: AtomicU64 = AtomicU64::new(0);
+/// Serialises `advance` calls so timers fire in order.
+static ADVANCE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Whether the manual clock is in use.
+#[inline]
+pub(crate) fn is_manual() -> bool {
+    MANUAL.load(Relaxed)
+}
+
+/// The clock in ns since it started: virtual or real.
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    if is_manual() {
+        MANUAL_NOW.load(Acquire)
+    } else {
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// Switch the process to a manual clock. Call before any workqueue is used;
+/// an error afterwards. From then on delays follow [`advance`] only.
+pub fn use_manual() -> Result<(), Error> {
+    if crate::pool::pools_if_started().is_some() || START.get().is_some() {
+        return Err(Error::AlreadyStarted("the manual clock"));
+    }
+    MANUAL.store(true, SeqCst);
+    Ok(())
+}
+
+/// Move the manual clock forward by `d`: fires every timer due, in deadline
+/// order, and returns once their items are queued.
+///
+/// # Panics
+///
+/// If the manual clock is not in use.
+pub fn advance(d: Duration) {
+    assert!(
+        is_manual(),
+        "cmwq::clock::advance: the manual clock is not in use (call clock::use_manual() first)"
+    );
+    let _g = ADVANCE.lock();
+    let now = MANUAL_NOW.load(Acquire).saturating_add(d.as_nanos() as u64);
+    MANUAL_NOW.store(now, Release);
+    crate::timer::advance_manual(now);
+}
+
+/// Time since the clock started, virtual or real.
+pub fn now() -> Duration {
+    Duration::from_nanos(now_ns())
+}
