@@ -8,7 +8,7 @@ use cmwq::Work;
 
 fn main() {
     let batch = 1024;
-    let batches = 1000;
+    let batches: usize = std::env::var("BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let items: Vec<Work> = (0..batch).map(|_| Work::new(|_| {})).collect();
     let wq = cmwq::system_wq();
     for w in &items {
