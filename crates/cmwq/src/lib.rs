@@ -205,6 +205,33 @@ pub fn dump() -> String {
     dump::dump()
 }
 
+/// Counters for the benchmark harness; not part of the API.
+#[doc(hidden)]
+pub mod __bench {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    /// Wake-ups of the monitor thread so far.
+    pub fn monitor_wakeups() -> u64 {
+        crate::monitor::WAKEUPS.load(Relaxed)
+    }
+    /// Runners the monitor marked blocked so far.
+    pub fn monitor_marked_blocked() -> u64 {
+        crate::monitor::MARKED_BLOCKED.load(Relaxed)
+    }
+    /// CPU hogs the monitor flagged so far.
+    pub fn monitor_marked_hog() -> u64 {
+        crate::monitor::MARKED_HOG.load(Relaxed)
+    }
+    /// Wake-ups of the timer thread so far.
+    pub fn timer_wakeups() -> u64 {
+        crate::timer::WAKEUPS.load(Relaxed)
+    }
+    /// Bytes of one work item's allocation (header + a zero-sized closure).
+    pub fn work_size() -> usize {
+        crate::work::size_of_empty()
+    }
+}
+
 /// The README's example, compiled and run as a doc test.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -94,6 +94,9 @@ static MONITOR: OnceLock<Monitor> = OnceLock::new();
 static MODE: AtomicU8 = AtomicU8::new(0);
 /// Wake-ups of the monitor thread (for B9 and tests).
 pub(crate) static WAKEUPS: AtomicU64 = AtomicU64::new(0);
+/// Runners the monitor marked blocked, and CPU hogs it flagged.
+pub(crate) static MARKED_BLOCKED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static MARKED_HOG: AtomicU64 = AtomicU64::new(0);
 
 fn resolve_mode() -> (Mode, Option<String>) {
     let want = settings().detect;
@@ -540,6 +543,9 @@ fn mark(w: &Worker, exec: u64, sleeping: bool) {
         return;
     }
     if sleeping {
+        if !g.workers[w.slot].sleeping {
+            MARKED_BLOCKED.fetch_add(1, Relaxed);
+        }
         worker::sleeping_locked(&mut g, w.slot, true);
     } else {
         worker::running_locked(&mut g, w.slot, true);
@@ -555,6 +561,7 @@ fn mark_hog(w: &Worker, exec: u64) {
         return;
     }
     let c = ws.current.unwrap();
+    MARKED_HOG.fetch_add(1, Relaxed);
     pool::update_worker(&mut g, w.slot, |ws| {
         ws.hog = true;
         ws.flags |= WORKER_CPU_INTENSIVE;

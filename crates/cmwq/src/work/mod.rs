@@ -411,6 +411,16 @@ impl fmt::Debug for Work {
     }
 }
 
+/// Size of the allocation of a work item whose closure captures nothing
+/// (B7), including the reference counts.
+pub(crate) fn size_of_empty() -> usize {
+    struct Counts {
+        _strong: usize,
+        _weak: usize,
+    }
+    std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<fn(&Work)>>()
+}
+
 /// Become the owner of a pending instance of `work`, taking it off its
 /// list, its collided hand-over or its timer, and releasing its accounting
 /// (the kernel's try_to_grab_pending). Returns false if it was not pending.

@@ -1,0 +1,801 @@
+//! Shared code of the `scenarios_*` tests (G15, G16): the four "Example
+//! Execution Scenarios" of the kernel's
+//! `Documentation/core-api/workqueue.rst`, and the stall window check.
+//!
+//! The doc's scenarios, in its units (ms): w0 burns CPU for 5, sleeps 10,
+//! burns 5 and finishes; w1 and w2 burn 5, sleep 10 and finish; all three
+//! are queued at once on the same CPU of a bound workqueue q0. They run
+//! here at [`SCALE`] times the doc's timings (the burns measured in thread
+//! CPU time), in one of three block detection modes: `hint` (the sleeps
+//! wrapped in [`cmwq::blocking`]), `proc` and `perf` (plain sleeps: the
+//! library must find the blocks itself). Each test binary forces its mode
+//! with [`setup`].
+//!
+//! A timeline misses when an event is further than 10% + 6 ms from the
+//! doc's (scaled) time; a scenario that misses is run once more (the
+//! machines are small and noisy) and fails with both timelines printed.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use cmwq::{Config, Detect, Work, Workqueue, WqFlags};
+
+use crate::common::{burn_cpu, current_cpu, own_affinity, own_thread_name, pin_self};
+
+/// The doc's timings are multiplied by this.
+pub const SCALE: u64 = 4;
+/// The doc's 5 ms of CPU burning, scaled (thread CPU time).
+pub const BURN: Duration = Duration::from_millis(5 * SCALE);
+/// The doc's 10 ms sleep, scaled.
+pub const SLEEP: Duration = Duration::from_millis(10 * SCALE);
+/// `cpu_intensive_thresh`, scaled like the burns (the default 10 ms is
+/// shorter than one scaled burn, G16).
+pub const HOG_THRESH: Duration = Duration::from_millis(10 * SCALE);
+
+/// The process-wide configuration of a scenarios test binary.
+pub fn config(mode: Detect) -> Config {
+    Config::default()
+        .detect(mode)
+        .cpu_intensive_thresh(HOG_THRESH)
+}
+
+/// Apply [`config`] once per test binary, before first use, and check that
+/// the library uses `mode`. Returns false (after printing why) where the
+/// mode is not available to this process, so the caller skips; panics if
+/// the mode is available but the library picked another.
+pub fn setup(mode: Detect) -> bool {
+    static READY: OnceLock<Result<Option<String>, String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        config(mode)
+            .apply()
+            .map_err(|e| format!("Config::apply before first use: {e}"))?;
+        let got = cmwq::detection();
+        if got == mode {
+            return Ok(None);
+        }
+        let probe = match mode {
+            Detect::Perf => perf_probe().map_err(|e| format!("perf_event_open not permitted ({e})")),
+            Detect::Proc => proc_probe().map_err(|e| format!("/proc/self/task/TID/stat not readable ({e})")),
+            _ => Ok(()),
+        };
+        match probe {
+            Err(why) => Ok(Some(format!("{why}; cmwq::detection() fell back to {got:?}"))),
+            Ok(()) => Err(format!(
+                "asked for {mode:?} detection, which this process may use, but cmwq::detection() is {got:?}\n{}",
+                cmwq::dump()
+            )),
+        }
+    });
+    match r {
+        Ok(None) => true,
+        Ok(Some(why)) => {
+            eprintln!("skipping: {why}");
+            false
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// `struct perf_event_attr`, `PERF_ATTR_SIZE_VER5` (112 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct PerfAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    rest: [u64; 8],
+}
+
+/// Whether this thread may open what perf detection needs: a dummy software
+/// event with `context_switch` on itself.
+pub fn perf_probe() -> std::io::Result<()> {
+    const PERF_TYPE_SOFTWARE: u32 = 1;
+    const PERF_COUNT_SW_DUMMY: u64 = 9;
+    const EXCLUDE_KERNEL: u64 = 1 << 5;
+    const EXCLUDE_HV: u64 = 1 << 6;
+    const CONTEXT_SWITCH: u64 = 1 << 26;
+    const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+    let attr = PerfAttr {
+        kind: PERF_TYPE_SOFTWARE,
+        size: std::mem::size_of::<PerfAttr>() as u32,
+        config: PERF_COUNT_SW_DUMMY,
+        flags: EXCLUDE_KERNEL | EXCLUDE_HV | CONTEXT_SWITCH,
+        ..PerfAttr::default()
+    };
+    // SAFETY: the kernel reads `attr.size` bytes of the fully initialised
+    // struct; pid 0 = this thread, cpu -1 = any, no group.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfAttr,
+            0 as libc::pid_t,
+            -1 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd that nothing else owns; closed on drop.
+    drop(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) });
+    Ok(())
+}
+
+/// Whether this thread may read its own `/proc/self/task/TID/stat`.
+pub fn proc_probe() -> std::io::Result<()> {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get();
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).map(drop)
+}
+
+/// The process's CPUs, as seen before any test thread pinned itself.
+fn process_cpus() -> &'static [usize] {
+    static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+    CPUS.get_or_init(own_affinity)
+}
+
+/// Choose the CPU the items run on and pin the calling (test) thread to
+/// another one where there are two, so it does not compete with them.
+pub fn prepare() -> usize {
+    let cpus = process_cpus();
+    let target = *cpus.last().expect("a usable CPU");
+    if cpus.len() >= 2 {
+        pin_self(&[cpus[0]]);
+    }
+    target
+}
+
+/// Make sure `target`'s normal pool has enough idle workers for the
+/// scenarios (three items running at once, plus the spare), so that no
+/// scenario waits for a thread to be created; then let it settle.
+pub fn warm_up(target: usize) {
+    let wq = Workqueue::new("scen_warmup").expect("workqueue");
+    let items: Vec<Work> = (0..5)
+        .map(|_| {
+            Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(3))))
+        })
+        .collect();
+    for w in &items {
+        assert!(wq.queue_on(target, w));
+    }
+    wq.flush();
+    drop(wq);
+    // Past the monitor's 20 ms "unwatch" hysteresis: every scenario starts
+    // from a quiet pool.
+    std::thread::sleep(Duration::from_millis(25));
+}
+
+/// Sleep `d`, with the blocking hint or without.
+pub fn block(d: Duration, hint: bool) {
+    if hint {
+        cmwq::blocking(|| std::thread::sleep(d));
+    } else {
+        std::thread::sleep(d);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+// ---------------------------------------------------------------------------
+// Timelines
+
+/// What happened to an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum What {
+    /// Its function started (and burns CPU).
+    Start,
+    /// It went to sleep.
+    Sleep,
+    /// Its sleep returned.
+    Wake,
+    /// Its function returned.
+    Finish,
+}
+
+/// One event of a timeline.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// 0 for w0, 1 for w1, ...
+    pub item: usize,
+    pub what: What,
+    /// Since t0, the moment the items were queued.
+    pub at: Duration,
+    /// The CPU it happened on.
+    pub cpu: usize,
+}
+
+/// Records events relative to t0, which is set just before queueing.
+pub struct Recorder {
+    t0: OnceLock<Instant>,
+    events: Mutex<Vec<Event>>,
+    threads: Mutex<Vec<(usize, String)>>,
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            t0: OnceLock::new(),
+            events: Mutex::new(Vec::with_capacity(16)),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Fix t0 (now).
+    pub fn start(&self) {
+        self.t0.set(Instant::now()).expect("started once");
+    }
+
+    pub fn t0(&self) -> Instant {
+        *self.t0.get().expect("started")
+    }
+
+    pub fn note(&self, item: usize, what: What) {
+        let at = self.t0().elapsed();
+        let cpu = current_cpu();
+        self.events.lock().unwrap().push(Event {
+            item,
+            what,
+            at,
+            cpu,
+        });
+    }
+
+    /// Remember the name of the thread that ran `item`.
+    pub fn note_thread(&self, item: usize) {
+        self.threads.lock().unwrap().push((item, own_thread_name()));
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        let mut v = self.events.lock().unwrap().clone();
+        v.sort_by_key(|e| (e.at, e.item, e.what));
+        v
+    }
+
+    pub fn thread(&self, item: usize) -> String {
+        self.threads
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| t.0 == item)
+            .map_or_else(|| "?".into(), |t| t.1.clone())
+    }
+}
+
+/// One of the doc's scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// "original wq": emulated with max_active 1.
+    A,
+    /// cmwq, max_active >= 3.
+    B,
+    /// cmwq, max_active == 2.
+    C,
+    /// w1 and w2 on a CPU_INTENSIVE workqueue q1.
+    D,
+}
+
+impl Kind {
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::A => "A, \"original wq\" (q0 max_active 1)",
+            Kind::B => "B, cmwq with q0 max_active 3",
+            Kind::C => "C, cmwq with q0 max_active 2",
+            Kind::D => "D, w0 on q0, w1 and w2 on q1 (WQ_CPU_INTENSIVE)",
+        }
+    }
+
+    fn q0_max_active(self) -> u32 {
+        match self {
+            Kind::A => 1,
+            Kind::C => 2,
+            Kind::B | Kind::D => 3,
+        }
+    }
+
+    /// The doc's timeline, in its own units (ms, to be scaled).
+    fn doc(self) -> Vec<Check> {
+        use What::*;
+        let at = |item, what, t| Check {
+            item,
+            what,
+            expect: Expect::At(t),
+        };
+        match self {
+            Kind::A => vec![
+                at(0, Start, 0),
+                at(0, Sleep, 5),
+                at(0, Wake, 15),
+                at(0, Finish, 20),
+                at(1, Start, 20),
+                at(1, Sleep, 25),
+                at(1, Finish, 35),
+                at(2, Start, 35),
+                at(2, Sleep, 40),
+                at(2, Finish, 50),
+            ],
+            Kind::B => vec![
+                at(0, Start, 0),
+                at(0, Sleep, 5),
+                at(1, Start, 5),
+                at(1, Sleep, 10),
+                at(2, Start, 10),
+                at(2, Sleep, 15),
+                at(0, Wake, 15),
+                at(0, Finish, 20),
+                at(1, Finish, 20),
+                at(2, Finish, 25),
+            ],
+            Kind::C => vec![
+                at(0, Start, 0),
+                at(0, Sleep, 5),
+                at(1, Start, 5),
+                at(1, Sleep, 10),
+                at(0, Wake, 15),
+                at(0, Finish, 20),
+                at(1, Finish, 20),
+                at(2, Start, 20),
+                at(2, Sleep, 25),
+                at(2, Finish, 35),
+            ],
+            // The doc assumes FIFO scheduling between w1 and w2 (w1 sleeps
+            // at 10, w2 at 15). Under the fair scheduler they share the CPU
+            // while burning and both sleep at ~15: only what does not
+            // depend on the scheduler is pinned down; w1's finish is
+            // bounded by the two schedules.
+            Kind::D => vec![
+                at(0, Start, 0),
+                at(0, Sleep, 5),
+                at(1, Start, 5),
+                at(2, Start, 5),
+                at(0, Wake, 15),
+                at(0, Finish, 20),
+                Check {
+                    item: 1,
+                    what: Finish,
+                    expect: Expect::Within(20, 25),
+                },
+                at(2, Finish, 25),
+            ],
+        }
+    }
+}
+
+/// An expected time, in the doc's ms.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    At(u64),
+    /// Anywhere in this range (both ends with tolerance).
+    Within(u64, u64),
+}
+
+/// One expectation of a timeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub item: usize,
+    pub what: What,
+    pub expect: Expect,
+}
+
+/// Allowed deviation from an expected time (scaled ms): 10% + 6 ms.
+pub fn tolerance(expected_ms: f64) -> f64 {
+    expected_ms * 0.1 + 6.0
+}
+
+impl Check {
+    /// The scaled expected range with tolerance, in ms.
+    fn bounds(&self) -> (f64, f64) {
+        let (lo, hi) = match self.expect {
+            Expect::At(t) => (t, t),
+            Expect::Within(a, b) => (a, b),
+        };
+        let (lo, hi) = ((lo * SCALE) as f64, (hi * SCALE) as f64);
+        (lo - tolerance(lo), hi + tolerance(hi))
+    }
+
+    fn expected_text(&self) -> String {
+        match self.expect {
+            Expect::At(t) => format!("{}", t * SCALE),
+            Expect::Within(a, b) => format!("{}..{}", a * SCALE, b * SCALE),
+        }
+    }
+
+    /// None if `actual` (ms) is within tolerance, else how far off it is.
+    fn miss(&self, actual: f64) -> Option<String> {
+        let (lo, hi) = self.bounds();
+        if actual < lo {
+            Some(format!("{:.1} ms early (allowed from {lo:.1})", lo - actual))
+        } else if actual > hi {
+            Some(format!("{:.1} ms late (allowed up to {hi:.1})", actual - hi))
+        } else {
+            None
+        }
+    }
+}
+
+/// An item of a scenario.
+#[derive(Clone, Copy)]
+struct Spec {
+    burn_before: Duration,
+    sleep: Duration,
+    burn_after: Duration,
+    /// Queued on q1 (scenario D) rather than q0.
+    on_q1: bool,
+}
+
+impl Spec {
+    fn of(kind: Kind, item: usize) -> Spec {
+        Spec {
+            burn_before: BURN,
+            sleep: SLEEP,
+            burn_after: if item == 0 { BURN } else { Duration::ZERO },
+            on_q1: kind == Kind::D && item > 0,
+        }
+    }
+}
+
+/// What a scenario run recorded.
+pub struct Timeline {
+    pub kind: Kind,
+    pub hint: bool,
+    pub target: usize,
+    pub events: Vec<Event>,
+    pub threads: Vec<String>,
+    /// q0's stats after the run (and q1's for scenario D).
+    pub q0: cmwq::WqStats,
+    pub q1: Option<cmwq::WqStats>,
+}
+
+impl Timeline {
+    pub fn at(&self, item: usize, what: What) -> Option<Duration> {
+        self.events
+            .iter()
+            .find(|e| e.item == item && e.what == what)
+            .map(|e| e.at)
+    }
+
+    /// Everything that does not match the doc (within tolerance); empty if
+    /// the timeline is the doc's.
+    pub fn misses(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for c in self.kind.doc() {
+            match self.at(c.item, c.what) {
+                None => v.push(format!("w{} {:?}: never happened", c.item, c.what)),
+                Some(t) => {
+                    if let Some(m) = c.miss(ms(t)) {
+                        v.push(format!("w{} {:?} at {:.1}: {m}", c.item, c.what, ms(t)));
+                    }
+                }
+            }
+        }
+        for e in &self.events {
+            if e.what == What::Start && e.cpu != self.target {
+                v.push(format!(
+                    "w{} started on CPU {}, not on CPU {} where it was queued",
+                    e.item, e.cpu, self.target
+                ));
+            }
+        }
+        v
+    }
+
+    /// The doc's words for an event; None where the doc merges it into the
+    /// next one ("w1 wakes up and finishes").
+    fn words(&self, e: &Event) -> Option<&'static str> {
+        let burns_after = !Spec::of(self.kind, e.item).burn_after.is_zero();
+        Some(match (e.what, burns_after) {
+            (What::Start, _) => "starts and burns CPU",
+            (What::Sleep, _) => "sleeps",
+            (What::Wake, true) => "wakes up and burns CPU",
+            (What::Wake, false) => return None,
+            (What::Finish, true) => "finishes",
+            (What::Finish, false) => "wakes up and finishes",
+        })
+    }
+
+    /// The timeline as the doc's table: actual ms since queueing, the doc's
+    /// time (scaled) in brackets, misses marked.
+    pub fn render(&self, mode: &str, attempt: usize) -> String {
+        let doc = self.kind.doc();
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "scenario {} [{mode}, attempt {attempt}, items on CPU {}]",
+            self.kind.title(),
+            self.target
+        );
+        let _ = writeln!(
+            s,
+            "  TIME IN MSECS (doc x{SCALE})  EVENT   (tolerance 10% + 6 ms)"
+        );
+        for e in &self.events {
+            let Some(words) = self.words(e) else { continue };
+            let check = doc.iter().find(|c| c.item == e.item && c.what == e.what);
+            let expected = check.map_or_else(|| "-".to_string(), Check::expected_text);
+            let mut line = format!(
+                "  {:7.1} ({expected:>7})    w{} {words}",
+                ms(e.at),
+                e.item
+            );
+            if e.what == What::Start {
+                let _ = write!(
+                    line,
+                    "{:>w$}[{} on CPU {}]",
+                    "",
+                    self.threads[e.item],
+                    e.cpu,
+                    w = 24usize.saturating_sub(words.len())
+                );
+            }
+            if let Some(m) = check.and_then(|c| c.miss(ms(e.at))) {
+                let _ = write!(line, "   <== MISS: {m}");
+            }
+            let _ = writeln!(s, "{line}");
+        }
+        if let (Some(slept), Some(next)) = (self.at(0, What::Sleep), self.at(1, What::Start)) {
+            if self.kind != Kind::A {
+                let _ = writeln!(
+                    s,
+                    "  w1 started {:+.3} ms after w0 went to sleep",
+                    ms(next) - ms(slept)
+                );
+            }
+        }
+        let _ = write!(
+            s,
+            "  q0 stats: cm_wakeups {}, cpu_hog {}",
+            self.q0.cm_wakeups, self.q0.cpu_hog
+        );
+        if let Some(q1) = &self.q1 {
+            let _ = write!(s, "; q1 stats: cm_wakeups {}, cpu_hog {}", q1.cm_wakeups, q1.cpu_hog);
+        }
+        let misses = self.misses();
+        if !misses.is_empty() {
+            let _ = write!(s, "\n  misses:");
+            for m in misses {
+                let _ = write!(s, "\n    {m}");
+            }
+        }
+        s
+    }
+}
+
+/// Run one scenario once and record its timeline. `hint`: wrap the sleeps
+/// in `cmwq::blocking`.
+pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
+    let target = prepare();
+    let q0 = Workqueue::builder(&format!("scen_{kind:?}_q0"))
+        .max_active(kind.q0_max_active())
+        .build()
+        .expect("q0");
+    let q1 = (kind == Kind::D).then(|| {
+        Workqueue::builder("scen_D_q1")
+            .flags(WqFlags::CPU_INTENSIVE)
+            .build()
+            .expect("q1")
+    });
+    warm_up(target);
+
+    let rec = Recorder::new();
+    let items: Vec<(Spec, Work)> = (0..3)
+        .map(|i| {
+            let spec = Spec::of(kind, i);
+            let rec = rec.clone();
+            let w = Work::new(move |_| {
+                rec.note(i, What::Start);
+                burn_cpu(spec.burn_before);
+                rec.note(i, What::Sleep);
+                block(spec.sleep, hint);
+                rec.note(i, What::Wake);
+                burn_cpu(spec.burn_after);
+                rec.note(i, What::Finish);
+                rec.note_thread(i);
+            });
+            (spec, w)
+        })
+        .collect();
+    rec.start();
+    for (spec, w) in &items {
+        let wq = if spec.on_q1 { q1.as_ref().unwrap() } else { &q0 };
+        assert!(wq.queue_on(target, w), "queued");
+    }
+    for (_, w) in &items {
+        w.flush();
+    }
+    q0.flush();
+    let q1_stats = q1.as_ref().map(|q| {
+        q.flush();
+        q.stats()
+    });
+    Timeline {
+        kind,
+        hint,
+        target,
+        events: rec.events(),
+        threads: (0..3).map(|i| rec.thread(i)).collect(),
+        q0: q0.stats(),
+        q1: q1_stats,
+    }
+}
+
+/// Run a scenario; if its timeline misses the doc's, run it once more;
+/// panic with both timelines if that misses too. Prints the timeline(s).
+pub fn check_scenario(kind: Kind, mode: Detect) {
+    let hint = mode == Detect::Hint;
+    let mut failed = Vec::new();
+    for attempt in 1..=2 {
+        let t = run_scenario(kind, hint);
+        let text = t.render(mode.name(), attempt);
+        println!("{text}\n");
+        if t.misses().is_empty() {
+            return;
+        }
+        failed.push(text);
+    }
+    panic!(
+        "scenario {} in {} mode does not match workqueue.rst (x{SCALE}, tolerance 10% + 6 ms) in either attempt:\n\n{}",
+        kind.title(),
+        mode.name(),
+        failed.join("\n\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The stall window (G15)
+
+/// One run of: item X does `rounds` of (burn `burn` of CPU, sleep
+/// `block`), item Y is queued behind X on the same CPU of a bound
+/// workqueue.
+pub struct BlockRun {
+    pub rounds: usize,
+    pub block: Duration,
+    pub hinted: bool,
+    pub x_start: Duration,
+    pub x_end: Duration,
+    pub y_start: Duration,
+    /// The longest of X's sleeps, in wall time (a sleep that overran the
+    /// stall window may legitimately start a worker).
+    pub longest_block: Duration,
+    pub cm_wakeups: u64,
+}
+
+impl BlockRun {
+    /// Y started while X was still running: another worker was started.
+    pub fn y_during_x(&self) -> bool {
+        self.y_start < self.x_end
+    }
+}
+
+impl std::fmt::Display for BlockRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "X: {} x (burn, {}sleep {:?}), ran {:.3}..{:.3} ms, longest sleep {:.3} ms; Y started at {:.3} ms ({}); cm_wakeups {}",
+            self.rounds,
+            if self.hinted { "hinted " } else { "" },
+            self.block,
+            ms(self.x_start),
+            ms(self.x_end),
+            ms(self.longest_block),
+            ms(self.y_start),
+            if self.y_during_x() {
+                "before X finished: a second worker ran"
+            } else {
+                "after X finished"
+            },
+            self.cm_wakeups
+        )
+    }
+}
+
+/// Run X and Y once (see [`BlockRun`]).
+pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bool) -> BlockRun {
+    let target = prepare();
+    let wq = Workqueue::new("scen_stall").expect("workqueue");
+    warm_up(target);
+    let t0 = Instant::now();
+    let x_times = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO, Duration::ZERO)));
+    let y_start = Arc::new(Mutex::new(None));
+    let xt = x_times.clone();
+    let x = Work::new(move |_| {
+        let start = t0.elapsed();
+        let mut longest = Duration::ZERO;
+        for _ in 0..rounds {
+            burn_cpu(burn);
+            let t = Instant::now();
+            block(block_for, hinted);
+            longest = longest.max(t.elapsed());
+        }
+        *xt.lock().unwrap() = (start, t0.elapsed(), longest);
+    });
+    let ys = y_start.clone();
+    let y = Work::new(move |_| {
+        *ys.lock().unwrap() = Some(t0.elapsed());
+    });
+    assert!(wq.queue_on(target, &x));
+    assert!(wq.queue_on(target, &y));
+    wq.flush();
+    let (x_start, x_end, longest_block) = *x_times.lock().unwrap();
+    let y_start = y_start.lock().unwrap().expect("Y ran");
+    BlockRun {
+        rounds,
+        block: block_for,
+        hinted,
+        x_start,
+        x_end,
+        y_start,
+        longest_block,
+        cm_wakeups: wq.stats().cm_wakeups,
+    }
+}
+
+/// Run up to `tries` times until `ok`; Err with every attempt's report if
+/// none was.
+fn until_ok(
+    tries: usize,
+    mut run: impl FnMut() -> BlockRun,
+    ok: impl Fn(&BlockRun) -> bool,
+) -> Result<BlockRun, String> {
+    let mut all = String::new();
+    for i in 1..=tries {
+        let r = run();
+        println!("  attempt {i}: {r}");
+        if ok(&r) {
+            return Ok(r);
+        }
+        let _ = writeln!(all, "  attempt {i}: {r}");
+    }
+    Err(all)
+}
+
+/// G15: "A block shorter than the stall window (default 200 us) does not
+/// start a new worker", with the positive control that shows the same
+/// setup does see a worker start when it should.
+pub fn check_short_blocks(mode: Detect) {
+    let burn = Duration::from_millis(1);
+    let short = Duration::from_micros(20);
+    let long = Duration::from_millis(20);
+
+    // 20 short unhinted blocks: Y must wait for X. Up to 3 attempts (a
+    // sleep can overrun the stall window on a loaded machine); a library
+    // that starts workers on short blocks fails all of them.
+    println!("[{}] short blocks (20 us, unhinted):", mode.name());
+    if let Err(all) = until_ok(3, || run_blocks(20, burn, short, false), |r| !r.y_during_x()) {
+        panic!(
+            "{} mode: blocks shorter than the stall window started another worker (Y ran before X finished) in every attempt:\n{all}",
+            mode.name()
+        );
+    }
+
+    if mode == Detect::Hint {
+        // Hint mode never starts a worker without the hint, however long
+        // the block...
+        println!("[hint] long blocks (20 ms, unhinted):");
+        if let Err(all) = until_ok(3, || run_blocks(2, burn, long, false), |r| !r.y_during_x()) {
+            panic!("hint mode: an unhinted 20 ms block started another worker in every attempt:\n{all}");
+        }
+        // ...and starts one at once with it (positive control).
+        println!("[hint] long blocks (20 ms, hinted):");
+        if let Err(all) = until_ok(3, || run_blocks(2, burn, long, true), BlockRun::y_during_x) {
+            panic!("hint mode: a hinted 20 ms block did not let Y start before X finished (control failed) in every attempt:\n{all}");
+        }
+    } else {
+        // Positive control: the same setup with 20 ms blocks does start Y
+        // while X sleeps, so the check above can see a started worker.
+        println!("[{}] long blocks (20 ms, unhinted):", mode.name());
+        if let Err(all) = until_ok(3, || run_blocks(2, burn, long, false), BlockRun::y_during_x) {
+            panic!(
+                "{} mode: an unhinted 20 ms block did not let Y start before X finished (control failed) in every attempt:\n{all}",
+                mode.name()
+            );
+        }
+    }
+}
