@@ -8,7 +8,10 @@ use cmwq::Work;
 
 fn main() {
     let batch = 1024;
-    let batches: usize = std::env::var("BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let batches: usize = std::env::var("BATCHES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
     let items: Vec<Work> = (0..batch).map(|_| Work::new(|_| {})).collect();
     let wq = cmwq::system_wq();
     for w in &items {
@@ -29,5 +32,8 @@ fn main() {
         best = best.min(ns);
         println!("{n} queue+execute: {ns:.1} ns each");
     }
-    println!("best: {best:.1} ns per queue+execute ({:.1} M items/s)", 1e3 / best);
+    println!(
+        "best: {best:.1} ns per queue+execute ({:.1} M items/s)",
+        1e3 / best
+    );
 }

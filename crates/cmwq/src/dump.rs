@@ -114,7 +114,7 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, " dfl]");
     for wq in &wqs {
         let _ = write!(o, "{:NAME_LEN$} {:10}", wq.shared.name, wq_type(wq));
-        let t = wq.table.load();
+        let t = wq.table.get();
         for c in topo.possible.iter() {
             let w = c.to_string().len().max(id_len);
             match t.per_cpu.get(c) {

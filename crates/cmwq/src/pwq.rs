@@ -186,17 +186,26 @@ impl Pwq {
         st.in_flight() > 0 || st.nr_active > 0 || !st.inactive.is_empty()
     }
 
-    /// Free the pwq's slot in its pool; its counters are returned so the
-    /// workqueue can keep them. The pwq must not be busy.
-    pub(crate) fn release(&self) -> PwqStats {
-        if self.released.swap(true, AcqRel) {
-            return PwqStats::default();
-        }
-        let st = self.pool.lock().pwqs.remove(self.slot);
-        debug_assert!(st.in_flight() == 0 && st.inactive.is_empty());
+    /// Free the pwq's slot in its pool, if it is not busy; its counters are
+    /// returned so the workqueue can keep them. The check and the release
+    /// happen under one hold of the pool lock, where `insert_grabbed` also
+    /// checks `released`, so no item can slip in between.
+    pub(crate) fn try_release(&self) -> Option<PwqStats> {
+        let st = {
+            let mut g = self.pool.lock();
+            if self.released.load(Relaxed) {
+                return Some(PwqStats::default());
+            }
+            let st = &g.pwqs[self.slot];
+            if st.in_flight() > 0 || st.nr_active > 0 || !st.inactive.is_empty() {
+                return None;
+            }
+            self.released.store(true, Relaxed);
+            g.pwqs.remove(self.slot)
+        };
         self.pool.refcnt.fetch_sub(1, Relaxed);
         crate::pool::maybe_retire_pool(self.pool);
-        st.stats
+        Some(st.stats)
     }
 }
 
@@ -262,7 +271,9 @@ pub(crate) fn dec_nr_in_flight(g: &mut PoolState, pwq: &Pwq, color: u8, active: 
     let mut kick = false;
     if active {
         st.nr_active -= 1;
-        kick = activate_inactive(g, pwq);
+        if !st.inactive.is_empty() {
+            kick = activate_inactive(g, pwq);
+        }
     }
     let st = &mut g.pwqs[pwq.slot];
     if st.flush_color == Some(color) && st.nr_in_flight[color as usize] == 0 {

@@ -204,6 +204,12 @@ struct Acct {
     pwq: Option<Arc<Pwq>>,
     cpu0: u64,
     coarse0: u64,
+    /// The last CLOCK_MONOTONIC_COARSE reading: taken once per item, at its
+    /// end, and reused as the start of the next one (the clock's resolution
+    /// is a scheduler tick, far coarser than the gap between two items).
+    clock: u64,
+    /// `cpu_intensive_thresh` in ns (0: disabled).
+    hog_ns: u64,
 }
 
 /// Charge at least this often (ns of wall time) while busy.
@@ -217,7 +223,14 @@ impl Acct {
                 .fetch_add(now.saturating_sub(self.cpu0), Relaxed);
         }
         self.cpu0 = now;
-        self.coarse0 = util::coarse_ns();
+        self.coarse0 = self.clock;
+    }
+
+    /// Read the coarse clock.
+    #[inline]
+    fn tick(&mut self) -> u64 {
+        self.clock = util::coarse_ns();
+        self.clock
     }
 
     fn begin(&mut self, pwq: &Arc<Pwq>) {
@@ -239,10 +252,15 @@ fn worker_main(w: Arc<Worker>) {
     setup_thread(&w);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
     let pool = w.pool;
+    let now = util::coarse_ns();
     let mut acct = Acct {
         pwq: None,
         cpu0: util::thread_cpu_ns(),
-        coarse0: util::coarse_ns(),
+        coarse0: now,
+        clock: now,
+        hog_ns: settings()
+            .cpu_intensive_thresh
+            .map_or(0, |d| d.as_nanos() as u64),
     };
     let mut g = pool.lock();
     'woke_up: loop {
@@ -276,6 +294,7 @@ fn worker_main(w: Arc<Worker>) {
         let timeout = settings().idle_timeout;
         loop {
             let woken = MutexGuard::unlocked(&mut g, || w.parker.park(Some(timeout)));
+            acct.tick();
             if woken || need_more_worker(&g) {
                 continue 'woke_up;
             }
@@ -374,12 +393,11 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
     let pwq = unsafe { Arc::from_raw(pwq_ptr) };
     let pool = w.pool;
     let intensive = pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
-    let now = util::coarse_ns();
+    let since = acct.clock;
     update_worker(&mut g, w.slot, |ws| {
         ws.current = Some(Current {
             work: work.as_ptr(),
             pwq: Arc::as_ptr(&pwq),
-            since_ns: now,
         });
         ws.slept = false;
         ws.hog = false;
@@ -388,7 +406,8 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
             ws.flags |= WORKER_CPU_INTENSIVE;
         }
     });
-    w.exec_seq.fetch_add(1, Relaxed);
+    // Only this thread writes exec_seq: no read-modify-write needed.
+    w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
     g.pwqs[pwq.slot].stats.started += 1;
     // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
     // the next idle worker for the next item.
@@ -435,15 +454,14 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
                 }
             }
         }
-        if util::coarse_ns().saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
+        if acct.tick().saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
             acct.charge();
         }
     });
     // Back under our pool lock.
     let exec = cur.expect("an execution");
     let ws = &g.workers[w.slot];
-    let check_hog = !ws.hog && !ws.slept;
-    let since = ws.current.map_or(now, |c| c.since_ns);
+    let check_hog = !ws.hog && !ws.slept && acct.hog_ns > 0;
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
         ws.flags &= !WORKER_CPU_INTENSIVE;
@@ -452,16 +470,11 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
     });
     // A hog that nobody flagged while it ran (no work was waiting behind
     // it): count it now (G16), from the thread's CPU time.
-    if check_hog {
-        if let Some(th) = settings().cpu_intensive_thresh {
-            let th = th.as_nanos() as u64;
-            if util::coarse_ns().saturating_sub(since) >= th {
-                let cpu = util::thread_cpu_ns().saturating_sub(acct.cpu0);
-                acct.charge();
-                if cpu >= th {
-                    g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
-                }
-            }
+    if check_hog && acct.clock.saturating_sub(since) >= acct.hog_ns {
+        let cpu = util::thread_cpu_ns().saturating_sub(acct.cpu0);
+        acct.charge();
+        if cpu >= acct.hog_ns {
+            g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
         }
     }
     retire_exec(&mut g, pool, exec, panicked);
@@ -541,7 +554,7 @@ fn handover(w: &Worker, work: &Work, old: Exec, panicked: bool) -> Exec {
             c.pwq = Arc::as_ptr(&pwq);
         }
     }
-    w.exec_seq.fetch_add(1, Relaxed);
+    w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
     Exec {
         pwq,
         color,

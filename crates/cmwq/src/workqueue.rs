@@ -1,11 +1,10 @@
 //! Workqueues: the front end work items are queued on.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::config::settings;
@@ -126,6 +125,51 @@ pub(crate) struct PwqTable {
     pub(crate) dfl: Option<Arc<Pwq>>,
 }
 
+/// The current pwq table, read on every queue with one atomic load.
+///
+/// A table is replaced only by `apply_attrs` and by destruction, both rare,
+/// so replaced tables are simply kept (with the pwqs they reference) until
+/// the workqueue itself is dropped: a reader that loaded the old pointer
+/// can keep using it for as long as it borrows the workqueue. This is the
+/// kernel's RCU-protected `wq->cpu_pwq`, with "free at destruction" as the
+/// grace period.
+pub(crate) struct TableCell {
+    current: AtomicPtr<PwqTable>,
+    /// Every table ever installed, owned here; freed with the cell. Boxed so
+    /// that a table does not move when the vector grows.
+    #[allow(clippy::vec_box)]
+    all: Mutex<Vec<Box<PwqTable>>>,
+}
+
+impl TableCell {
+    fn new(t: PwqTable) -> TableCell {
+        let mut b = Box::new(t);
+        let p: *mut PwqTable = &mut *b;
+        TableCell {
+            current: AtomicPtr::new(p),
+            all: Mutex::new(vec![b]),
+        }
+    }
+
+    /// The current table.
+    #[inline]
+    pub(crate) fn get(&self) -> &PwqTable {
+        // SAFETY: the pointer always designates a table boxed in `self.all`,
+        // and boxes there are only freed when the cell is dropped, which
+        // cannot happen while `&self` is borrowed.
+        unsafe { &*self.current.load(Acquire) }
+    }
+
+    /// Install `t` as the current table.
+    fn replace(&self, t: PwqTable) {
+        let mut b = Box::new(t);
+        let p: *mut PwqTable = &mut *b;
+        let mut all = self.all.lock();
+        all.push(b);
+        self.current.store(p, Release);
+    }
+}
+
 /// Flush colour bookkeeping (see `Workqueue::flush`). Guarded by
 /// `WqInner::flush`.
 struct FlushCtl {
@@ -148,7 +192,7 @@ impl FlushCtl {
 
 pub(crate) struct WqInner {
     pub(crate) shared: Arc<WqShared>,
-    pub(crate) table: ArcSwap<PwqTable>,
+    pub(crate) table: TableCell,
     /// Every pwq, including retired ones that still have items.
     pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
     /// Counters of released pwqs, and their CPU time.
@@ -261,7 +305,7 @@ impl WorkqueueBuilder {
         let all = table_pwqs(&table);
         let inner = Arc::new(WqInner {
             shared,
-            table: ArcSwap::from_pointee(table),
+            table: TableCell::new(table),
             all_pwqs: Mutex::new(all),
             retired: Mutex::new((PwqStats::default(), 0)),
             flush: Mutex::new(FlushCtl {
@@ -569,7 +613,7 @@ impl Workqueue {
     /// If `cpu >= nr_cpus()`.
     pub fn is_congested(&self, cpu: usize) -> bool {
         check_cpu("is_congested", cpu);
-        let t = self.inner.table.load();
+        let t = self.inner.table.get();
         let p = &t.per_cpu[cpu];
         let g = p.pool.lock();
         !g.pwqs[p.slot].inactive.is_empty()
@@ -693,7 +737,7 @@ impl WqInner {
     /// workqueue refuses it.
     pub(crate) fn insert_grabbed(&self, cpu: Option<usize>, work: &Work) -> bool {
         let sh = &*self.shared;
-        let table = self.table.load();
+        let table = self.table.get();
         let n = table.per_cpu.len();
         if n == 0 {
             // Destroyed.
@@ -802,7 +846,7 @@ impl WqInner {
     /// Whether any pwq still has items; releases retired pwqs that are
     /// empty.
     pub(crate) fn busy(&self) -> bool {
-        let table = self.table.load();
+        let table = self.table.get();
         let current = |p: &Arc<Pwq>| {
             table
                 .per_cpu
@@ -820,18 +864,23 @@ impl WqInner {
             }
         }
         for p in retire {
-            self.release_pwq(&p);
+            // Busy again after all (an item slipped in before the check).
+            busy |= !self.release_pwq(&p);
         }
         busy
     }
 
-    fn release_pwq(&self, p: &Arc<Pwq>) {
-        let st = p.release();
+    /// Release an idle pwq; false (and nothing changes) if it is busy.
+    fn release_pwq(&self, p: &Arc<Pwq>) -> bool {
+        let Some(st) = p.try_release() else {
+            return false;
+        };
         let mut r = self.retired.lock();
         r.0.add(&st);
         r.1 += p.cpu_time_ns.load(Relaxed);
         drop(r);
         self.all_pwqs.lock().retain(|q| !Arc::ptr_eq(q, p));
+        true
     }
 
     pub(crate) fn drain(&self) {
@@ -865,8 +914,8 @@ impl WqInner {
         let mut cur = self.attrs.lock();
         // New pwqs start with the current flush colour.
         let c = self.flush.lock();
-        let old = self.table.load_full();
-        let t = make_table(&self.shared, Some(&attrs), c.work_color, Some(&old));
+        let old = self.table.get();
+        let t = make_table(&self.shared, Some(&attrs), c.work_color, Some(old));
         {
             let mut all = self.all_pwqs.lock();
             for p in table_pwqs(&t) {
@@ -875,7 +924,7 @@ impl WqInner {
                 }
             }
         }
-        self.table.store(Arc::new(t));
+        self.table.replace(t);
         drop(c);
         *cur = Some(attrs);
         drop(cur);
@@ -921,12 +970,19 @@ impl WqInner {
         WORKQUEUES
             .lock()
             .retain(|w| w.upgrade().is_some_and(|w| !std::ptr::eq(&*w, self)));
-        self.table.store(Arc::new(PwqTable {
+        self.table.replace(PwqTable {
             per_cpu: Box::new([]),
             dfl: None,
-        }));
-        for p in self.pwqs() {
-            self.release_pwq(&p);
+        });
+        // Nothing can be queued any more (the table is empty), but an item
+        // chained during the drain may still be finishing: release what is
+        // idle and drain again until every pwq is gone.
+        loop {
+            let left: Vec<Arc<Pwq>> = self.pwqs();
+            if left.iter().all(|p| self.release_pwq(p)) {
+                break;
+            }
+            self.drain();
         }
     }
 }

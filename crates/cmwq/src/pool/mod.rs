@@ -60,8 +60,6 @@ pub(crate) struct Current {
     pub(crate) work: std::ptr::NonNull<WorkInner>,
     /// The execution's pwq (the worker holds a reference).
     pub(crate) pwq: *const Pwq,
-    /// When it started (CLOCK_MONOTONIC_COARSE ns).
-    pub(crate) since_ns: u64,
 }
 
 // SAFETY: `Current` holds addresses of objects the executing worker keeps

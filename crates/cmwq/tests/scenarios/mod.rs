@@ -158,9 +158,7 @@ pub fn prepare() -> usize {
 pub fn warm_up(target: usize) {
     let wq = Workqueue::new("scen_warmup").expect("workqueue");
     let items: Vec<Work> = (0..5)
-        .map(|_| {
-            Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(3))))
-        })
+        .map(|_| Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(3)))))
         .collect();
     for w in &items {
         assert!(wq.queue_on(target, w));
@@ -183,6 +181,44 @@ pub fn block(d: Duration, hint: bool) {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// The calling thread's (voluntary, involuntary) context switches so far.
+pub fn own_switches() -> (i64, i64) {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    (ru.ru_nvcsw as i64, ru.ru_nivcsw as i64)
+}
+
+/// What `/proc` says of the library's monitor thread: (voluntary,
+/// involuntary) context switches so far and the CPU it last ran on.
+pub fn monitor_thread() -> Option<(i64, i64, i64)> {
+    for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let p = e.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if comm.trim_end() != "cmwq-monitor" {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.join("status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        let stat = std::fs::read_to_string(p.join("stat")).ok()?;
+        // Field 39 (processor), counted from the state letter (field 3).
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let cpu = rest.split_whitespace().nth(36)?.parse().ok()?;
+        return Some((
+            field("voluntary_ctxt_switches:")?,
+            field("nonvoluntary_ctxt_switches:")?,
+            cpu,
+        ));
+    }
+    None
 }
 
 // ---------------------------------------------------------------------------
@@ -217,7 +253,9 @@ pub struct Event {
 pub struct Recorder {
     t0: OnceLock<Instant>,
     events: Mutex<Vec<Event>>,
-    threads: Mutex<Vec<(usize, String)>>,
+    /// Per item: the worker thread's name and its involuntary context
+    /// switches during the item.
+    threads: Mutex<Vec<(usize, String, i64)>>,
 }
 
 impl Recorder {
@@ -249,9 +287,13 @@ impl Recorder {
         });
     }
 
-    /// Remember the name of the thread that ran `item`.
-    pub fn note_thread(&self, item: usize) {
-        self.threads.lock().unwrap().push((item, own_thread_name()));
+    /// Remember the name of the thread that ran `item`, and how often it
+    /// was preempted meanwhile.
+    pub fn note_thread(&self, item: usize, preempted: i64) {
+        self.threads
+            .lock()
+            .unwrap()
+            .push((item, own_thread_name(), preempted));
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -260,13 +302,13 @@ impl Recorder {
         v
     }
 
-    pub fn thread(&self, item: usize) -> String {
+    pub fn thread(&self, item: usize) -> (String, i64) {
         self.threads
             .lock()
             .unwrap()
             .iter()
             .find(|t| t.0 == item)
-            .map_or_else(|| "?".into(), |t| t.1.clone())
+            .map_or_else(|| ("?".into(), -1), |t| (t.1.clone(), t.2))
     }
 }
 
@@ -412,9 +454,15 @@ impl Check {
     fn miss(&self, actual: f64) -> Option<String> {
         let (lo, hi) = self.bounds();
         if actual < lo {
-            Some(format!("{:.1} ms early (allowed from {lo:.1})", lo - actual))
+            Some(format!(
+                "{actual:.2} ms is before {lo:.2}, the earliest allowed (doc: {})",
+                self.expected_text()
+            ))
         } else if actual > hi {
-            Some(format!("{:.1} ms late (allowed up to {hi:.1})", actual - hi))
+            Some(format!(
+                "{actual:.2} ms is after {hi:.2}, the latest allowed (doc: {})",
+                self.expected_text()
+            ))
         } else {
             None
         }
@@ -448,7 +496,11 @@ pub struct Timeline {
     pub hint: bool,
     pub target: usize,
     pub events: Vec<Event>,
-    pub threads: Vec<String>,
+    /// Per item: worker thread name, involuntary context switches.
+    pub threads: Vec<(String, i64)>,
+    /// The monitor thread's (voluntary, involuntary) context switches
+    /// during the run and the CPU it was last seen on.
+    pub monitor: Option<(i64, i64, i64)>,
     /// q0's stats after the run (and q1's for scenario D).
     pub q0: cmwq::WqStats,
     pub q1: Option<cmwq::WqStats>,
@@ -471,7 +523,7 @@ impl Timeline {
                 None => v.push(format!("w{} {:?}: never happened", c.item, c.what)),
                 Some(t) => {
                     if let Some(m) = c.miss(ms(t)) {
-                        v.push(format!("w{} {:?} at {:.1}: {m}", c.item, c.what, ms(t)));
+                        v.push(format!("w{} {:?}: {m}", c.item, c.what));
                     }
                 }
             }
@@ -520,17 +572,13 @@ impl Timeline {
             let Some(words) = self.words(e) else { continue };
             let check = doc.iter().find(|c| c.item == e.item && c.what == e.what);
             let expected = check.map_or_else(|| "-".to_string(), Check::expected_text);
-            let mut line = format!(
-                "  {:7.1} ({expected:>7})    w{} {words}",
-                ms(e.at),
-                e.item
-            );
+            let mut line = format!("  {:7.1} ({expected:>7})    w{} {words}", ms(e.at), e.item);
             if e.what == What::Start {
                 let _ = write!(
                     line,
                     "{:>w$}[{} on CPU {}]",
                     "",
-                    self.threads[e.item],
+                    self.threads[e.item].0,
                     e.cpu,
                     w = 24usize.saturating_sub(words.len())
                 );
@@ -549,13 +597,36 @@ impl Timeline {
                 );
             }
         }
+        // Evidence for timing misses: how long the CPU burns took in wall
+        // time, and how often the items were preempted.
+        let _ = write!(s, "  wall time of the {BURN:?} CPU burns:");
+        for i in 0..3 {
+            let at = |w| self.at(i, w).map_or(f64::NAN, ms);
+            let _ = write!(s, " w{i} {:.1}", at(What::Sleep) - at(What::Start));
+            if !Spec::of(self.kind, i).burn_after.is_zero() {
+                let _ = write!(s, " + {:.1}", at(What::Finish) - at(What::Wake));
+            }
+            let _ = write!(s, " ({} preemptions),", self.threads[i].1);
+        }
+        s.pop();
+        let _ = writeln!(s);
+        if let Some((vol, invol, cpu)) = self.monitor {
+            let _ = writeln!(
+                s,
+                "  cmwq-monitor during the run: {vol} voluntary, {invol} involuntary context switches; last seen on CPU {cpu}"
+            );
+        }
         let _ = write!(
             s,
             "  q0 stats: cm_wakeups {}, cpu_hog {}",
             self.q0.cm_wakeups, self.q0.cpu_hog
         );
         if let Some(q1) = &self.q1 {
-            let _ = write!(s, "; q1 stats: cm_wakeups {}, cpu_hog {}", q1.cm_wakeups, q1.cpu_hog);
+            let _ = write!(
+                s,
+                "; q1 stats: cm_wakeups {}, cpu_hog {}",
+                q1.cm_wakeups, q1.cpu_hog
+            );
         }
         let misses = self.misses();
         if !misses.is_empty() {
@@ -591,20 +662,27 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
             let rec = rec.clone();
             let w = Work::new(move |_| {
                 rec.note(i, What::Start);
+                let (_, preempted) = own_switches();
                 burn_cpu(spec.burn_before);
                 rec.note(i, What::Sleep);
                 block(spec.sleep, hint);
                 rec.note(i, What::Wake);
                 burn_cpu(spec.burn_after);
+                let preempted = own_switches().1 - preempted;
                 rec.note(i, What::Finish);
-                rec.note_thread(i);
+                rec.note_thread(i, preempted);
             });
             (spec, w)
         })
         .collect();
+    let monitor_before = monitor_thread();
     rec.start();
     for (spec, w) in &items {
-        let wq = if spec.on_q1 { q1.as_ref().unwrap() } else { &q0 };
+        let wq = if spec.on_q1 {
+            q1.as_ref().unwrap()
+        } else {
+            &q0
+        };
         assert!(wq.queue_on(target, w), "queued");
     }
     for (_, w) in &items {
@@ -615,12 +693,17 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
         q.flush();
         q.stats()
     });
+    let monitor = match (monitor_before, monitor_thread()) {
+        (Some(a), Some(b)) => Some((b.0 - a.0, b.1 - a.1, b.2)),
+        _ => None,
+    };
     Timeline {
         kind,
         hint,
         target,
         events: rec.events(),
         threads: (0..3).map(|i| rec.thread(i)).collect(),
+        monitor,
         q0: q0.stats(),
         q1: q1_stats,
     }
@@ -768,7 +851,11 @@ pub fn check_short_blocks(mode: Detect) {
     // sleep can overrun the stall window on a loaded machine); a library
     // that starts workers on short blocks fails all of them.
     println!("[{}] short blocks (20 us, unhinted):", mode.name());
-    if let Err(all) = until_ok(3, || run_blocks(20, burn, short, false), |r| !r.y_during_x()) {
+    if let Err(all) = until_ok(
+        3,
+        || run_blocks(20, burn, short, false),
+        |r| !r.y_during_x(),
+    ) {
         panic!(
             "{} mode: blocks shorter than the stall window started another worker (Y ran before X finished) in every attempt:\n{all}",
             mode.name()
