@@ -48,6 +48,7 @@ mod pwq;
 mod stats;
 mod timer;
 mod topology;
+mod trace;
 mod util;
 mod work;
 mod worker;

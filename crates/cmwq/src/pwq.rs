@@ -254,6 +254,7 @@ pub(crate) fn activate_inactive(g: &mut PoolState, pwq: &Pwq) -> bool {
         // SAFETY: the item was QUEUED on this pool (its inactive list) and
         // we hold the pool lock, so its slot is ours to update.
         unsafe { work.inner().slot_set_active(true) };
+        crate::trace::activate_work!(pwq.wq.name, work);
         // SAFETY: pool lock held, the item was just unlinked.
         unsafe { g.worklist.push_back(work) };
         moved = true;

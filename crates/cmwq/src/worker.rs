@@ -392,23 +392,13 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
     // the pwq that the slot held (taken with `Arc::into_raw` at queue time).
     let pwq = unsafe { Arc::from_raw(pwq_ptr) };
     let pool = w.pool;
-    let intensive = pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
-    let since = acct.clock;
-    update_worker(&mut g, w.slot, |ws| {
-        ws.current = Some(Current {
-            work: work.as_ptr(),
-            pwq: Arc::as_ptr(&pwq),
-        });
-        ws.slept = false;
-        ws.hog = false;
-        if intensive {
-            // G16: CPU_INTENSIVE items do not count toward concurrency.
-            ws.flags |= WORKER_CPU_INTENSIVE;
-        }
-    });
-    // Only this thread writes exec_seq: no read-modify-write needed.
-    w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
-    g.pwqs[pwq.slot].stats.started += 1;
+    let mut exec = Exec {
+        pwq,
+        color,
+        active,
+        seq,
+    };
+    start_exec(&mut g, w, &work, &exec);
     // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
     // the next idle worker for the next item.
     let k = pool::kick_pool(&mut g);
@@ -416,72 +406,102 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
         // Items wait behind this execution: have the monitor watch it.
         pool::note_pending_behind_runner(pool, &g);
     }
-    let mut cur = Some(Exec {
-        pwq,
-        color,
-        active,
-        seq,
-    });
-    let mut panicked = false;
-    MutexGuard::unlocked(&mut g, || {
-        pool::after_kick(pool, k);
-        loop {
-            let exec = cur.as_ref().expect("an execution");
+    MutexGuard::unlocked(&mut g, || pool::after_kick(pool, k));
+    loop {
+        let since = acct.clock;
+        let cpu0 = acct.cpu0;
+        let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
+            crate::trace::execute_start!(exec.pwq.wq.name, work);
             // SAFETY: we hold RUNNING for this execution, so no other thread
             // calls the function (G3).
             let r = catch_unwind(AssertUnwindSafe(|| unsafe { inner.call(&work) }));
             CURRENT.with(|c| c.set(None));
-            if let Err(payload) = r {
-                panicked = true;
-                report_panic(&exec.pwq, &work, payload);
+            crate::trace::execute_end!(exec.pwq.wq.name, work);
+            let panicked = match r {
+                Ok(()) => false,
+                Err(payload) => {
+                    report_panic(&exec.pwq, &work, payload);
+                    true
+                }
+            };
+            // A long item: measure its CPU time (for the hog count) before
+            // the periodic charge resets the baseline. The baseline was
+            // taken at or before the item's start, so this may include up to
+            // one charging period of earlier short items.
+            let now = acct.tick();
+            let mut item_cpu = 0;
+            if acct.hog_ns > 0 && now.saturating_sub(since) >= acct.hog_ns {
+                item_cpu = util::thread_cpu_ns().saturating_sub(cpu0);
             }
-            inner.done.store(exec.seq, Release);
-            match inner.state.finish() {
-                Finished::Idle { waiters } => {
-                    if waiters {
-                        util::wake_all(work.key());
-                    }
-                    break;
-                }
-                Finished::Handover { waiters } => {
-                    if waiters {
-                        util::wake_all(work.key());
-                    }
-                    let old = cur.take().expect("an execution");
-                    cur = Some(handover(w, &work, old, std::mem::take(&mut panicked)));
-                }
+            if now.saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
+                acct.charge();
+            }
+            (panicked, item_cpu)
+        });
+        // Back under our pool lock: account the execution before it ends,
+        // so that a flush that returns sees the workqueue's books balanced.
+        let ws = &g.workers[w.slot];
+        let managed = ws.flags & WORKER_CPU_INTENSIVE == 0; // hogs are managed items
+        if managed && !ws.hog && !ws.slept && acct.hog_ns > 0 && item_cpu >= acct.hog_ns {
+            // A hog nobody flagged while it ran (nothing waited behind it).
+            if ptr::eq(exec.pwq.pool, pool) {
+                g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
             }
         }
-        if acct.tick().saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
-            acct.charge();
+        let this_seq = exec.seq;
+        retire_exec(&mut g, pool, exec, panicked);
+        inner.done.store(this_seq, Release);
+        match inner.state.finish() {
+            Finished::Idle { waiters } => {
+                if waiters {
+                    util::wake_all(work.key());
+                }
+                break;
+            }
+            Finished::Handover { waiters } => {
+                if waiters {
+                    util::wake_all(work.key());
+                }
+                exec = handover(&mut g, w, &work);
+            }
         }
-    });
-    // Back under our pool lock.
-    let exec = cur.expect("an execution");
-    let ws = &g.workers[w.slot];
-    let check_hog = !ws.hog && !ws.slept && acct.hog_ns > 0;
+    }
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
         ws.flags &= !WORKER_CPU_INTENSIVE;
         ws.sleeping = false;
         ws.sleeping_by_monitor = false;
     });
-    // A hog that nobody flagged while it ran (no work was waiting behind
-    // it): count it now (G16), from the thread's CPU time.
-    if check_hog && acct.clock.saturating_sub(since) >= acct.hog_ns {
-        let cpu = util::thread_cpu_ns().saturating_sub(acct.cpu0);
-        acct.charge();
-        if cpu >= acct.hog_ns {
-            g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
-        }
-    }
-    retire_exec(&mut g, pool, exec, panicked);
     g.nr_completed += 1;
     pool.completed.store(g.nr_completed, Relaxed);
     work_outside_lock(&mut g, work);
     g
+}
+
+/// Record the start of an execution on the worker (under its pool lock).
+fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
+    let intensive = exec.pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
+    update_worker(g, w.slot, |ws| {
+        ws.current = Some(Current {
+            work: work.as_ptr(),
+            pwq: Arc::as_ptr(&exec.pwq),
+        });
+        ws.slept = false;
+        ws.hog = false;
+        if intensive {
+            // G16: CPU_INTENSIVE items do not count toward concurrency.
+            ws.flags |= WORKER_CPU_INTENSIVE;
+        } else {
+            ws.flags &= !WORKER_CPU_INTENSIVE;
+        }
+    });
+    // Only this thread writes exec_seq: no read-modify-write needed.
+    w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
+    if ptr::eq(exec.pwq.pool, w.pool) {
+        g.pwqs[exec.pwq.slot].stats.started += 1;
+    }
 }
 
 /// Drop our reference to a work item with the pool lock released: the
@@ -525,9 +545,9 @@ fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicke
     }
 }
 
-/// G3 hand-over: the previous execution is over and a collided pending
-/// instance was handed to us. Retire the old one and start the new one.
-fn handover(w: &Worker, work: &Work, old: Exec, panicked: bool) -> Exec {
+/// G3 hand-over: a collided pending instance was handed to us when the
+/// previous execution ended. Start it (under our pool lock `g`).
+fn handover(g: &mut PoolGuard, w: &Worker, work: &Work) -> Exec {
     let inner = work.inner();
     // SAFETY: `finish` returned Handover, which made us the owner of
     // PENDING, so the slot is ours to read.
@@ -535,32 +555,23 @@ fn handover(w: &Worker, work: &Work, old: Exec, panicked: bool) -> Exec {
     // SAFETY: the slot held a reference taken with `Arc::into_raw`, which
     // we now own.
     let pwq = unsafe { Arc::from_raw(pwq_ptr) };
-    let pool = w.pool;
-    {
-        let mut g = pool.lock();
-        retire_exec(&mut g, pool, old, panicked);
-    }
     let (seq, waiters) = inner.state.start_handover();
     if waiters {
         util::wake_all(work.key());
     }
-    {
-        let mut g2 = pwq.pool.lock();
-        g2.pwqs[pwq.slot].stats.started += 1;
-    }
-    {
-        let mut g = pool.lock();
-        if let Some(c) = &mut g.workers[w.slot].current {
-            c.pwq = Arc::as_ptr(&pwq);
-        }
-    }
-    w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
-    Exec {
+    let exec = Exec {
         pwq,
         color,
         active,
         seq,
+    };
+    start_exec(g, w, work, &exec);
+    if !ptr::eq(exec.pwq.pool, w.pool) {
+        let other = exec.pwq.pool;
+        let slot = exec.pwq.slot;
+        MutexGuard::unlocked(g, || other.lock().pwqs[slot].stats.started += 1);
     }
+    exec
 }
 
 fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) {

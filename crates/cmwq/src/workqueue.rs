@@ -760,6 +760,7 @@ impl WqInner {
             return false;
         }
         let active = pwq::insert_work(&mut g, pwq, work);
+        crate::trace::queue_work!(sh.name, work, cpu, active);
         let k = if active {
             pool::kick_pool(&mut g)
         } else {

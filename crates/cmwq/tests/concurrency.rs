@@ -192,3 +192,13 @@ fn g16_short_items_are_not_hogs() {
     wq.flush();
     assert_eq!(wq.stats().cpu_hog, 0);
 }
+
+#[test]
+fn g16_a_hog_with_nothing_behind_it_is_counted_too() {
+    let _s = serial();
+    let wq = Workqueue::new("g16_lone").unwrap();
+    let hog = Work::new(|_| burn_cpu(Duration::from_millis(40)));
+    assert!(wq.queue_on(0, &hog));
+    hog.flush();
+    assert_eq!(wq.stats().cpu_hog, 1);
+}

@@ -1,7 +1,7 @@
-//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and the
-//! stall window, with block detection forced to `hint`: the scenarios' sleeps are wrapped in
-//! `cmwq::blocking`, which is the only way a worker is known to block.
-//! See `scenarios/mod.rs`.
+//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and
+//! the stall window, with block detection forced to `hint`: the scenarios'
+//! sleeps are wrapped in `cmwq::blocking`, the only way a worker is known
+//! to block in this mode. See `scenarios/mod.rs`.
 
 mod common;
 mod scenarios;

@@ -1,7 +1,7 @@
-//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and the
-//! stall window, with block detection forced to `perf`: plain sleeps, no hint; the library
-//! finds the blocks from its workers' perf context-switch records.
-//! See `scenarios/mod.rs`.
+//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and
+//! the stall window, with block detection forced to `perf`: plain sleeps,
+//! no hint; the library finds the blocks from its workers' perf
+//! context-switch records. See `scenarios/mod.rs`.
 
 mod common;
 mod scenarios;

@@ -1,7 +1,7 @@
-//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and the
-//! stall window, with block detection forced to `proc`: plain sleeps, no hint; the library
-//! finds the blocks by sampling `/proc/self/task/TID/stat`.
-//! See `scenarios/mod.rs`.
+//! G15, G16: the four "Example Execution Scenarios" of workqueue.rst and
+//! the stall window, with block detection forced to `proc`: plain sleeps,
+//! no hint; the library finds the blocks by sampling
+//! `/proc/self/task/TID/stat`. See `scenarios/mod.rs`.
 
 mod common;
 mod scenarios;

@@ -349,6 +349,8 @@ fn g6_flush_waits_for_the_pending_or_running_execution() {
     assert!(wq.queue(&w));
     assert!(w.flush(), "waited");
     assert!(done.load(SeqCst), "the execution had finished");
+    let s = wq.stats();
+    assert_eq!((s.total, s.in_flight), (1, 0), "its bookkeeping too");
     done.store(false, SeqCst);
     assert!(wq.queue(&w));
     assert!(wait_until(Duration::from_secs(5), || w.is_running()));

@@ -236,6 +236,18 @@ fn monitor_main() {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
     }
+    // SCHED_BATCH: a normal share of CPU, but a wake-up never preempts the
+    // running thread. The monitor is woken by the context switches of the
+    // workers it watches; if its wake-up preempted a watched worker, that
+    // preemption would itself write switch records and wake it again, a
+    // loop that burns the very CPU it watches. When a watched worker
+    // blocks, its CPU goes idle and the monitor runs there at once, which is
+    // the only moment its promptness matters.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: valid policy and parameter for the calling thread (pid 0).
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
     let stall = settings().stall_window.as_nanos() as u64;
     let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
     // Progress mode: a pool whose items stopped completing for this long.
@@ -484,7 +496,7 @@ fn check_runner(
             if d.stat.is_none() {
                 d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
             }
-            if d.marked || now >= d.next_sample {
+            if now >= d.next_sample {
                 if let Some(s) = d.stat.as_ref().and_then(|s| s.sample().ok()) {
                     if s.is_blocked() {
                         match d.blocked_since {
@@ -495,7 +507,13 @@ fn check_runner(
                             }
                             _ => d.blocked_since = Some((now, s.run_ns)),
                         }
-                        d.interval = stall / 2;
+                        d.interval = if d.marked {
+                            // Known blocked: noticing its return is not
+                            // urgent (it counts again at its item's end).
+                            (d.interval * 2).min(PROC_MAX_INTERVAL)
+                        } else {
+                            stall / 2
+                        };
                     } else {
                         if d.blocked_since.take().is_some() || d.marked {
                             d.cpu_base = read_cpu(&r.w);

@@ -14,6 +14,11 @@
 //! A timeline misses when an event is further than 10% + 6 ms from the
 //! doc's (scaled) time; a scenario that misses is run once more (the
 //! machines are small and noisy) and fails with both timelines printed.
+//! Each run starts on the quietest CPU once it is quiet ([`prepare`]), and
+//! each printed timeline carries the evidence needed to tell noise from a
+//! library problem: the wall time of every CPU burn, how often each item
+//! was preempted and how long it waited for the CPU, and how often the
+//! library's monitor thread woke up.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -141,15 +146,46 @@ fn process_cpus() -> &'static [usize] {
     CPUS.get_or_init(own_affinity)
 }
 
-/// Choose the CPU the items run on and pin the calling (test) thread to
-/// another one where there are two, so it does not compete with them.
-pub fn prepare() -> usize {
+/// Choose the CPU the items run on: the quietest of (up to four of) the
+/// process's CPUs, waiting up to 3 s for one to be quiet (the machine may
+/// be shared, other load comes in bursts, and a process that loads one CPU
+/// is best avoided); 20 s of waiting in all per test binary at most, so a
+/// binary stays well under a minute. Then pin the calling (test) thread to
+/// another CPU where there is one, so it does not compete with the items.
+/// This only decides where and when a run starts: nothing the library does
+/// during the run is excused by it.
+pub fn prepare() -> (usize, NoiseProbe) {
     let cpus = process_cpus();
-    let target = *cpus.last().expect("a usable CPU");
-    if cpus.len() >= 2 {
-        pin_self(&[cpus[0]]);
+    let candidates: Vec<usize> = cpus.iter().rev().take(4).copied().collect();
+    static WAITED: Mutex<Duration> = Mutex::new(Duration::ZERO);
+    let budget = Duration::from_secs(20)
+        .saturating_sub(*WAITED.lock().unwrap())
+        .min(Duration::from_secs(3));
+    let start = Instant::now();
+    let (target, wall) = loop {
+        let probes: Vec<_> = candidates
+            .iter()
+            .map(|&c| (c, std::thread::spawn(move || probe_cpu(c))))
+            .collect();
+        let best = probes
+            .into_iter()
+            .map(|(c, h)| (c, h.join().expect("noise probe")))
+            .min_by_key(|&(_, wall)| wall)
+            .expect("a usable CPU");
+        if NoiseProbe::is_quiet(best.1) || start.elapsed() >= budget {
+            break best;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let noise = NoiseProbe {
+        wall,
+        waited: start.elapsed().saturating_sub(wall),
+    };
+    *WAITED.lock().unwrap() += noise.waited;
+    if let Some(&other) = cpus.iter().find(|&&c| c != target) {
+        pin_self(&[other]);
     }
-    target
+    (target, noise)
 }
 
 /// Make sure `target`'s normal pool has enough idle workers for the
@@ -190,6 +226,72 @@ pub fn own_switches() -> (i64, i64) {
     // SAFETY: valid out pointer.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     (ru.ru_nvcsw as i64, ru.ru_nivcsw as i64)
+}
+
+/// Time the calling thread has waited on a run queue so far (runnable but
+/// not running: preempted, or not picked yet after a wake-up), from
+/// `/proc/thread-self/schedstat`; zero where that is not readable.
+pub fn own_rq_wait() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// How busy the target CPU was with things other than us just before a
+/// run: a thread pinned there burns 3 x 5 ms of CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct NoiseProbe {
+    /// Wall time the 15 ms of CPU took (the last probe).
+    pub wall: Duration,
+    /// How long we waited for a quiet probe.
+    pub waited: Duration,
+}
+
+impl NoiseProbe {
+    const CPU: Duration = Duration::from_millis(15);
+
+    pub fn quiet(&self) -> bool {
+        Self::is_quiet(self.wall)
+    }
+
+    fn is_quiet(wall: Duration) -> bool {
+        wall <= Self::CPU.mul_f64(1.1) + Duration::from_micros(300)
+    }
+}
+
+impl std::fmt::Display for NoiseProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} of CPU took {:.1} ms of wall time{}",
+            Self::CPU,
+            ms(self.wall),
+            if self.quiet() { "" } else { " (NOISY)" }
+        )?;
+        if self.waited >= Duration::from_millis(50) {
+            write!(
+                f,
+                ", after waiting {:.1} s for a quiet CPU",
+                self.waited.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Wall time that [`NoiseProbe::CPU`] of CPU time takes on `cpu` (three
+/// bursts, from a thread pinned there).
+fn probe_cpu(cpu: usize) -> Duration {
+    pin_self(&[cpu]);
+    let mut wall = Duration::ZERO;
+    for _ in 0..3 {
+        let t = Instant::now();
+        burn_cpu(NoiseProbe::CPU / 3);
+        wall += t.elapsed();
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    wall
 }
 
 /// What `/proc` says of the library's monitor thread: (voluntary,
@@ -253,9 +355,9 @@ pub struct Event {
 pub struct Recorder {
     t0: OnceLock<Instant>,
     events: Mutex<Vec<Event>>,
-    /// Per item: the worker thread's name and its involuntary context
-    /// switches during the item.
-    threads: Mutex<Vec<(usize, String, i64)>>,
+    /// Per item: the worker thread's name, its involuntary context
+    /// switches and its run-queue wait during the item.
+    threads: Mutex<Vec<(usize, ItemStats)>>,
 }
 
 impl Recorder {
@@ -287,13 +389,15 @@ impl Recorder {
         });
     }
 
-    /// Remember the name of the thread that ran `item`, and how often it
-    /// was preempted meanwhile.
-    pub fn note_thread(&self, item: usize, preempted: i64) {
-        self.threads
-            .lock()
-            .unwrap()
-            .push((item, own_thread_name(), preempted));
+    /// Remember the name of the thread that ran `item`, and how much it
+    /// was kept off the CPU meanwhile.
+    pub fn note_thread(&self, item: usize, preempted: i64, rq_wait: Duration) {
+        let st = ItemStats {
+            thread: own_thread_name(),
+            preempted,
+            rq_wait,
+        };
+        self.threads.lock().unwrap().push((item, st));
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -302,14 +406,25 @@ impl Recorder {
         v
     }
 
-    pub fn thread(&self, item: usize) -> (String, i64) {
+    pub fn thread(&self, item: usize) -> ItemStats {
         self.threads
             .lock()
             .unwrap()
             .iter()
             .find(|t| t.0 == item)
-            .map_or_else(|| ("?".into(), -1), |t| (t.1.clone(), t.2))
+            .map_or_else(ItemStats::default, |t| t.1.clone())
     }
+}
+
+/// How an item's worker fared.
+#[derive(Clone, Debug, Default)]
+pub struct ItemStats {
+    /// Its name (`kworker/C:N`).
+    pub thread: String,
+    /// Involuntary context switches during the item.
+    pub preempted: i64,
+    /// Time spent runnable but not running during the item.
+    pub rq_wait: Duration,
 }
 
 /// One of the doc's scenarios.
@@ -496,8 +611,10 @@ pub struct Timeline {
     pub hint: bool,
     pub target: usize,
     pub events: Vec<Event>,
-    /// Per item: worker thread name, involuntary context switches.
-    pub threads: Vec<(String, i64)>,
+    /// Per item: worker thread, how it was kept off the CPU.
+    pub threads: Vec<ItemStats>,
+    /// How busy the target CPU was just before the run.
+    pub noise: NoiseProbe,
     /// The monitor thread's (voluntary, involuntary) context switches
     /// during the run and the CPU it was last seen on.
     pub monitor: Option<(i64, i64, i64)>,
@@ -566,6 +683,11 @@ impl Timeline {
         );
         let _ = writeln!(
             s,
+            "  noise probe of CPU {} before the run: {}",
+            self.target, self.noise
+        );
+        let _ = writeln!(
+            s,
             "  TIME IN MSECS (doc x{SCALE})  EVENT   (tolerance 10% + 6 ms)"
         );
         for e in &self.events {
@@ -578,7 +700,7 @@ impl Timeline {
                     line,
                     "{:>w$}[{} on CPU {}]",
                     "",
-                    self.threads[e.item].0,
+                    self.threads[e.item].thread,
                     e.cpu,
                     w = 24usize.saturating_sub(words.len())
                 );
@@ -599,14 +721,23 @@ impl Timeline {
         }
         // Evidence for timing misses: how long the CPU burns took in wall
         // time, and how often the items were preempted.
-        let _ = write!(s, "  wall time of the {BURN:?} CPU burns:");
+        let _ = write!(
+            s,
+            "  wall time of the {BURN:?} CPU burns [and per item: involuntary context switches, time runnable but not running]:"
+        );
         for i in 0..3 {
             let at = |w| self.at(i, w).map_or(f64::NAN, ms);
             let _ = write!(s, " w{i} {:.1}", at(What::Sleep) - at(What::Start));
             if !Spec::of(self.kind, i).burn_after.is_zero() {
                 let _ = write!(s, " + {:.1}", at(What::Finish) - at(What::Wake));
             }
-            let _ = write!(s, " ({} preemptions),", self.threads[i].1);
+            let st = &self.threads[i];
+            let _ = write!(
+                s,
+                " [{} preempted, {:.1} ms],",
+                st.preempted,
+                ms(st.rq_wait)
+            );
         }
         s.pop();
         let _ = writeln!(s);
@@ -642,7 +773,7 @@ impl Timeline {
 /// Run one scenario once and record its timeline. `hint`: wrap the sleeps
 /// in `cmwq::blocking`.
 pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
-    let target = prepare();
+    let (target, noise) = prepare();
     let q0 = Workqueue::builder(&format!("scen_{kind:?}_q0"))
         .max_active(kind.q0_max_active())
         .build()
@@ -663,14 +794,16 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
             let w = Work::new(move |_| {
                 rec.note(i, What::Start);
                 let (_, preempted) = own_switches();
+                let rq_wait = own_rq_wait();
                 burn_cpu(spec.burn_before);
                 rec.note(i, What::Sleep);
                 block(spec.sleep, hint);
                 rec.note(i, What::Wake);
                 burn_cpu(spec.burn_after);
                 let preempted = own_switches().1 - preempted;
+                let rq_wait = own_rq_wait().saturating_sub(rq_wait);
                 rec.note(i, What::Finish);
-                rec.note_thread(i, preempted);
+                rec.note_thread(i, preempted, rq_wait);
             });
             (spec, w)
         })
@@ -703,6 +836,7 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
         target,
         events: rec.events(),
         threads: (0..3).map(|i| rec.thread(i)).collect(),
+        noise,
         monitor,
         q0: q0.stats(),
         q1: q1_stats,
@@ -748,6 +882,8 @@ pub struct BlockRun {
     /// stall window may legitimately start a worker).
     pub longest_block: Duration,
     pub cm_wakeups: u64,
+    /// How busy the CPU was just before.
+    pub noise: NoiseProbe,
 }
 
 impl BlockRun {
@@ -775,13 +911,14 @@ impl std::fmt::Display for BlockRun {
                 "after X finished"
             },
             self.cm_wakeups
-        )
+        )?;
+        write!(f, "\n    noise probe before: {}", self.noise)
     }
 }
 
 /// Run X and Y once (see [`BlockRun`]).
 pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bool) -> BlockRun {
-    let target = prepare();
+    let (target, noise) = prepare();
     let wq = Workqueue::new("scen_stall").expect("workqueue");
     warm_up(target);
     let t0 = Instant::now();
@@ -817,6 +954,7 @@ pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bo
         y_start,
         longest_block,
         cm_wakeups: wq.stats().cm_wakeups,
+        noise,
     }
 }
 

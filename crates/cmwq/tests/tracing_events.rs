@@ -1,0 +1,68 @@
+//! With the `tracing` feature, the kernel's workqueue tracepoints are
+//! emitted as tracing events (run with `--features tracing`).
+#![cfg(feature = "tracing")]
+
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<String>>);
+
+struct EventName<'a>(&'a mut String);
+
+impl Visit for EventName<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "event" {
+            *self.0 = format!("{value:?}").trim_matches('"').to_string();
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "event" {
+            *self.0 = value.to_string();
+        }
+    }
+}
+
+struct Sub(Arc<Collect>);
+
+impl Subscriber for Sub {
+    fn enabled(&self, m: &Metadata<'_>) -> bool {
+        m.target() == "cmwq"
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, e: &Event<'_>) {
+        let mut name = String::new();
+        e.record(&mut EventName(&mut name));
+        self.0 .0.lock().unwrap().push(name);
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+#[test]
+fn kernel_tracepoints_are_emitted() {
+    let c = Arc::new(Collect::default());
+    tracing::subscriber::set_global_default(Sub(c.clone())).unwrap();
+    let wq = cmwq::Workqueue::builder("traced")
+        .max_active(1)
+        .build()
+        .unwrap();
+    let a = cmwq::Work::named("a", |_| {});
+    let b = cmwq::Work::named("b", |_| {});
+    wq.queue_on(0, &a);
+    wq.queue_on(0, &b);
+    wq.flush();
+    let names = c.0.lock().unwrap().clone();
+    let count = |n: &str| names.iter().filter(|x| *x == n).count();
+    assert_eq!(count("workqueue_queue_work"), 2, "{names:?}");
+    assert_eq!(count("workqueue_execute_start"), 2, "{names:?}");
+    assert_eq!(count("workqueue_execute_end"), 2, "{names:?}");
+    assert!(count("workqueue_activate_work") <= 1, "{names:?}");
+}
