@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::pool;
 use crate::pwq::{self, Pwq};
 use crate::util;
 use crate::workqueue::all_workqueues;
@@ -72,17 +71,6 @@ pub fn thaw() {
         return;
     }
     for p in freezable_pwqs() {
-        let pool = p.pool;
-        let mut g = pool.lock();
-        if p.released.load(Relaxed) {
-            continue;
-        }
-        let k = if pwq::activate_inactive(&mut g, &p) {
-            pool::kick_pool(&mut g)
-        } else {
-            pool::Kick::NotNeeded
-        };
-        drop(g);
-        pool::after_kick(pool, k);
+        pwq::reactivate(&p);
     }
 }

@@ -262,6 +262,23 @@ pub(crate) fn activate_inactive(g: &mut PoolState, pwq: &Pwq) -> bool {
     moved
 }
 
+/// Activate what `max_active` now allows on `pwq` (after a change of
+/// max_active, or a thaw) and wake its pool if needed.
+pub(crate) fn reactivate(pwq: &Pwq) {
+    let pool = pwq.pool;
+    let mut g = pool.lock();
+    if pwq.released.load(Relaxed) {
+        return;
+    }
+    let k = if activate_inactive(&mut g, pwq) {
+        crate::pool::kick_pool(&mut g)
+    } else {
+        crate::pool::Kick::NotNeeded
+    };
+    drop(g);
+    crate::pool::after_kick(pool, k);
+}
+
 /// An execution (or a stolen pending instance) of `pwq` in colour `color`
 /// is over: update in-flight and active counts, activate a throttled item,
 /// and report flush progress (the kernel's pwq_dec_nr_in_flight). Caller

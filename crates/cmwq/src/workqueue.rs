@@ -656,17 +656,21 @@ impl WqInner {
         worker::current_wq_id() == Some(self.shared.id)
     }
 
+    /// G1 and G8: refuse during a drain (unless chained), then take
+    /// PENDING. True if the caller now owns PENDING.
     #[inline]
-    pub(crate) fn queue(&self, cpu: Option<usize>, work: &Work) -> bool {
+    fn grab(&self, work: &Work) -> bool {
         let sh = &*self.shared;
         if sh.refusing() && !self.executing_own() {
             sh.note_refused();
             return false;
         }
-        if work.inner().state.try_grab_for_queue().is_err() {
-            return false;
-        }
-        self.insert_grabbed(cpu, work)
+        work.inner().state.try_grab_for_queue().is_ok()
+    }
+
+    #[inline]
+    pub(crate) fn queue(&self, cpu: Option<usize>, work: &Work) -> bool {
+        self.grab(work) && self.insert_grabbed(cpu, work)
     }
 
     pub(crate) fn queue_delayed(
@@ -678,12 +682,7 @@ impl WqInner {
         if delay.is_zero() {
             return self.queue(cpu, work);
         }
-        let sh = &*self.shared;
-        if sh.refusing() && !self.executing_own() {
-            sh.note_refused();
-            return false;
-        }
-        if work.inner().state.try_grab_for_queue().is_err() {
+        if !self.grab(work) {
             return false;
         }
         crate::timer::arm(work, self, cpu, delay);
@@ -896,18 +895,7 @@ impl WqInner {
     /// Apply a new max_active to throttled items.
     fn reactivate(&self) {
         for p in self.pwqs() {
-            let pool = p.pool;
-            let mut g = pool.lock();
-            if p.released.load(Relaxed) {
-                continue;
-            }
-            let k = if pwq::activate_inactive(&mut g, &p) {
-                pool::kick_pool(&mut g)
-            } else {
-                pool::Kick::NotNeeded
-            };
-            drop(g);
-            pool::after_kick(pool, k);
+            pwq::reactivate(&p);
         }
     }
 

@@ -3,30 +3,14 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmwq::{Event, Work, Workqueue, WqFlags};
+use cmwq::{Work, Workqueue, WqFlags};
 use common::*;
 
-static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn hook(ev: &Event<'_>) {
-    EVENTS.lock().unwrap().push(ev.to_string());
-}
-
 fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| cmwq::Config::default().log(hook).apply().unwrap());
-}
-
-fn events_matching(s: &str) -> usize {
-    EVENTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.contains(s))
-        .count()
+    setup_log();
 }
 
 /// A work item that records when it ran (relative to `t0`) and how often.

@@ -4,21 +4,14 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cmwq::{Event, Work, Workqueue};
+use cmwq::{Work, Workqueue};
 use common::*;
-
-static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn hook(ev: &Event<'_>) {
-    EVENTS.lock().unwrap().push(ev.to_string());
-}
 
 #[test]
 fn worker_creation_failure_is_retried_and_loses_nothing() {
-    cmwq::Config::default().log(hook).apply().unwrap();
+    setup_log();
     // The first creations fail: the pool has no worker at all at first.
     cmwq::fail_next_spawns(3);
     let wq = Workqueue::new("spawnfail").unwrap();
@@ -35,12 +28,7 @@ fn worker_creation_failure_is_retried_and_loses_nothing() {
         "items lost or never run"
     );
     let took = t.elapsed();
-    let failures = EVENTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.contains("could not create a worker"))
-        .count();
+    let failures = events_matching("could not create a worker");
     assert!(failures >= 1, "failure reported");
     assert!(
         took >= Duration::from_millis(50),

@@ -3,35 +3,14 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmwq::{Event, Work, Workqueue, WqFlags};
+use cmwq::{Work, Workqueue, WqFlags};
 use common::*;
 
-static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn log_hook(ev: &Event<'_>) {
-    EVENTS.lock().unwrap().push(ev.to_string());
-}
-
 fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        cmwq::Config::default()
-            .log(log_hook)
-            .apply()
-            .expect("first use");
-    });
-}
-
-fn events_matching(s: &str) -> usize {
-    EVENTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.contains(s))
-        .count()
+    setup_log();
 }
 
 /// An ordered workqueue whose single slot is held by a blocker until the

@@ -4,35 +4,14 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmwq::{AffinityScope, Error, Event, Work, Workqueue, WqAttrs, WqFlags};
+use cmwq::{AffinityScope, Error, Work, Workqueue, WqAttrs, WqFlags};
 use common::*;
 
-static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn log_hook(ev: &Event<'_>) {
-    EVENTS.lock().unwrap().push(ev.to_string());
-}
-
 fn setup() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        cmwq::Config::default()
-            .log(log_hook)
-            .apply()
-            .expect("first use");
-    });
-}
-
-fn events_matching(s: &str) -> usize {
-    EVENTS
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.contains(s))
-        .count()
+    setup_log();
 }
 
 fn sleeper(ms: u64, c: &Arc<AtomicUsize>) -> Work {

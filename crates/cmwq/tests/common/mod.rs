@@ -170,3 +170,32 @@ pub fn own_thread_name() -> String {
 pub fn own_nice() -> i32 {
     rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
 }
+
+/// Reports received by [`log_hook`].
+pub static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// A log hook that keeps every report in [`EVENTS`].
+pub fn log_hook(ev: &cmwq::Event<'_>) {
+    EVENTS.lock().unwrap().push(ev.to_string());
+}
+
+/// Install [`log_hook`] (once per test binary, before first use).
+pub fn setup_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        cmwq::Config::default()
+            .log(log_hook)
+            .apply()
+            .expect("before first use");
+    });
+}
+
+/// How many reports so far contain `s`.
+pub fn events_matching(s: &str) -> usize {
+    EVENTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.contains(s))
+        .count()
+}
