@@ -1,1 +1,189 @@
-fn main(){}
+//! `cmwq-bench`: the benchmark harness of BENCH.md.
+//!
+//! ```text
+//! cargo run --release -p cmwq-bench -- <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
+//! ```
+//!
+//! Prints one table per scenario (B1..B9) with every system measured side
+//! by side in this run, medians of `--reps` repetitions, a ratio column
+//! against cmwq, and the BENCH.md target checked MET or MISSED; `--json`
+//! writes the same figures as JSON, `--md` (`--markdown`) as the
+//! BENCHMARKS.md page. `--quick` shrinks every scenario (CI smoke test).
+
+mod alloc;
+mod child;
+mod peers;
+mod report;
+mod scenarios;
+mod util;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use scenarios::{Ctx, ALL};
+
+#[global_allocator]
+static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
+
+const USAGE: &str = "\
+usage: cmwq-bench <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
+
+  scenario   B1..B9, several separated by commas (b1,b3), or all
+  --json F   write the figures as JSON to F
+  --md F     write a Markdown report (BENCHMARKS.md) to F (also --markdown)
+  --quick    shrink every scenario (all --quick takes well under a minute)
+  --reps N   repetitions per measurement, medians reported
+             (default 3, or 1 with --quick)";
+
+/// Parsed command line.
+struct Args {
+    scenarios: Vec<&'static scenarios::Scenario>,
+    json: Option<String>,
+    md: Option<String>,
+    quick: bool,
+    reps: Option<usize>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        scenarios: Vec::new(),
+        json: None,
+        md: None,
+        quick: false,
+        reps: None,
+    };
+    let mut it = args.iter();
+    let mut which: Option<String> = None;
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--json" => a.json = Some(value("--json")?),
+            "--md" | "--markdown" => a.md = Some(value("--md")?),
+            "--quick" => a.quick = true,
+            "--reps" => {
+                let v = value("--reps")?;
+                let n: usize = v.parse().map_err(|_| format!("--reps {v}: not a number"))?;
+                a.reps = Some(n.max(1));
+            }
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if which.is_none() => which = Some(s.to_owned()),
+            s => return Err(format!("unexpected argument {s}")),
+        }
+    }
+    let which = which.ok_or("which scenario? (B1..B9 or all)")?;
+    for name in which.split(',') {
+        if name.eq_ignore_ascii_case("all") {
+            a.scenarios.extend(ALL.iter());
+            continue;
+        }
+        let s = ALL
+            .iter()
+            .find(|s| s.id.eq_ignore_ascii_case(name))
+            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B9 or all)"))?;
+        a.scenarios.push(s);
+    }
+    Ok(a)
+}
+
+/// The machine line printed above every run and in BENCHMARKS.md.
+fn machine_line() -> String {
+    format!(
+        "nproc {}, cmwq nr_cpus {}, CPU {}, kernel {}, cmwq detection {}",
+        util::nproc(),
+        cmwq::nr_cpus(),
+        util::cpu_model(),
+        util::kernel(),
+        cmwq::detection().name()
+    )
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("__child") {
+        return match scenarios::child_main(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cmwq-bench child: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("cmwq-bench: {e}");
+            }
+            eprintln!("{USAGE}");
+            return if e.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    let ctx = Ctx {
+        quick: args.quick,
+        reps: args.reps.unwrap_or(if args.quick { 1 } else { 3 }),
+        ncpu: cmwq::nr_cpus(),
+    };
+    let command = format!("cargo run --release -p cmwq-bench -- {}", argv.join(" "));
+    let machine = machine_line();
+    println!("machine: {machine}");
+    println!("command: {command}");
+    println!(
+        "reps: {} (medians){}\n",
+        ctx.reps,
+        if ctx.quick { ", quick" } else { "" }
+    );
+
+    let started = Instant::now();
+    let mut tables = Vec::new();
+    for s in &args.scenarios {
+        let t0 = Instant::now();
+        eprintln!("cmwq-bench: running {} ...", s.id);
+        let mut table = (s.run)(&ctx);
+        table.compute_ratios();
+        println!("{}", table.to_text());
+        eprintln!(
+            "cmwq-bench: {} done in {:.1} s",
+            s.id,
+            t0.elapsed().as_secs_f64()
+        );
+        tables.push(table);
+    }
+    let met = tables
+        .iter()
+        .flat_map(|t| &t.checks)
+        .filter(|c| c.met)
+        .count();
+    let all = tables.iter().map(|t| t.checks.len()).sum::<usize>();
+    println!(
+        "targets: {met} of {all} checks met; total {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut ok = true;
+    if let Some(path) = &args.json {
+        if let Err(e) = std::fs::write(path, report::json(&tables)) {
+            eprintln!("cmwq-bench: writing {path}: {e}");
+            ok = false;
+        }
+    }
+    if let Some(path) = &args.md {
+        if let Err(e) = std::fs::write(path, report::markdown(&tables, &machine, &command)) {
+            eprintln!("cmwq-bench: writing {path}: {e}");
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

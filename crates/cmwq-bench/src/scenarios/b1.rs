@@ -1,0 +1,298 @@
+//! B1, tiny items: executions of an empty function, from 1 producer and
+//! from nr_cpus producers, on `system_wq` and `system_unbound_wq`, against
+//! the peers and two floors (a plain call loop; a single-threaded queue of
+//! boxed closures). Items/s, ns/item, heap allocations per queue on the
+//! producer thread.
+//!
+//! cmwq reuses its items, as kernel code does: each producer owns 1024
+//! `Work`s and re-queues whichever is not pending. The peers allocate per
+//! spawn, which the allocation column shows.
+
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use cmwq::{Work, Workqueue};
+
+use super::{interleaved, ratio_str, Ctx};
+use crate::alloc;
+use crate::peers::{Kind, Peer};
+use crate::report::{Row, Table};
+use crate::util;
+
+const TARGET: &str = ">= 2x rayon::spawn items/s; 0 allocations per queue of a reused `Work`";
+
+/// Work items each producer owns and re-queues.
+const OWNED: usize = 1024;
+
+#[derive(Clone, Copy)]
+enum Sys {
+    Cmwq { unbound: bool },
+    Peer(Kind),
+    FloorCall,
+    FloorDeque,
+}
+
+pub fn run(ctx: &Ctx) -> Table {
+    let total = ctx.pick(100_000, 1_000_000);
+    let mut t = Table::new(
+        "B1",
+        &format!("tiny items: {total} executions of an empty function"),
+        TARGET,
+    );
+    t.ratio_of = Some("items_per_s".into());
+    let systems = [
+        Sys::Cmwq { unbound: false },
+        Sys::Cmwq { unbound: true },
+        Sys::Peer(Kind::Rayon),
+        Sys::Peer(Kind::Tokio),
+        Sys::Peer(Kind::PoolCpus),
+        Sys::FloorCall,
+        Sys::FloorDeque,
+    ];
+    let mut producers = vec![1];
+    if ctx.ncpu > 1 {
+        producers.push(ctx.ncpu);
+    }
+    for &p in &producers {
+        let group = format!("{p} producer{}", if p == 1 { "" } else { "s" });
+        let rows = interleaved(ctx.reps, &systems, |s| measure(*s, p, total).group(&group));
+        t.rows.extend(rows);
+    }
+
+    for &p in &producers {
+        let group = format!("{p} producer{}", if p == 1 { "" } else { "s" });
+        let rayon = t
+            .row("rayon", Some(&group))
+            .and_then(|r| r.get("items_per_s"));
+        for wq in ["cmwq system_wq", "cmwq system_unbound_wq"] {
+            let c = t.row(wq, Some(&group)).and_then(|r| r.get("items_per_s"));
+            if let (Some(c), Some(r)) = (c, rayon) {
+                t.check(
+                    format!("{wq}, {group}: items/s >= 2x rayon::spawn"),
+                    ratio_str(c / r),
+                    c >= 2.0 * r,
+                );
+            }
+        }
+    }
+    let worst_allocs = t
+        .rows
+        .iter()
+        .filter(|r| r.is_cmwq())
+        .filter_map(|r| r.get("allocs_per_queue"))
+        .fold(0.0, f64::max);
+    t.check(
+        "0 allocations per queue of a reused Work (worst cmwq row)",
+        format!("{worst_allocs}"),
+        worst_allocs == 0.0,
+    );
+    t.note(format!(
+        "cmwq: each producer re-queues {OWNED} reused Work items (a producer that finds all of them pending waits with Work::flush until half of them ran); completion is Workqueue::flush. Peers: a closure per item that bumps a shared counter, which the main thread polls for completion."
+    ));
+    t.note("1 producer on system_wq: the producer and the worker running its items share the producer's CPU (G14), so the figure swings with where the scheduler puts the producer");
+    t.note("allocations are counted on the producer threads only, across all their queue/spawn calls, divided by the items queued");
+    t.note(format!(
+        "omitted: thread per item and the big fixed pool ({total} threads); the floors run the same loop on the same number of threads"
+    ));
+    t
+}
+
+/// One measurement: the row for `sys` with `p` producers.
+fn measure(sys: Sys, p: usize, total: usize) -> Row {
+    let quota = total / p;
+    let n = (quota * p) as f64;
+    let (name, elapsed, allocs, bytes) = match sys {
+        Sys::Cmwq { unbound } => {
+            let (wq, name) = if unbound {
+                (cmwq::system_unbound_wq(), "cmwq system_unbound_wq")
+            } else {
+                (cmwq::system_wq(), "cmwq system_wq")
+            };
+            let (e, a, b) = cmwq_run(wq, p, quota);
+            (name.to_owned(), e, a, b)
+        }
+        Sys::Peer(kind) => {
+            let peer = Peer::new(kind, total);
+            let name = peer.name();
+            let (e, a, b) = peer_run(&peer, p, quota);
+            peer.shutdown();
+            (name, e, a, b)
+        }
+        Sys::FloorCall => {
+            let (e, a, b) = on_producers(p, |_| {
+                let f: fn() = black_box(empty);
+                for _ in 0..quota {
+                    black_box(f)();
+                }
+            });
+            ("floor: fn call loop".to_owned(), e, a, b)
+        }
+        Sys::FloorDeque => {
+            let (e, a, b) = on_producers(p, |_| deque_loop(quota));
+            ("floor: VecDeque<Box<dyn FnOnce>>".to_owned(), e, a, b)
+        }
+    };
+    let secs = elapsed.as_secs_f64();
+    Row::new(name)
+        .num("items_per_s", n / secs)
+        .num("ns_per_item", secs * 1e9 / n)
+        .num("allocs_per_queue", allocs as f64 / n)
+        .num("bytes_per_queue", bytes as f64 / n)
+}
+
+fn empty() {}
+
+/// Single-threaded floor: boxed closures through a queue, 1024 at a time.
+fn deque_loop(quota: usize) {
+    let mut q: VecDeque<Box<dyn FnOnce() + Send>> = VecDeque::with_capacity(OWNED);
+    let mut left = quota;
+    while left > 0 {
+        let batch = left.min(OWNED);
+        for i in 0..batch {
+            // Captures a word, as the peers' closures do, so it allocates.
+            q.push_back(Box::new(move || {
+                black_box(i);
+            }));
+        }
+        while let Some(f) = q.pop_front() {
+            f();
+        }
+        left -= batch;
+    }
+}
+
+/// Run `body` on `p` producer threads started together; returns the
+/// longest time a thread spent in `body` (timed inside the threads: the
+/// floors are too fast for thread start and join to be noise), and their
+/// allocations (count, bytes).
+fn on_producers(p: usize, body: impl Fn(usize) + Sync) -> (Duration, u64, u64) {
+    let barrier = Barrier::new(p);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..p)
+            .map(|i| {
+                let (barrier, body) = (&barrier, &body);
+                sc.spawn(move || {
+                    barrier.wait();
+                    let a = alloc::Scope::new();
+                    let t0 = Instant::now();
+                    body(i);
+                    (t0.elapsed(), a.allocs(), a.bytes())
+                })
+            })
+            .collect();
+        let (mut longest, mut allocs, mut bytes) = (Duration::ZERO, 0, 0);
+        for h in hs {
+            let (e, a, b) = h.join().expect("producer");
+            longest = longest.max(e);
+            allocs += a;
+            bytes += b;
+        }
+        (longest, allocs, bytes)
+    })
+}
+
+/// cmwq: producers re-queue their own items; done when `flush` returns.
+fn cmwq_run(wq: &'static Workqueue, p: usize, quota: usize) -> (Duration, u64, u64) {
+    // Items are made before the clock starts and dropped after it stops.
+    let sets: Vec<Vec<Work>> = (0..p)
+        .map(|_| (0..OWNED).map(|_| Work::new(|_| {})).collect())
+        .collect();
+    // Warm-up, not measured: every pool this run may use has made the
+    // workers it needs (a queue on a pool without any creates one).
+    for works in &sets {
+        for (i, w) in works.iter().enumerate() {
+            wq.queue_on(i % cmwq::nr_cpus(), w);
+        }
+    }
+    wq.flush();
+    let barrier = Barrier::new(p + 1);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = sets
+            .iter()
+            .map(|works| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    // This thread's own warm-up: its first wait sets up
+                    // per-thread state (parking_lot's thread data, which may
+                    // grow a global table as the process's threads grow), so
+                    // make sure it waits once, on an item that takes a while.
+                    for w in works {
+                        wq.queue(w);
+                    }
+                    let slow = Work::new(|_| std::thread::sleep(Duration::from_millis(1)));
+                    wq.queue(&slow);
+                    slow.flush();
+                    wq.flush();
+                    barrier.wait();
+                    let a = alloc::Scope::new();
+                    let (mut done, mut i, mut misses) = (0, 0, 0);
+                    while done < quota {
+                        if wq.queue(&works[i]) {
+                            done += 1;
+                            misses = 0;
+                        } else {
+                            misses += 1;
+                            if misses == OWNED {
+                                // All pending: sleep until half of them ran,
+                                // so a worker sharing this CPU gets it for a
+                                // batch, not item by item.
+                                works[(i + OWNED / 2) % OWNED].flush();
+                                misses = 0;
+                            }
+                        }
+                        i = (i + 1) % OWNED;
+                    }
+                    (a.allocs(), a.bytes())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        let (mut allocs, mut bytes) = (0, 0);
+        for h in hs {
+            let (a, b) = h.join().expect("producer");
+            allocs += a;
+            bytes += b;
+        }
+        wq.flush();
+        (t0.elapsed(), allocs, bytes)
+    })
+}
+
+/// A peer: one spawn per item; done when every item bumped the counter.
+fn peer_run(peer: &Peer, p: usize, quota: usize) -> (Duration, u64, u64) {
+    // 'static, so the closures capture a plain reference (one word).
+    let done: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    let barrier = Barrier::new(p + 1);
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..p)
+            .map(|_| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    barrier.wait();
+                    let a = alloc::Scope::new();
+                    for _ in 0..quota {
+                        peer.spawn(move || {
+                            done.fetch_add(1, Relaxed);
+                        });
+                    }
+                    (a.allocs(), a.bytes())
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        let (mut allocs, mut bytes) = (0, 0);
+        for h in hs {
+            let (a, b) = h.join().expect("producer");
+            allocs += a;
+            bytes += b;
+        }
+        let all = util::wait_count(done, (quota * p) as u64, Duration::from_secs(300));
+        assert!(all, "{}: items lost or stuck", peer.name());
+        (t0.elapsed(), allocs, bytes)
+    })
+}

@@ -1,0 +1,177 @@
+//! B9, the cost of watching: every bound pool runs CPU-bound items (2 ms of
+//! CPU each, re-queueing themselves, so more are always pending and the
+//! pools are watched) for a while, per detection mode, each in a child
+//! process. Figures: the monitor thread's CPU share of one CPU, its
+//! wake-ups/s and (estimated) system calls/s, the workers' context
+//! switches/s, the monitor's CPU per worker switch, items/s, and the
+//! CPU-only items the monitor took for blocked (must be 0).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cmwq::{Work, Workqueue};
+
+use super::{child_rows, Ctx};
+use crate::child::emit_row;
+use crate::peers;
+use crate::report::{Row, Table, Value};
+use crate::util;
+
+const TARGET: &str = "monitor < 1% of one CPU; 0 hogs misclassified as blocked";
+
+const ITEM_CPU: Duration = Duration::from_millis(2);
+/// Items per CPU, each re-queueing itself.
+const PER_CPU: usize = 4;
+
+pub fn run(ctx: &Ctx) -> Table {
+    let secs = ctx.pick(0.5, 2.0);
+    let mut t = Table::new(
+        "B9",
+        &format!("cost of watching: CPU-bound 2 ms items with more pending, {secs} s per mode"),
+        TARGET,
+    );
+    let s = secs.to_string();
+    for mode in ["hint", "perf", "proc", "progress"] {
+        let mut reps = Vec::new();
+        for _ in 0..ctx.reps {
+            if let Some(out) = child_rows(
+                &mut t,
+                &["b9", &s],
+                &[("CMWQ_DETECT", mode)],
+                Duration::from_secs(60),
+            ) {
+                reps.extend(out.rows);
+            }
+        }
+        if !reps.is_empty() {
+            t.rows.push(crate::report::median_row(&reps));
+        }
+    }
+
+    for mode in ["perf", "proc"] {
+        let row = t.rows.iter().find(|r| {
+            r.cells
+                .iter()
+                .any(|(k, v)| k == "mode" && *v == Value::Text(mode.into()))
+        });
+        let Some(row) = row.cloned() else {
+            t.check(
+                format!("{mode}: monitor < 1% of one CPU"),
+                "mode not available here",
+                false,
+            );
+            continue;
+        };
+        if let Some(c) = row.get("monitor_cpu_pct") {
+            t.check(
+                format!("{mode}: monitor < 1% of one CPU"),
+                format!("{c:.3}%"),
+                c < 1.0,
+            );
+        }
+        if let Some(b) = row.get("marked_blocked") {
+            t.check(
+                format!("{mode}: 0 CPU-only items misclassified as blocked"),
+                format!("{b}"),
+                b == 0.0,
+            );
+        }
+    }
+    t.note("every figure is a median over repetitions of a fresh process per mode; CMWQ_DETECT=hint is the baseline (nothing to detect, the monitor only watches for hogs)");
+    t.note("monitor CPU from /proc/self/task/<tid>/schedstat of the thread named cmwq-monitor; syscalls_per_s is an estimate: one ppoll per wake-up plus the read/write calls of /proc/self/task/<tid>/io");
+    t.note("worker switches: voluntary + involuntary context switches of all kworker threads; monitor_ns_per_switch = monitor CPU time / worker switches");
+    t.note("progress mode presumes a runner blocked when its pool completes no item for max(5 x stall window, 1 ms): items longer than that are misclassified by design");
+    t.note("peers omitted: none of them watches its threads");
+    t
+}
+
+/// A snapshot of the counters.
+struct Snap {
+    t: Instant,
+    monitor_cpu: u64,
+    monitor_rw: u64,
+    wakeups: u64,
+    blocked: u64,
+    hogs: u64,
+    switches: u64,
+    done: u64,
+}
+
+fn snap(monitor: Option<i32>, done: &AtomicU64) -> Snap {
+    let switches = util::tids(|n| n.starts_with(peers::CMWQ_THREADS))
+        .into_iter()
+        .filter_map(util::task_ctx_switches)
+        .sum();
+    Snap {
+        t: Instant::now(),
+        monitor_cpu: monitor.and_then(util::task_cpu_ns).unwrap_or(0),
+        monitor_rw: monitor.and_then(util::task_rw_syscalls).unwrap_or(0),
+        wakeups: cmwq::__bench::monitor_wakeups(),
+        blocked: cmwq::__bench::monitor_marked_blocked(),
+        hogs: cmwq::__bench::monitor_marked_hog(),
+        switches,
+        done: done.load(Acquire),
+    }
+}
+
+/// Child: `b9 SECONDS`, in the detection mode of `CMWQ_DETECT`.
+pub fn child(args: &[String]) -> Result<(), String> {
+    let secs: f64 = args
+        .first()
+        .and_then(|s| s.parse().ok())
+        .ok_or("b9: how long?")?;
+    let ncpu = cmwq::nr_cpus();
+    let mode = cmwq::detection();
+    let wq: &'static Workqueue =
+        Box::leak(Box::new(Workqueue::new("b9").map_err(|e| e.to_string())?));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let works: Vec<Work> = (0..ncpu * PER_CPU)
+        .map(|i| {
+            let (stop, done) = (stop.clone(), done.clone());
+            let cpu = i % ncpu;
+            Work::new(move |w| {
+                util::burn_cpu(ITEM_CPU);
+                done.fetch_add(1, Release);
+                if !stop.load(Acquire) {
+                    wq.queue_on(cpu, w);
+                }
+            })
+        })
+        .collect();
+    for (i, w) in works.iter().enumerate() {
+        wq.queue_on(i % ncpu, w);
+    }
+    // Warm up: workers started, pools watched.
+    std::thread::sleep(Duration::from_millis(300));
+    let monitor = util::tids(|n| n == "cmwq-monitor").first().copied();
+    let a = snap(monitor, &done);
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let b = snap(monitor, &done);
+    stop.store(true, Release);
+    wq.flush();
+
+    let dt = (b.t - a.t).as_secs_f64();
+    let cpu = (b.monitor_cpu - a.monitor_cpu) as f64;
+    let wakeups = (b.wakeups - a.wakeups) as f64;
+    let switches = (b.switches - a.switches) as f64;
+    let rw = (b.monitor_rw - a.monitor_rw) as f64;
+    emit_row(
+        &Row::new(format!("cmwq {}", mode.name()))
+            .text("mode", mode.name())
+            .num("monitor_cpu_pct", 100.0 * cpu / (dt * 1e9))
+            .num("wakeups_per_s", wakeups / dt)
+            .num("syscalls_per_s", (wakeups + rw) / dt)
+            .num("worker_switches_per_s", switches / dt)
+            .num("wakeups_per_switch", wakeups / switches.max(1.0))
+            .num("monitor_ns_per_switch", cpu / switches.max(1.0))
+            .num("items_per_s", (b.done - a.done) as f64 / dt)
+            .num("marked_blocked", (b.blocked - a.blocked) as f64)
+            .num("marked_hog", (b.hogs - a.hogs) as f64),
+    );
+    if monitor.is_none() {
+        crate::child::emit_note("no thread named cmwq-monitor: monitor figures are 0");
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The scenarios of BENCH.md, one module each. Each `run` measures every
+//! system of its table in this run and returns the table; scenarios that
+//! need a process of their own also have a `child` entry point, reached
+//! through the hidden `__child` subcommand.
+
+pub mod b1;
+pub mod b2;
+pub mod b3;
+pub mod b4;
+pub mod b5;
+pub mod b6;
+pub mod b7;
+pub mod b8;
+pub mod b9;
+
+use std::time::Duration;
+
+use crate::child;
+use crate::report::{median_row, Row, Table};
+
+/// How a run is sized.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    /// `--quick`: shrink everything (CI smoke test).
+    pub quick: bool,
+    /// Repetitions per measurement (medians are reported).
+    pub reps: usize,
+    /// cmwq's number of CPUs (= per-CPU pools).
+    pub ncpu: usize,
+}
+
+impl Ctx {
+    /// `quick` in a quick run, `full` otherwise.
+    pub fn pick<T>(&self, quick: T, full: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+/// A scenario: its id and its runner.
+pub struct Scenario {
+    pub id: &'static str,
+    pub run: fn(&Ctx) -> Table,
+}
+
+/// Every scenario, in order.
+pub const ALL: &[Scenario] = &[
+    Scenario {
+        id: "B1",
+        run: b1::run,
+    },
+    Scenario {
+        id: "B2",
+        run: b2::run,
+    },
+    Scenario {
+        id: "B3",
+        run: b3::run,
+    },
+    Scenario {
+        id: "B4",
+        run: b4::run,
+    },
+    Scenario {
+        id: "B5",
+        run: b5::run,
+    },
+    Scenario {
+        id: "B6",
+        run: b6::run,
+    },
+    Scenario {
+        id: "B7",
+        run: b7::run,
+    },
+    Scenario {
+        id: "B8",
+        run: b8::run,
+    },
+    Scenario {
+        id: "B9",
+        run: b9::run,
+    },
+];
+
+/// The hidden `__child` subcommand: run one scenario's child part.
+pub fn child_main(args: &[String]) -> Result<(), String> {
+    let (name, rest) = args.split_first().ok_or("__child: which scenario?")?;
+    match name.as_str() {
+        "b3" => b3::child(rest),
+        "b4" => b4::child(rest),
+        "b5" => b5::child(rest),
+        "b7" => b7::child(rest),
+        "b8" => b8::child(rest),
+        "b9" => b9::child(rest),
+        other => Err(format!("__child: unknown scenario {other:?}")),
+    }
+}
+
+/// Measure each of `systems` `reps` times, interleaving the repetitions
+/// (system A, B, C, A, B, C, ...) so that slow drifts of a noisy machine
+/// hit every system alike, and return one row per system with the median
+/// of each figure.
+pub fn interleaved<S>(reps: usize, systems: &[S], mut measure: impl FnMut(&S) -> Row) -> Vec<Row> {
+    let mut samples: Vec<Vec<Row>> = systems.iter().map(|_| Vec::new()).collect();
+    for _ in 0..reps.max(1) {
+        for (i, s) in systems.iter().enumerate() {
+            samples[i].push(measure(s));
+        }
+    }
+    samples.iter().map(|s| median_row(s)).collect()
+}
+
+/// Run a child and return its rows; on failure, a note in the table says
+/// what went wrong and no rows are returned.
+pub fn child_rows(
+    t: &mut Table,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Option<child::ChildOut> {
+    match child::run(args, env, timeout) {
+        Ok(out) => Some(out),
+        Err(e) => {
+            eprintln!("cmwq-bench: {e}");
+            t.note(format!("FAILED: {e}"));
+            None
+        }
+    }
+}
+
+/// "1.23x" for a ratio.
+pub fn ratio_str(x: f64) -> String {
+    format!("{x:.2}x")
+}
