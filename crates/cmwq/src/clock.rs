@@ -27,7 +27,10 @@
 //!     wq.mod_delayed(&save, Duration::from_millis(100)); // push it back
 //!     clock::advance(Duration::from_millis(60));          // 60 ms between edits
 //! }
-//! save.flush();
+//! // Still armed: it never went 100 ms without an edit, so it never ran.
+//! // (`save.flush()` here would fire the armed timer at once, as the
+//! // kernel's `flush_delayed_work` does.)
+//! assert!(save.is_pending());
 //! assert_eq!(saves.load(SeqCst), 0, "never 100 ms without an edit");
 //!
 //! clock::advance(Duration::from_millis(40)); // 100 ms after the last edit
