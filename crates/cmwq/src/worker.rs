@@ -406,11 +406,16 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
         // Items wait behind this execution: have the monitor watch it.
         pool::note_pending_behind_runner(pool, &g);
     }
-    MutexGuard::unlocked(&mut g, || pool::after_kick(pool, k));
+    // Acted on in the first unlocked section below, so one lock round trip
+    // serves both the kick and the execution.
+    let mut kick = Some(k);
     loop {
         let since = acct.clock;
         let cpu0 = acct.cpu0;
         let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
+            if let Some(k) = kick.take() {
+                pool::after_kick(pool, k);
+            }
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
             crate::trace::execute_start!(exec.pwq.wq.name, work);
