@@ -41,7 +41,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Error;
 
@@ -50,7 +50,16 @@ static MANUAL: AtomicBool = AtomicBool::new(false);
 static MANUAL_NOW: AtomicU64 = AtomicU64::new(0);
 /// Serialises `advance` calls so timers fire in order.
 static ADVANCE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-static START: OnceLock<Instant> = OnceLock::new();
+/// CLOCK_MONOTONIC (ns) when the clock started.
+static START: OnceLock<u64> = OnceLock::new();
+
+/// CLOCK_MONOTONIC in ns: the clock `Instant` reads, without `Instant`'s
+/// checked `Timespec` arithmetic (this is on the path of every timer arm).
+#[inline]
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
 
 /// Whether the manual clock is in use.
 #[inline]
@@ -64,7 +73,8 @@ pub(crate) fn now_ns() -> u64 {
     if is_manual() {
         MANUAL_NOW.load(Acquire)
     } else {
-        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+        let start = *START.get_or_init(monotonic_ns);
+        monotonic_ns().saturating_sub(start)
     }
 }
 

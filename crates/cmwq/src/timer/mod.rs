@@ -48,7 +48,6 @@ struct Timers {
     sleep_until: AtomicU64,
     parker: Parker,
     started: AtomicBool,
-    seq: AtomicU64,
 }
 
 static TIMERS: OnceLock<Timers> = OnceLock::new();
@@ -59,7 +58,6 @@ fn timers() -> &'static Timers {
         sleep_until: AtomicU64::new(u64::MAX),
         parker: Parker::new(),
         started: AtomicBool::new(false),
-        seq: AtomicU64::new(0),
     })
 }
 
@@ -104,13 +102,14 @@ pub(crate) fn arm(work: &Work, wq: &Arc<WqInner>, cpu: Option<usize>, delay: Dur
     let mut w = t.wheel.lock();
     let id = entry_of(&mut w, inner);
     debug_assert!(!w.is_armed(id));
+    let seq = w.next_seq();
     {
         let d = w.data_mut(id);
         d.work = Some(work.clone());
         d.wq = Some(wq.clone());
         d.cpu = cpu;
         d.when_ns = when_ns;
-        d.seq = t.seq.fetch_add(1, Relaxed);
+        d.seq = seq;
     }
     w.insert(id, tick);
     wq.shared.nr_timers.fetch_add(1, Relaxed);
@@ -134,10 +133,11 @@ pub(crate) fn rearm(work: &Work, wq: &Arc<WqInner>, cpu: Option<usize>, delay: D
     if !w.is_armed(id) {
         return false; // fired or cancelled meanwhile
     }
+    let seq = w.next_seq();
     let old_wq = {
         let d = w.data_mut(id);
         d.when_ns = when_ns;
-        d.seq = t.seq.fetch_add(1, Relaxed);
+        d.seq = seq;
         d.cpu = cpu;
         match &d.wq {
             Some(q) if Arc::ptr_eq(q, wq) => None,

@@ -76,6 +76,8 @@ pub(crate) struct Wheel<T> {
     entries: Vec<Entry<T>>,
     free: Vec<u32>,
     armed: usize,
+    /// Arms counted so far (see [`next_seq`](Self::next_seq)).
+    seq: u64,
 }
 
 /// Where the next deadline is.
@@ -101,7 +103,17 @@ impl<T: Default> Wheel<T> {
             entries: Vec::new(),
             free: Vec::new(),
             armed: 0,
+            seq: 0,
         }
+    }
+
+    /// A number that grows with every call: callers that keep entries of
+    /// one deadline in arming order stamp each arm with it (it needs no
+    /// atomic, the wheel's lock already orders the arms).
+    #[inline]
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
     }
 
     /// A new idle entry (not armed). Allocates only when the slab grows.
@@ -156,16 +168,34 @@ impl<T: Default> Wheel<T> {
         self.armed
     }
 
-    /// Arm `id` for `tick` (moving it if it is armed already).
+    /// Arm `id` for `tick` (moving it if it is armed already). A move
+    /// within the slot the entry is in already (the common case of a
+    /// debounce, whose deadline creeps forward by the time between two
+    /// re-arms) only updates the deadline.
     pub(crate) fn insert(&mut self, id: u32, tick: u64) {
+        let tick = tick.min(self.elapsed + MAX_TICKS);
         if self.is_armed(id) {
+            if self.entries[id as usize].loc == self.loc_for(tick) {
+                self.entries[id as usize].tick = tick;
+                return;
+            }
             self.unlink(id);
         } else {
             self.armed += 1;
         }
-        let tick = tick.min(self.elapsed + MAX_TICKS);
         self.entries[id as usize].tick = tick;
         self.link(id);
+    }
+
+    /// Where an entry due at `tick` belongs now.
+    #[inline]
+    fn loc_for(&self, tick: u64) -> Loc {
+        if tick <= self.elapsed {
+            return Loc::Expired;
+        }
+        let level = level_for(self.elapsed, tick);
+        let slot = (tick >> (level as u32 * BITS)) & (SLOTS as u64 - 1);
+        Loc::Slot(level as u8, slot as u8)
     }
 
     /// Disarm `id`; false if it was not armed.
@@ -180,21 +210,22 @@ impl<T: Default> Wheel<T> {
     }
 
     fn link(&mut self, id: u32) {
-        let tick = self.entries[id as usize].tick;
-        if tick <= self.elapsed {
-            self.entries[id as usize].loc = Loc::Expired;
-            let mut l = self.expired;
-            self.push(&mut l, id);
-            self.expired = l;
-            return;
+        let loc = self.loc_for(self.entries[id as usize].tick);
+        self.entries[id as usize].loc = loc;
+        match loc {
+            Loc::Slot(level, slot) => {
+                let (level, slot) = (level as usize, slot as usize);
+                let mut l = self.levels[level].slots[slot];
+                self.push(&mut l, id);
+                self.levels[level].slots[slot] = l;
+                self.levels[level].occupied |= 1 << slot;
+            }
+            _ => {
+                let mut l = self.expired;
+                self.push(&mut l, id);
+                self.expired = l;
+            }
         }
-        let level = level_for(self.elapsed, tick);
-        let slot = ((tick >> (level as u32 * BITS)) & (SLOTS as u64 - 1)) as usize;
-        self.entries[id as usize].loc = Loc::Slot(level as u8, slot as u8);
-        let mut l = self.levels[level].slots[slot];
-        self.push(&mut l, id);
-        self.levels[level].slots[slot] = l;
-        self.levels[level].occupied |= 1 << slot;
     }
 
     fn push(&mut self, l: &mut List, id: u32) {
@@ -383,6 +414,28 @@ mod tests {
         assert_eq!(n, 1);
         w.free(a);
         assert_eq!(w.alloc(), a, "slab reuses entries");
+    }
+
+    #[test]
+    fn a_move_within_its_slot_keeps_the_new_deadline() {
+        let mut w: Wheel<()> = Wheel::new();
+        let a = w.alloc();
+        // Level 2 (slots of 4096 ticks): both deadlines share slot 17.
+        w.insert(a, 70_000);
+        let before = w.entries[a as usize].loc;
+        w.insert(a, 70_010);
+        assert_eq!(w.entries[a as usize].loc, before, "not relinked");
+        assert_eq!(w.armed(), 1);
+        let mut n = 0;
+        w.expire(70_009, |_, _| n += 1);
+        assert_eq!(n, 0, "the later deadline holds");
+        w.expire(70_010, |_, _| n += 1);
+        assert_eq!(n, 1);
+        // A move back to an earlier tick of the same slot is honoured too.
+        w.insert(a, 140_000);
+        w.insert(a, 139_990);
+        w.expire(139_990, |_, _| n += 1);
+        assert_eq!(n, 2);
     }
 
     #[test]
