@@ -59,6 +59,43 @@ pub(crate) struct DetectState {
     cpu_base: Option<u64>,
     /// The monitor marked it sleeping.
     marked: bool,
+    /// perf: the ring records (it is switched on only while the worker's
+    /// pool is watched, so that switches of other workers cost nothing).
+    enabled: bool,
+    /// perf: the ring was just switched on and says nothing of what came
+    /// before: ask /proc once, as after lost records.
+    resync: bool,
+}
+
+/// perf: switch a worker's ring on (its pool is watched). Records written
+/// before are stale: dropped, and the next check asks /proc.
+fn ring_on(w: &Worker) {
+    let mut d = w.detect.lock();
+    let DetectState {
+        ring,
+        enabled,
+        out_since,
+        resync,
+        ..
+    } = &mut *d;
+    if let (Some(r), false) = (ring.as_mut(), *enabled) {
+        if r.set_enabled(true).is_ok() {
+            r.drain(|_| {});
+            *enabled = true;
+            *out_since = None;
+            *resync = true;
+        }
+    }
+}
+
+/// perf: switch a worker's ring off (its pool is no longer watched).
+fn ring_off(w: &Worker) {
+    let mut d = w.detect.lock();
+    if let (Some(r), true) = (d.ring.as_ref(), d.enabled) {
+        if r.set_enabled(false).is_ok() {
+            d.enabled = false;
+        }
+    }
 }
 
 /// The resolved detection mode.
@@ -199,7 +236,11 @@ pub(crate) fn worker_started(w: &Worker) {
     let mut d = w.detect.lock();
     match mode() {
         Mode::Perf => {
-            d.ring = perf::SwitchRing::open_current_thread(perf::DEFAULT_DATA_PAGES).ok();
+            // On at once if the pool is watched now; otherwise the monitor
+            // switches it on when the pool needs watching.
+            let on = w.pool.watched.load(Relaxed);
+            d.ring = perf::SwitchRing::open_current_thread(perf::DEFAULT_DATA_PAGES, on).ok();
+            d.enabled = on && d.ring.is_some();
             if d.ring.is_none() {
                 d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
             }
@@ -286,6 +327,8 @@ fn monitor_main() {
                 continue;
             }
             runners.clear();
+            let first = poll_fds.len();
+            let mut unwatched = false;
             {
                 let g = pool.lock();
                 let pending = !g.worklist.is_empty();
@@ -314,9 +357,25 @@ fn monitor_main() {
                         // after this sees the flag down and wakes us.
                         pool.watched.store(false, Relaxed);
                         idle_since[pool.id as usize] = None;
-                        continue;
+                        unwatched = true;
                     }
                 }
+            }
+            if m.mode == Mode::Perf {
+                // Rings record only while their pool is watched.
+                for w in &poll_fds[first..] {
+                    if unwatched {
+                        ring_off(w);
+                    } else {
+                        ring_on(w);
+                    }
+                }
+                if unwatched {
+                    poll_fds.truncate(first);
+                }
+            }
+            if unwatched {
+                continue;
             }
             set_timeout(now + unwatch_after);
             if m.mode == Mode::Proc
@@ -450,13 +509,16 @@ fn check_runner(
             interval: stall / 2,
             cpu_base: cpu,
             marked: false,
+            enabled: d.enabled,
+            resync: d.resync,
         };
     }
     d.marked = r.marked_by_monitor;
     let mut blocked: Option<bool> = None;
     match mode {
         Mode::Perf if d.ring.is_some() => {
-            let mut lost = false;
+            // Just switched on: like lost records, the ring cannot tell.
+            let mut lost = std::mem::take(&mut d.resync);
             let mut out = d.out_since;
             d.ring.as_mut().unwrap().drain(|rec| match rec {
                 perf::SwitchRecord::Out {

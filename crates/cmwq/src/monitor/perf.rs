@@ -19,6 +19,9 @@
 //!   CLOCK_MONOTONIC;
 //! * `watermark` with `wakeup_watermark = 1`: the fd is signalled on every
 //!   record;
+//! * `disabled` where asked: the monitor switches recording on and off
+//!   (`PERF_EVENT_IOC_ENABLE`/`_DISABLE`) as it starts and stops watching
+//!   the worker's pool;
 //! * `exclude_kernel`, `exclude_hv`: needed by unprivileged processes under
 //!   `perf_event_paranoid = 2`.
 //!
@@ -32,7 +35,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -62,6 +65,12 @@ const PERF_SAMPLE_TIME: u64 = 1 << 2;
 /// `PERF_FLAG_FD_CLOEXEC`.
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 
+/// `perf_event_attr.disabled`: opened off, until `PERF_EVENT_IOC_ENABLE`.
+const ATTR_DISABLED: u64 = 1 << 0;
+/// `PERF_EVENT_IOC_ENABLE`: `_IO('$', 0)`.
+const PERF_EVENT_IOC_ENABLE: libc::c_ulong = 0x2400;
+/// `PERF_EVENT_IOC_DISABLE`: `_IO('$', 1)`.
+const PERF_EVENT_IOC_DISABLE: libc::c_ulong = 0x2401;
 /// `perf_event_attr.exclude_kernel`.
 const ATTR_EXCLUDE_KERNEL: u64 = 1 << 5;
 /// `perf_event_attr.exclude_hv`.
@@ -237,8 +246,31 @@ impl SwitchRing {
     /// `data_pages` is the size of the data area in pages and must be a power
     /// of two ([`DEFAULT_DATA_PAGES`] is a good choice); otherwise the error
     /// is `InvalidInput`.
-    pub(crate) fn open_current_thread(data_pages: usize) -> io::Result<SwitchRing> {
-        open_ring(data_pages, PERF_SAMPLE_TIME).map_err(|(_, e)| e)
+    ///
+    /// `enabled: false` opens the event switched off: the kernel writes no
+    /// record (and a switch of the thread costs next to nothing) until
+    /// [`set_enabled`](Self::set_enabled) turns it on.
+    pub(crate) fn open_current_thread(data_pages: usize, enabled: bool) -> io::Result<SwitchRing> {
+        open_ring(data_pages, PERF_SAMPLE_TIME, !enabled).map_err(|(_, e)| e)
+    }
+
+    /// Switch the recording on or off (`PERF_EVENT_IOC_ENABLE` /
+    /// `_DISABLE`), from any thread. While it is off, switches of the thread
+    /// write nothing, so on return to on the ring says nothing of what the
+    /// thread did meanwhile: the caller learns its current state otherwise.
+    pub(crate) fn set_enabled(&self, on: bool) -> io::Result<()> {
+        let req = if on {
+            PERF_EVENT_IOC_ENABLE
+        } else {
+            PERF_EVENT_IOC_DISABLE
+        };
+        // SAFETY: an argument-less ioctl on the perf event fd we own.
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), req as _, 0) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 
     /// The event fd, to poll() for readability (one or more unread records).
@@ -450,7 +482,11 @@ impl Drop for SwitchRing {
 /// (`PERF_SAMPLE_TIME`, optionally preceded by fields that come before it in
 /// `struct sample_id`) and maps its ring. The error names the step that
 /// failed.
-fn open_ring(data_pages: usize, sample_type: u64) -> Result<SwitchRing, (&'static str, io::Error)> {
+fn open_ring(
+    data_pages: usize,
+    sample_type: u64,
+    disabled: bool,
+) -> Result<SwitchRing, (&'static str, io::Error)> {
     if !data_pages.is_power_of_two() {
         return Err((
             "perf ring",
@@ -477,7 +513,8 @@ fn open_ring(data_pages: usize, sample_type: u64) -> Result<SwitchRing, (&'stati
             | ATTR_WATERMARK
             | ATTR_SAMPLE_ID_ALL
             | ATTR_USE_CLOCKID
-            | ATTR_CONTEXT_SWITCH,
+            | ATTR_CONTEXT_SWITCH
+            | if disabled { ATTR_DISABLED } else { 0 },
         wakeup_watermark: 1,
         clockid: libc::CLOCK_MONOTONIC,
         ..PerfEventAttr::default()
@@ -540,8 +577,8 @@ pub(crate) fn probe() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
     PROBE
         .get_or_init(|| {
-            let mut ring =
-                open_ring(1, PERF_SAMPLE_TIME).map_err(|(what, e)| format!("{what}: {e}"))?;
+            let mut ring = open_ring(1, PERF_SAMPLE_TIME, false)
+                .map_err(|(what, e)| format!("{what}: {e}"))?;
             for _ in 0..3 {
                 std::thread::sleep(Duration::from_micros(200));
                 let (last, _) = ring.drain_last();
@@ -685,7 +722,7 @@ mod tests {
     fn open_geometry_and_bad_page_counts() {
         // A switch record is the header plus the sample_id trailer, which
         // with PERF_SAMPLE_TIME alone is one u64.
-        let r = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES);
+        let r = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true);
         let Ok(ring) = r else {
             eprintln!("skipping: {r:?}");
             return;
@@ -696,8 +733,8 @@ mod tests {
             DEFAULT_DATA_PAGES * rustix::param::page_size()
         );
         assert_eq!(ring.data_offset, rustix::param::page_size());
-        assert!(SwitchRing::open_current_thread(3).is_err());
-        assert!(SwitchRing::open_current_thread(0).is_err());
+        assert!(SwitchRing::open_current_thread(3, true).is_err());
+        assert!(SwitchRing::open_current_thread(0, true).is_err());
     }
 
     #[test]
@@ -714,7 +751,7 @@ mod tests {
         ] {
             let t0 = monotonic_ns();
             let (mut ring, tid) = thread::spawn(move || {
-                let mut ring = open_ring(DEFAULT_DATA_PAGES, sample_type).unwrap();
+                let mut ring = open_ring(DEFAULT_DATA_PAGES, sample_type, false).unwrap();
                 let _ = collect(&mut ring);
                 thread::sleep(Duration::from_millis(1));
                 (ring, rustix::thread::gettid().as_raw_nonzero().get() as u32)
@@ -751,7 +788,7 @@ mod tests {
             return;
         }
         let (mut ring, t0, t1) = thread::spawn(|| {
-            let mut ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES).unwrap();
+            let mut ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             let _ = collect(&mut ring);
             let t0 = monotonic_ns();
             thread::sleep(Duration::from_millis(20));
@@ -792,6 +829,43 @@ mod tests {
     }
 
     #[test]
+    fn disabled_rings_record_nothing_until_enabled() {
+        if !available() {
+            return;
+        }
+        use std::sync::mpsc::channel;
+        // The ring travels between its thread (which sleeps) and this one
+        // (which reads it and switches it on and off).
+        let (to_main, from_thread) = channel::<SwitchRing>();
+        let (to_thread, from_main) = channel::<Option<SwitchRing>>();
+        let h = thread::spawn(move || {
+            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, false).unwrap();
+            thread::sleep(Duration::from_millis(5));
+            to_main.send(ring).unwrap();
+            let ring = from_main.recv().unwrap().unwrap();
+            thread::sleep(Duration::from_millis(5));
+            to_main.send(ring).unwrap();
+            let _ = from_main.recv().unwrap();
+            thread::sleep(Duration::from_millis(5));
+        });
+        let mut ring = from_thread.recv().unwrap();
+        assert!(collect(&mut ring).is_empty(), "opened off: no records");
+        ring.set_enabled(true).unwrap();
+        to_thread.send(Some(ring)).unwrap();
+        let mut ring = from_thread.recv().unwrap();
+        let recs = collect(&mut ring);
+        assert!(
+            recs.iter()
+                .any(|r| matches!(r, SwitchRecord::Out { preempt: false, .. })),
+            "on: the sleep is recorded: {recs:?}"
+        );
+        ring.set_enabled(false).unwrap();
+        to_thread.send(None).unwrap();
+        h.join().unwrap();
+        assert!(collect(&mut ring).is_empty(), "switched off: no records");
+    }
+
+    #[test]
     fn preemption_is_flagged() {
         if !available() {
             return;
@@ -809,7 +883,8 @@ mod tests {
                         let mut set = rustix::thread::CpuSet::new();
                         set.set(cpu);
                         rustix::thread::sched_setaffinity(None, &set).unwrap();
-                        let mut ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES).unwrap();
+                        let mut ring =
+                            SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
                         barrier.wait();
                         let _ = collect(&mut ring);
                         let end = monotonic_ns() + 60 * MS;
@@ -844,7 +919,7 @@ mod tests {
         }
         let (tx, rx) = mpsc::channel();
         let worker = thread::spawn(move || {
-            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES).unwrap();
+            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             tx.send(ring).unwrap();
             let end = monotonic_ns() + 20 * MS;
             while monotonic_ns() < end {
@@ -888,7 +963,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         let worker = thread::spawn(move || {
-            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES).unwrap();
+            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             tx.send(ring).unwrap();
             go_rx.recv().unwrap();
         });
@@ -927,7 +1002,7 @@ mod tests {
             return;
         }
         thread::spawn(|| {
-            let mut ring = SwitchRing::open_current_thread(1).unwrap();
+            let mut ring = SwitchRing::open_current_thread(1, true).unwrap();
             let _ = collect(&mut ring);
             for _ in 0..600 {
                 thread::sleep(Duration::from_micros(1));
@@ -976,7 +1051,7 @@ mod tests {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         let worker = thread::spawn(move || {
-            let ring = open_ring(1, PERF_SAMPLE_TID | PERF_SAMPLE_TIME).unwrap();
+            let ring = open_ring(1, PERF_SAMPLE_TID | PERF_SAMPLE_TIME, false).unwrap();
             tx.send(ring).unwrap();
             while go_rx.recv().unwrap() {
                 for _ in 0..50 {
@@ -1031,7 +1106,7 @@ mod tests {
         let (ack_tx, ack_rx) = mpsc::channel::<u64>();
         let (go_tx, go_rx) = mpsc::channel::<bool>();
         let worker = thread::spawn(move || {
-            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES).unwrap();
+            let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             tx.send(ring).unwrap();
             loop {
                 // Everything before this time is older than the block in recv.
