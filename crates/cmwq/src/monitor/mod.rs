@@ -57,6 +57,10 @@ pub(crate) struct DetectState {
     /// hog: CPU clock of the worker when the execution was first seen or
     /// last woke.
     cpu_base: Option<u64>,
+    /// hog: no need to read the CPU clock before this time (mono ns): the
+    /// item cannot have used its threshold of CPU sooner. Set to 0 with
+    /// every new `cpu_base`, so the next check reads the clock once.
+    hog_at: u64,
     /// The monitor marked it sleeping.
     marked: bool,
     /// perf: the ring records (it is switched on only while the worker's
@@ -508,6 +512,7 @@ fn check_runner(
             next_sample: now + stall / 2,
             interval: stall / 2,
             cpu_base: cpu,
+            hog_at: hog.map_or(0, |th| now + th),
             marked: false,
             enabled: d.enabled,
             resync: d.resync,
@@ -544,6 +549,7 @@ fn check_runner(
             d.out_since = out;
             if woke {
                 d.cpu_base = read_cpu(&r.w);
+                d.hog_at = 0;
             }
             match out {
                 Some(t) if now.saturating_sub(t) >= stall => blocked = Some(true),
@@ -579,6 +585,7 @@ fn check_runner(
                     } else {
                         if d.blocked_since.take().is_some() || d.marked {
                             d.cpu_base = read_cpu(&r.w);
+                            d.hog_at = 0;
                         }
                         blocked = Some(false);
                         // Back off while it keeps running: cheap on CPU-bound
@@ -598,13 +605,18 @@ fn check_runner(
         _ => {}
     }
     if let (Some(th), false) = (hog, d.marked || blocked == Some(true)) {
-        if let (Some(base), Some(cpu)) = (d.cpu_base, read_cpu(&r.w)) {
+        if d.cpu_base.is_some() && now < d.hog_at {
+            // Too early to have crossed the threshold: no clock read (a
+            // system call) on the many wake-ups in between.
+            set_timeout(d.hog_at);
+        } else if let (Some(base), Some(cpu)) = (d.cpu_base, read_cpu(&r.w)) {
             let used = cpu.saturating_sub(base);
             if used >= th {
                 d.cpu_base = None;
                 return Verdict::Hog;
             }
-            set_timeout(now + (th - used).max(th / 8));
+            d.hog_at = now + (th - used).max(th / 8);
+            set_timeout(d.hog_at);
         }
     }
     Verdict::Nothing
