@@ -182,6 +182,7 @@ pub fn child(args: &[String]) -> Result<(), String> {
         .as_ref()
         .map_or(peers::CMWQ_THREADS, |p| p.thread_prefix());
     let blocked0 = cmwq::__bench::monitor_marked_blocked();
+    let wakeups0 = cmwq::__bench::monitor_wakeups();
     std::thread::sleep(Duration::from_millis(20));
 
     let sampler = ThreadSampler::start(Duration::from_millis(1), |n| n.starts_with(prefix));
@@ -225,6 +226,10 @@ pub fn child(args: &[String]) -> Result<(), String> {
         row = row.num(
             "marked_blocked",
             (cmwq::__bench::monitor_marked_blocked() - blocked0) as f64,
+        );
+        row = row.num(
+            "monitor_wakeups",
+            (cmwq::__bench::monitor_wakeups() - wakeups0) as f64,
         );
         if !hint {
             emit_note(&format!(
