@@ -176,7 +176,11 @@ fn main() -> ExitCode {
         }
     }
     if let Some(path) = &args.md {
-        if let Err(e) = std::fs::write(path, report::markdown(&tables, &machine, &command)) {
+        // A reading written above the generated part of an existing page
+        // is kept.
+        let old = std::fs::read_to_string(path).unwrap_or_default();
+        let page = report::markdown_page(&old, &tables, &machine, &command);
+        if let Err(e) = std::fs::write(path, page) {
             eprintln!("cmwq-bench: writing {path}: {e}");
             ok = false;
         }

@@ -127,12 +127,14 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     });
     if depth == 0 {
         worker_sleeping(w, false);
+        crate::monitor::worker_quiet(w, true);
     }
     struct Wake<'a>(&'a Worker, u32);
     impl Drop for Wake<'_> {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(self.1));
             if self.1 == 0 {
+                crate::monitor::worker_quiet(self.0, false);
                 worker_running(self.0, false);
             }
         }
@@ -293,7 +295,13 @@ fn worker_main(w: Arc<Worker>) {
         // allows (G21).
         let timeout = settings().idle_timeout;
         loop {
-            let woken = MutexGuard::unlocked(&mut g, || w.parker.park(Some(timeout)));
+            let woken = MutexGuard::unlocked(&mut g, || {
+                // No switch records while parked (perf detection).
+                crate::monitor::worker_quiet(&w, true);
+                let woken = w.parker.park(Some(timeout));
+                crate::monitor::worker_quiet(&w, false);
+                woken
+            });
             acct.tick();
             if woken || need_more_worker(&g) {
                 continue 'woke_up;

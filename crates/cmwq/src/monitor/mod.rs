@@ -63,43 +63,59 @@ pub(crate) struct DetectState {
     hog_at: u64,
     /// The monitor marked it sleeping.
     marked: bool,
-    /// perf: the ring records (it is switched on only while the worker's
-    /// pool is watched, so that switches of other workers cost nothing).
-    enabled: bool,
+    /// perf: the monitor wants the ring on (the worker's pool is watched).
+    watch: bool,
+    /// perf: the worker needs no records now: it is idle (parked), or
+    /// inside `blocking()`, which told its pool already.
+    quiet: bool,
+    /// perf: the ring records: `watch && !quiet`, as last applied.
+    on: bool,
     /// perf: the ring was just switched on and says nothing of what came
     /// before: ask /proc once, as after lost records.
     resync: bool,
 }
 
-/// perf: switch a worker's ring on (its pool is watched). Records written
-/// before are stale: dropped, and the next check asks /proc.
-fn ring_on(w: &Worker) {
-    let mut d = w.detect.lock();
-    let DetectState {
-        ring,
-        enabled,
-        out_since,
-        resync,
-        ..
-    } = &mut *d;
-    if let (Some(r), false) = (ring.as_mut(), *enabled) {
-        if r.set_enabled(true).is_ok() {
+impl DetectState {
+    /// perf: switch the ring on or off to match `watch && !quiet`. Records
+    /// are written (and wake the monitor) only for workers of watched pools
+    /// that may block unannounced, so switches that nobody needs to see
+    /// cost neither a record nor a wake-up. Records left from before are
+    /// dropped when it goes on; `resync`: whether the next check must ask
+    /// /proc what the worker did meanwhile (not when the worker itself
+    /// switches it on: it is running).
+    fn apply(&mut self, resync: bool) {
+        let want = self.watch && !self.quiet;
+        let Some(r) = self.ring.as_mut() else { return };
+        if want == self.on || r.set_enabled(want).is_err() {
+            return;
+        }
+        self.on = want;
+        if want {
             r.drain(|_| {});
-            *enabled = true;
-            *out_since = None;
-            *resync = true;
+            self.out_since = None;
+            self.resync = resync;
         }
     }
 }
 
-/// perf: switch a worker's ring off (its pool is no longer watched).
-fn ring_off(w: &Worker) {
+/// perf: the monitor watches (or stops watching) a worker's pool.
+fn ring_watch(w: &Worker, watch: bool) {
     let mut d = w.detect.lock();
-    if let (Some(r), true) = (d.ring.as_ref(), d.enabled) {
-        if r.set_enabled(false).is_ok() {
-            d.enabled = false;
-        }
+    if d.watch != watch {
+        d.watch = watch;
+        d.apply(true);
     }
+}
+
+/// perf: the calling worker parks idle or enters `blocking()` (`quiet`),
+/// or is back to work: no records while it is quiet.
+pub(crate) fn worker_quiet(w: &Worker, quiet: bool) {
+    if mode() != Mode::Perf || !w.pool.bound() {
+        return;
+    }
+    let mut d = w.detect.lock();
+    d.quiet = quiet;
+    d.apply(false);
 }
 
 /// The resolved detection mode.
@@ -244,7 +260,8 @@ pub(crate) fn worker_started(w: &Worker) {
             // switches it on when the pool needs watching.
             let on = w.pool.watched.load(Relaxed);
             d.ring = perf::SwitchRing::open_current_thread(perf::DEFAULT_DATA_PAGES, on).ok();
-            d.enabled = on && d.ring.is_some();
+            d.watch = on;
+            d.on = on && d.ring.is_some();
             if d.ring.is_none() {
                 d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
             }
@@ -368,11 +385,7 @@ fn monitor_main() {
             if m.mode == Mode::Perf {
                 // Rings record only while their pool is watched.
                 for w in &poll_fds[first..] {
-                    if unwatched {
-                        ring_off(w);
-                    } else {
-                        ring_on(w);
-                    }
+                    ring_watch(w, !unwatched);
                 }
                 if unwatched {
                     poll_fds.truncate(first);
@@ -514,7 +527,9 @@ fn check_runner(
             cpu_base: cpu,
             hog_at: hog.map_or(0, |th| now + th),
             marked: false,
-            enabled: d.enabled,
+            watch: d.watch,
+            quiet: d.quiet,
+            on: d.on,
             resync: d.resync,
         };
     }
