@@ -94,6 +94,7 @@ pub fn run(ctx: &Ctx) -> Table {
     ));
     t.note("1 producer on system_wq: the producer and the worker running its items share the producer's CPU (G14), so the figure swings with where the scheduler puts the producer");
     t.note("allocations are counted on the producer threads only, across all their queue/spawn calls, divided by the items queued");
+    t.note("items_per_cpu_s: items per second of CPU time used by the whole process (getrusage) over the measurement: what each item costs whatever the number of CPUs kept busy. A bound workqueue runs a producer's items on the producer's CPU (G14), so one producer keeps about one CPU busy where the peers spread over all of them");
     t.note(format!(
         "omitted: thread per item and the big fixed pool ({total} threads); the floors run the same loop on the same number of threads"
     ));
@@ -104,6 +105,7 @@ pub fn run(ctx: &Ctx) -> Table {
 fn measure(sys: Sys, p: usize, total: usize) -> Row {
     let quota = total / p;
     let n = (quota * p) as f64;
+    let cpu0 = util::process_cpu_ns();
     let (name, elapsed, allocs, bytes) = match sys {
         Sys::Cmwq { unbound } => {
             let (wq, name) = if unbound {
@@ -135,9 +137,11 @@ fn measure(sys: Sys, p: usize, total: usize) -> Row {
             ("floor: VecDeque<Box<dyn FnOnce>>".to_owned(), e, a, b)
         }
     };
+    let cpu_secs = (util::process_cpu_ns() - cpu0) as f64 / 1e9;
     let secs = elapsed.as_secs_f64();
     Row::new(name)
         .num("items_per_s", n / secs)
+        .num("items_per_cpu_s", n / cpu_secs)
         .num("ns_per_item", secs * 1e9 / n)
         .num("allocs_per_queue", allocs as f64 / n)
         .num("bytes_per_queue", bytes as f64 / n)
