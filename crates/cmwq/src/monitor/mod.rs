@@ -58,8 +58,8 @@ pub(crate) struct DetectState {
     /// last woke.
     cpu_base: Option<u64>,
     /// hog: no need to read the CPU clock before this time (mono ns): the
-    /// item cannot have used its threshold of CPU sooner. Set to 0 with
-    /// every new `cpu_base`, so the next check reads the clock once.
+    /// item cannot have used its threshold of CPU sooner (a thread gains
+    /// CPU time no faster than wall time). Set with every `cpu_base`.
     hog_at: u64,
     /// The monitor marked it sleeping.
     marked: bool,
@@ -76,6 +76,13 @@ pub(crate) struct DetectState {
 }
 
 impl DetectState {
+    /// hog: take the worker's CPU clock now as the baseline of the item's
+    /// CPU use.
+    fn rebase_cpu(&mut self, w: &Worker, now: u64, hog: Option<u64>) {
+        self.cpu_base = read_cpu(w);
+        self.hog_at = hog.map_or(0, |th| now + th);
+    }
+
     /// perf: switch the ring on or off to match `watch && !quiet`. Records
     /// are written (and wake the monitor) only for workers of watched pools
     /// that may block unannounced, so switches that nobody needs to see
@@ -515,7 +522,6 @@ fn check_runner(
     let mut d = r.w.detect.lock();
     if d.seen_exec != r.exec {
         // A new execution: start following it.
-        let cpu = read_cpu(&r.w);
         *d = DetectState {
             ring: d.ring.take(),
             stat: d.stat.take(),
@@ -524,14 +530,15 @@ fn check_runner(
             blocked_since: None,
             next_sample: now + stall / 2,
             interval: stall / 2,
-            cpu_base: cpu,
-            hog_at: hog.map_or(0, |th| now + th),
+            cpu_base: None,
+            hog_at: 0,
             marked: false,
             watch: d.watch,
             quiet: d.quiet,
             on: d.on,
             resync: d.resync,
         };
+        d.rebase_cpu(&r.w, now, hog);
     }
     d.marked = r.marked_by_monitor;
     let mut blocked: Option<bool> = None;
@@ -563,8 +570,7 @@ fn check_runner(
             let woke = d.out_since.is_some() && out.is_none();
             d.out_since = out;
             if woke {
-                d.cpu_base = read_cpu(&r.w);
-                d.hog_at = 0;
+                d.rebase_cpu(&r.w, now, hog);
             }
             match out {
                 Some(t) if now.saturating_sub(t) >= stall => blocked = Some(true),
@@ -599,8 +605,7 @@ fn check_runner(
                         };
                     } else {
                         if d.blocked_since.take().is_some() || d.marked {
-                            d.cpu_base = read_cpu(&r.w);
-                            d.hog_at = 0;
+                            d.rebase_cpu(&r.w, now, hog);
                         }
                         blocked = Some(false);
                         // Back off while it keeps running: cheap on CPU-bound
