@@ -157,12 +157,7 @@ fn main() -> ExitCode {
         );
         tables.push(table);
     }
-    let met = tables
-        .iter()
-        .flat_map(|t| &t.checks)
-        .filter(|c| c.met)
-        .count();
-    let all = tables.iter().map(|t| t.checks.len()).sum::<usize>();
+    let (met, all) = report::targets_met(&tables);
     println!(
         "targets: {met} of {all} checks met; total {:.1} s",
         started.elapsed().as_secs_f64()

@@ -439,6 +439,12 @@ pub fn json(tables: &[Table]) -> String {
 }
 
 /// The `--md` file (BENCHMARKS.md).
+/// Target checks met, and all target checks, over `tables`.
+pub fn targets_met(tables: &[Table]) -> (usize, usize) {
+    let checks = tables.iter().flat_map(|t| &t.checks);
+    (checks.clone().filter(|c| c.met).count(), checks.count())
+}
+
 pub fn markdown(tables: &[Table], machine: &str, command: &str) -> String {
     let mut s = String::from("# cmwq benchmarks\n\n");
     s.push_str(
@@ -450,12 +456,7 @@ pub fn markdown(tables: &[Table], machine: &str, command: &str) -> String {
     );
     let _ = writeln!(s, "Command: `{command}`\n");
     let _ = writeln!(s, "Machine: {machine}\n");
-    let met = tables
-        .iter()
-        .flat_map(|t| &t.checks)
-        .filter(|c| c.met)
-        .count();
-    let all = tables.iter().map(|t| t.checks.len()).sum::<usize>();
+    let (met, all) = targets_met(tables);
     let _ = writeln!(s, "Targets: {met} of {all} checks met.\n");
     for t in tables {
         s.push_str(&t.to_markdown());

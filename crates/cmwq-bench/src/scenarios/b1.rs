@@ -255,15 +255,17 @@ fn cmwq_run(wq: &'static Workqueue, p: usize, quota: usize) -> (Duration, u64, u
             .collect();
         barrier.wait();
         let t0 = Instant::now();
-        let (mut allocs, mut bytes) = (0, 0);
-        for h in hs {
-            let (a, b) = h.join().expect("producer");
-            allocs += a;
-            bytes += b;
-        }
+        let (allocs, bytes) = join_producers(hs);
         wq.flush();
         (t0.elapsed(), allocs, bytes)
     })
+}
+
+/// Join the producer threads; their allocations (count, bytes) summed.
+fn join_producers(hs: Vec<std::thread::ScopedJoinHandle<'_, (u64, u64)>>) -> (u64, u64) {
+    hs.into_iter()
+        .map(|h| h.join().expect("producer"))
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
 }
 
 /// A peer: one spawn per item; done when every item bumped the counter.
@@ -289,12 +291,7 @@ fn peer_run(peer: &Peer, p: usize, quota: usize) -> (Duration, u64, u64) {
             .collect();
         barrier.wait();
         let t0 = Instant::now();
-        let (mut allocs, mut bytes) = (0, 0);
-        for h in hs {
-            let (a, b) = h.join().expect("producer");
-            allocs += a;
-            bytes += b;
-        }
+        let (allocs, bytes) = join_producers(hs);
         let all = util::wait_count(done, (quota * p) as u64, Duration::from_secs(300));
         assert!(all, "{}: items lost or stuck", peer.name());
         (t0.elapsed(), allocs, bytes)
