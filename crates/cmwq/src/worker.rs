@@ -134,7 +134,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(self.1));
             if self.1 == 0 {
-                crate::monitor::worker_quiet(self.0, false);
+                let _ = crate::monitor::worker_quiet(self.0, false);
                 worker_running(self.0, false);
             }
         }
@@ -154,8 +154,18 @@ pub(crate) fn worker_sleeping(w: &Worker, by_monitor: bool) -> bool {
 }
 
 pub(crate) fn sleeping_locked(g: &mut PoolGuard, slot: usize, by_monitor: bool) -> bool {
-    let ws = &g.workers[slot];
-    if ws.sleeping || ws.current.is_none() {
+    let ws = &mut g.workers[slot];
+    if ws.current.is_none() {
+        return false;
+    }
+    if ws.sleeping {
+        // Already known blocked. A hint takes over the monitor's mark: the
+        // worker itself will say when it runs again, and the monitor's
+        // view (which may lag, and sees nothing while the ring is off
+        // inside blocking()) must not clear it before.
+        if !by_monitor {
+            ws.sleeping_by_monitor = false;
+        }
         return false;
     }
     update_worker(g, slot, |ws| {
@@ -299,7 +309,12 @@ fn worker_main(w: Arc<Worker>) {
                 // No switch records while parked (perf detection).
                 crate::monitor::worker_quiet(&w, true);
                 let woken = w.parker.park(Some(timeout));
-                crate::monitor::worker_quiet(&w, false);
+                if crate::monitor::worker_quiet(&w, false) {
+                    // Its switch-in went unrecorded: a watched pool may
+                    // have a new runner for the hog check to follow (its
+                    // blocks are recorded from now on).
+                    crate::monitor::new_runner_unrecorded();
+                }
                 woken
             });
             acct.tick();

@@ -72,8 +72,10 @@ fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
     }
     let wq = cmwq::Workqueue::new("g15_late_watch").unwrap();
     let cpu = cmwq::nr_cpus() - 1;
-    // Let the pool go unwatched after the previous tests (20 ms hysteresis).
-    std::thread::sleep(Duration::from_millis(60));
+    // Let the pool go unwatched after the previous tests (the monitor
+    // unwatches a pool after 20 ms without pending items, noticed within
+    // two of its passes).
+    std::thread::sleep(Duration::from_millis(150));
     let t0 = Instant::now();
     let blocker = cmwq::Work::new(|_| std::thread::sleep(Duration::from_millis(300)));
     assert!(wq.queue_on(cpu, &blocker));
@@ -93,4 +95,108 @@ fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
         "the next item waited {waited_us} us behind a runner blocked since before the pool was watched (its block ends at 300 ms)"
     );
     blocker.flush();
+}
+
+/// A runner that the monitor found blocked, that wakes and at once enters
+/// `blocking()`, stays out of `nr_running` for the whole hinted block: the
+/// hint takes over the monitor's mark, so the monitor seeing the wake-up
+/// late (its ring is off inside the hint) does not count it as running.
+#[test]
+fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let _s = common::serial();
+    if !ready() {
+        return;
+    }
+    let wq = cmwq::Workqueue::new("g15_hint_after_mark").unwrap();
+    let cpu = cmwq::nr_cpus() - 1;
+    let t0 = Instant::now();
+    let a = cmwq::Work::new(|_| {
+        std::thread::sleep(Duration::from_millis(5)); // found by the monitor
+        cmwq::blocking(|| std::thread::sleep(Duration::from_millis(200)));
+    });
+    let b = cmwq::Work::new(|_| {});
+    assert!(wq.queue_on(cpu, &a));
+    assert!(wq.queue_on(cpu, &b)); // behind a: the pool is watched
+    b.flush();
+    // a is now inside its hinted block (it entered it at about 5 ms).
+    std::thread::sleep(Duration::from_millis(40));
+    let started_at = Arc::new(AtomicU64::new(0));
+    let s = started_at.clone();
+    let c = cmwq::Work::new(move |_| {
+        s.store(t0.elapsed().as_micros() as u64, SeqCst);
+    });
+    let queued_at = t0.elapsed().as_micros() as u64;
+    assert!(wq.queue_on(cpu, &c));
+    c.flush();
+    let waited_us = started_at.load(SeqCst) - queued_at;
+    assert!(
+        waited_us < 50_000,
+        "an item waited {waited_us} us behind a worker inside blocking() (its hinted block ends at 205 ms)"
+    );
+    a.flush();
+}
+
+/// A CPU hog on a worker that the monitor itself woke (to take over from a
+/// runner it found blocked) is flagged near the threshold, although that
+/// worker's wake-up left no switch record (its ring is off while parked).
+#[test]
+fn g16_a_hog_on_a_worker_woken_for_a_blocked_runner_is_flagged_in_time_perf() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let _s = common::serial();
+    if !ready() {
+        return;
+    }
+    let cpu = cmwq::nr_cpus() - 1;
+    if let Some(&other) = common::own_affinity().iter().find(|&&c| c != cpu) {
+        common::pin_self(&[other]);
+    }
+    let wq = cmwq::Workqueue::new("g16_hog_after_kick").unwrap();
+    let thresh = scenarios::HOG_THRESH;
+    // Several idle workers, so that the one woken for the blocker creates
+    // no spare (a new thread's first switches would wake the monitor).
+    let warm: Vec<cmwq::Work> = (0..4)
+        .map(|_| {
+            cmwq::Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(20))))
+        })
+        .collect();
+    for w in &warm {
+        assert!(wq.queue_on(cpu, w));
+    }
+    wq.flush();
+    std::thread::sleep(Duration::from_millis(150));
+    let t0 = Instant::now();
+    let at = Arc::new(Mutex::new([Duration::ZERO; 3]));
+    let (a1, a2, a3) = (at.clone(), at.clone(), at.clone());
+    // Blocks unannounced, long enough to be found and to stay out.
+    let blocker = cmwq::Work::new(move |_| {
+        a1.lock().unwrap()[0] = t0.elapsed();
+        std::thread::sleep(thresh * 8);
+    });
+    // Runs on the worker woken for the blocker, and hogs the CPU.
+    let hog = cmwq::Work::new(move |_| {
+        a2.lock().unwrap()[1] = t0.elapsed();
+        common::burn_cpu(thresh * 6);
+    });
+    // Waits behind the hog until the hog is flagged.
+    let next = cmwq::Work::new(move |_| {
+        a3.lock().unwrap()[2] = t0.elapsed();
+    });
+    assert!(wq.queue_on(cpu, &blocker));
+    assert!(wq.queue_on(cpu, &hog));
+    assert!(wq.queue_on(cpu, &next));
+    next.flush();
+    let [_, hog_start, next_start] = *at.lock().unwrap();
+    let waited = next_start.saturating_sub(hog_start);
+    assert!(
+        waited < thresh + thresh * 3 / 8,
+        "the item behind a hog of a freshly woken worker waited {waited:?} (threshold {thresh:?}; the hog burns {:?})",
+        thresh * 6
+    );
+    wq.flush();
 }

@@ -90,11 +90,14 @@ impl DetectState {
     /// dropped when it goes on; `resync`: whether the next check must ask
     /// /proc what the worker did meanwhile (not when the worker itself
     /// switches it on: it is running).
-    fn apply(&mut self, resync: bool) {
+    /// Returns whether it switched the ring on.
+    fn apply(&mut self, resync: bool) -> bool {
         let want = self.watch && !self.quiet;
-        let Some(r) = self.ring.as_mut() else { return };
+        let Some(r) = self.ring.as_mut() else {
+            return false;
+        };
         if want == self.on || r.set_enabled(want).is_err() {
-            return;
+            return false;
         }
         self.on = want;
         if want {
@@ -102,6 +105,7 @@ impl DetectState {
             self.out_since = None;
             self.resync = resync;
         }
+        want
     }
 }
 
@@ -115,14 +119,15 @@ fn ring_watch(w: &Worker, watch: bool) {
 }
 
 /// perf: the calling worker parks idle or enters `blocking()` (`quiet`),
-/// or is back to work: no records while it is quiet.
-pub(crate) fn worker_quiet(w: &Worker, quiet: bool) {
+/// or is back to work: no records while it is quiet. Returns whether this
+/// switched its ring on (its pool is watched).
+pub(crate) fn worker_quiet(w: &Worker, quiet: bool) -> bool {
     if mode() != Mode::Perf || !w.pool.bound() {
-        return;
+        return false;
     }
     let mut d = w.detect.lock();
     d.quiet = quiet;
-    d.apply(false);
+    d.apply(false)
 }
 
 /// The resolved detection mode.
@@ -246,6 +251,27 @@ pub(crate) fn start() {
     }
 }
 
+/// Until when (mono ns) the monitor sleeps: 0 while it is awake, u64::MAX
+/// while it sleeps with no timeout.
+static SLEEP_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// perf: a worker of a watched pool woke from idle with its ring off, so
+/// its switch-in woke nobody: if it runs a CPU hog, the monitor must see it
+/// soon enough to flag it near `cpu_intensive_thresh`. Wake the monitor
+/// unless it will look within half the threshold anyway (it usually does:
+/// the records and timers of the pool's other runners wake it), which
+/// keeps this to a load on most wake-ups. Promptness only: a monitor that
+/// is about to sleep long when this runs sees the runner at its next pass.
+pub(crate) fn new_runner_unrecorded() {
+    let Some(th) = settings().cpu_intensive_thresh else {
+        return;
+    };
+    let due = util::mono_ns().saturating_add(th.as_nanos() as u64 / 2);
+    if SLEEP_UNTIL.load(Relaxed) > due {
+        wake();
+    }
+}
+
 /// Wake the monitor: a pool needs watching, or a creation must be retried.
 #[inline]
 pub(crate) fn wake() {
@@ -277,6 +303,10 @@ pub(crate) fn worker_started(w: &Worker) {
         Mode::Progress | Mode::Hint => {}
     }
 }
+
+/// After the monitor woke a worker for a pool: when to look again, so that
+/// the new runner is followed from its start (ns).
+const NEW_RUNNER_LOOK_NS: u64 = 1_000_000;
 
 /// proc: the longest interval between two samples of a runner that keeps
 /// running (ns).
@@ -361,9 +391,9 @@ fn monitor_main() {
                 let g = pool.lock();
                 let pending = !g.worklist.is_empty();
                 for (_, ws) in g.workers.iter() {
-                    // perf: a worker that starts running (a kicked idle
-                    // worker picking up the next item) switches in, which
-                    // wakes us to watch it as a runner.
+                    // perf: a kicked idle worker switches its ring on when
+                    // it wakes (and wakes us, see `worker_quiet`); from then
+                    // on its blocks are recorded and wake us.
                     if m.mode == Mode::Perf {
                         poll_fds.push(ws.worker.clone());
                     }
@@ -425,7 +455,7 @@ fn monitor_main() {
                         .filter(|r| !r.marked_by_monitor)
                         .min_by_key(|r| r.exec)
                     {
-                        mark(&r.w, r.exec, true);
+                        let _ = mark(&r.w, r.exec, true);
                         *at = now;
                     }
                 }
@@ -433,11 +463,17 @@ fn monitor_main() {
             }
 
             for r in &runners {
-                match check_runner(m.mode, r, now, stall, hog, &mut set_timeout) {
-                    Verdict::Nothing => {}
+                let woke = match check_runner(m.mode, r, now, stall, hog, &mut set_timeout) {
+                    Verdict::Nothing => false,
                     Verdict::Blocked => mark(&r.w, r.exec, true),
                     Verdict::Running => mark(&r.w, r.exec, false),
                     Verdict::Hog => mark_hog(&r.w, r.exec),
+                };
+                if woke {
+                    // The woken worker becomes a runner in a moment, and
+                    // nothing may wake us to follow it (perf: its ring was
+                    // off while it was parked): look again shortly.
+                    set_timeout(now + NEW_RUNNER_LOOK_NS);
                 }
             }
         }
@@ -477,6 +513,7 @@ fn monitor_main() {
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd entries
         // whose fds are open (see above); the timeout pointer is null or
         // points to a live timespec; no signal mask is passed.
+        SLEEP_UNTIL.store(timeout.unwrap_or(u64::MAX), Relaxed);
         let n = unsafe {
             libc::ppoll(
                 pfds.as_mut_ptr(),
@@ -485,6 +522,7 @@ fn monitor_main() {
                 std::ptr::null(),
             )
         };
+        SLEEP_UNTIL.store(0, Relaxed);
         if let (true, Some(fd)) = (n > 0 && pfds[0].revents != 0, &m.wake_fd) {
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(fd, &mut buf);
@@ -648,29 +686,31 @@ fn read_cpu(w: &Worker) -> Option<u64> {
 }
 
 /// Mark a runner sleeping (blocked) or running again, if it still runs the
-/// execution the verdict is about.
-fn mark(w: &Worker, exec: u64, sleeping: bool) {
+/// execution the verdict is about. Returns whether that woke another
+/// worker.
+fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
     let mut g = w.pool.lock();
     if w.exec_seq.load(Relaxed) != exec || g.workers[w.slot].current.is_none() {
-        return;
+        return false;
     }
     if sleeping {
         if !g.workers[w.slot].sleeping {
             MARKED_BLOCKED.fetch_add(1, Relaxed);
         }
-        worker::sleeping_locked(&mut g, w.slot, true);
+        worker::sleeping_locked(&mut g, w.slot, true)
     } else {
         worker::running_locked(&mut g, w.slot, true);
+        false
     }
 }
 
 /// A runner used more than `cpu_intensive_thresh` of CPU without blocking:
 /// it no longer counts toward concurrency (G16).
-fn mark_hog(w: &Worker, exec: u64) {
+fn mark_hog(w: &Worker, exec: u64) -> bool {
     let mut g = w.pool.lock();
     let ws = &g.workers[w.slot];
     if w.exec_seq.load(Relaxed) != exec || ws.current.is_none() || ws.hog {
-        return;
+        return false;
     }
     let c = ws.current.unwrap();
     MARKED_HOG.fetch_add(1, Relaxed);
@@ -685,9 +725,11 @@ fn mark_hog(w: &Worker, exec: u64) {
         g.pwqs[pwq.slot].stats.cpu_hog += 1;
     }
     let k = pool::kick_pool(&mut g);
-    if k == pool::Kick::Woken && own {
+    let woke = k == pool::Kick::Woken;
+    if woke && own {
         g.pwqs[pwq.slot].stats.cm_wakeups += 1;
     }
     drop(g);
     pool::after_kick(w.pool, k);
+    woke
 }

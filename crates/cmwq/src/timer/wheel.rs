@@ -418,24 +418,43 @@ mod tests {
 
     #[test]
     fn a_move_within_its_slot_keeps_the_new_deadline() {
-        let mut w: Wheel<()> = Wheel::new();
-        let a = w.alloc();
-        // Level 2 (slots of 4096 ticks): both deadlines share slot 17.
+        let mut w: Wheel<u32> = Wheel::new();
+        let (a, b) = (w.alloc(), w.alloc());
+        *w.data_mut(a) = 1;
+        *w.data_mut(b) = 2;
+        // Level 2 (slots of 4096 ticks): 70_000 and 70_010 share slot 17.
         w.insert(a, 70_000);
-        let before = w.entries[a as usize].loc;
+        w.insert(b, 70_005);
+        let Loc::Slot(lv, sl) = w.entries[a as usize].loc else {
+            panic!("armed in a slot")
+        };
         w.insert(a, 70_010);
-        assert_eq!(w.entries[a as usize].loc, before, "not relinked");
-        assert_eq!(w.armed(), 1);
-        let mut n = 0;
-        w.expire(70_009, |_, _| n += 1);
-        assert_eq!(n, 0, "the later deadline holds");
-        w.expire(70_010, |_, _| n += 1);
-        assert_eq!(n, 1);
+        // Not relinked: a relink would have put `a` behind `b`.
+        let list = w.levels[lv as usize].slots[sl as usize];
+        assert_eq!((list.head, list.tail), (a, b), "moved in place");
+        assert_eq!(w.armed(), 2);
+        let mut fired = Vec::new();
+        w.expire(70_004, |_, d| fired.push(*d));
+        assert!(fired.is_empty(), "cascaded, nothing due");
+        assert_eq!(w.next_deadline(), Some(70_005), "b is next, a later");
+        w.expire(70_009, |_, d| fired.push(*d));
+        assert_eq!(fired, vec![2], "b at its deadline, a not yet");
+        w.expire(70_010, |_, d| fired.push(*d));
+        assert_eq!(fired, vec![2, 1], "a at its new deadline");
+        // After a cascade to level 0, a move to the next tick fires there.
+        w.insert(a, 70_100);
+        w.expire(70_080, |_, d| fired.push(*d));
+        assert!(matches!(w.entries[a as usize].loc, Loc::Slot(0, _)));
+        w.insert(a, 70_101);
+        w.expire(70_100, |_, d| fired.push(*d));
+        assert_eq!(fired.len(), 2, "not at the old tick");
+        w.expire(70_101, |_, d| fired.push(*d));
+        assert_eq!(fired, vec![2, 1, 1]);
         // A move back to an earlier tick of the same slot is honoured too.
         w.insert(a, 140_000);
         w.insert(a, 139_990);
-        w.expire(139_990, |_, _| n += 1);
-        assert_eq!(n, 2);
+        w.expire(139_990, |_, d| fired.push(*d));
+        assert_eq!(fired, vec![2, 1, 1, 1]);
     }
 
     #[test]
