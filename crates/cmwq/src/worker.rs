@@ -222,6 +222,10 @@ struct Acct {
     clock: u64,
     /// `cpu_intensive_thresh` in ns (0: disabled).
     hog_ns: u64,
+    /// perf: the worker woke from idle with its switch ring off, so nothing
+    /// told the monitor; tell it once the next execution is recorded as
+    /// `current` (see `monitor::new_runner_unrecorded`).
+    announce: bool,
 }
 
 /// Charge at least this often (ns of wall time) while busy.
@@ -273,6 +277,7 @@ fn worker_main(w: Arc<Worker>) {
         hog_ns: settings()
             .cpu_intensive_thresh
             .map_or(0, |d| d.as_nanos() as u64),
+        announce: false,
     };
     let mut g = pool.lock();
     'woke_up: loop {
@@ -306,15 +311,13 @@ fn worker_main(w: Arc<Worker>) {
         let timeout = settings().idle_timeout;
         loop {
             let woken = MutexGuard::unlocked(&mut g, || {
-                // No switch records while parked (perf detection).
+                // No switch records while parked (perf detection). Its
+                // switch-in goes unrecorded: if it runs an item of a
+                // watched pool, the monitor is told (its blocks are
+                // recorded from now on).
                 crate::monitor::worker_quiet(&w, true);
                 let woken = w.parker.park(Some(timeout));
-                if crate::monitor::worker_quiet(&w, false) {
-                    // Its switch-in went unrecorded: a watched pool may
-                    // have a new runner for the hog check to follow (its
-                    // blocks are recorded from now on).
-                    crate::monitor::new_runner_unrecorded();
-                }
+                acct.announce |= crate::monitor::worker_quiet(&w, false);
                 woken
             });
             acct.tick();
@@ -438,6 +441,9 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
         let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
             if let Some(k) = kick.take() {
                 pool::after_kick(pool, k);
+            }
+            if std::mem::take(&mut acct.announce) {
+                crate::monitor::new_runner_unrecorded();
             }
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));

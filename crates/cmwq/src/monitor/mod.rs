@@ -255,19 +255,21 @@ pub(crate) fn start() {
 /// while it sleeps with no timeout.
 static SLEEP_UNTIL: AtomicU64 = AtomicU64::new(0);
 
-/// perf: a worker of a watched pool woke from idle with its ring off, so
-/// its switch-in woke nobody: if it runs a CPU hog, the monitor must see it
-/// soon enough to flag it near `cpu_intensive_thresh`. Wake the monitor
-/// unless it will look within half the threshold anyway (it usually does:
-/// the records and timers of the pool's other runners wake it), which
-/// keeps this to a load on most wake-ups. Promptness only: a monitor that
-/// is about to sleep long when this runs sees the runner at its next pass.
+/// perf: a worker of a watched pool woke from idle with its ring off (so
+/// its switch-in woke nobody) and has just recorded its first execution as
+/// `current`. If that is a CPU hog, the monitor must see it soon enough to
+/// flag it near `cpu_intensive_thresh`: wake the monitor if it is in a pass
+/// (which may have looked at the pool before `current` was set) or would
+/// sleep past half the threshold; otherwise it looks soon enough anyway
+/// (the records and timers of the pool's other runners wake it), and this
+/// costs one load and a clock read. Promptness only: a monitor that is
+/// just going to sleep sees the runner at its next pass.
 pub(crate) fn new_runner_unrecorded() {
     let Some(th) = settings().cpu_intensive_thresh else {
         return;
     };
-    let due = util::mono_ns().saturating_add(th.as_nanos() as u64 / 2);
-    if SLEEP_UNTIL.load(Relaxed) > due {
+    let until = SLEEP_UNTIL.load(Relaxed);
+    if until == 0 || until > util::mono_ns().saturating_add(th.as_nanos() as u64 / 2) {
         wake();
     }
 }
@@ -392,8 +394,9 @@ fn monitor_main() {
                 let pending = !g.worklist.is_empty();
                 for (_, ws) in g.workers.iter() {
                     // perf: a kicked idle worker switches its ring on when
-                    // it wakes (and wakes us, see `worker_quiet`); from then
-                    // on its blocks are recorded and wake us.
+                    // it wakes (and may wake us when it starts its item, see
+                    // `new_runner_unrecorded`); from then on its blocks are
+                    // recorded and wake us.
                     if m.mode == Mode::Perf {
                         poll_fds.push(ws.worker.clone());
                     }
