@@ -90,61 +90,69 @@ pub fn run(ctx: &Ctx) -> Table {
         worst_allocs == 0.0,
     );
     t.note(format!(
-        "cmwq: each producer re-queues {OWNED} reused Work items (a producer that finds all of them pending waits with Work::flush until half of them ran); completion is Workqueue::flush. Peers: a closure per item that bumps a shared counter, which the main thread polls for completion."
+        "every item bumps one shared counter. cmwq: each producer re-queues {OWNED} reused Work items (a producer that finds all of them pending waits with Work::flush until half of them ran); completion is Workqueue::flush. Peers: a closure per item, whose counter the main thread polls for completion. Every system gets a warm-up burst of {OWNED} items per producer before the clock starts"
     ));
     t.note("1 producer on system_wq: the producer and the worker running its items share the producer's CPU (G14), so the figure swings with where the scheduler puts the producer");
     t.note("allocations are counted on the producer threads only, across all their queue/spawn calls, divided by the items queued");
-    t.note("items_per_cpu_s: items per second of CPU time used by the whole process (getrusage) over the measurement: what each item costs whatever the number of CPUs kept busy. A bound workqueue runs a producer's items on the producer's CPU (G14), so one producer keeps about one CPU busy where the peers spread over all of them");
+    t.note("items_per_cpu_s: items per second of CPU time used by the whole process (getrusage) over the timed region: what each item costs whatever the number of CPUs kept busy. A bound workqueue runs a producer's items on the producer's CPU (G14), so one producer keeps about one CPU busy where the peers spread over all of them");
     t.note(format!(
         "omitted: thread per item and the big fixed pool ({total} threads); the floors run the same loop on the same number of threads"
     ));
     t
 }
 
+/// What one run of one system gave.
+struct Run {
+    /// Wall time of the timed region.
+    elapsed: Duration,
+    /// Heap allocations (count, bytes) made by the producers.
+    allocs: u64,
+    bytes: u64,
+    /// CPU time of the whole process over the timed region.
+    cpu_ns: u64,
+}
+
 /// One measurement: the row for `sys` with `p` producers.
 fn measure(sys: Sys, p: usize, total: usize) -> Row {
     let quota = total / p;
     let n = (quota * p) as f64;
-    let cpu0 = util::process_cpu_ns();
-    let (name, elapsed, allocs, bytes) = match sys {
+    let (name, run) = match sys {
         Sys::Cmwq { unbound } => {
             let (wq, name) = if unbound {
                 (cmwq::system_unbound_wq(), "cmwq system_unbound_wq")
             } else {
                 (cmwq::system_wq(), "cmwq system_wq")
             };
-            let (e, a, b) = cmwq_run(wq, p, quota);
-            (name.to_owned(), e, a, b)
+            (name.to_owned(), cmwq_run(wq, p, quota))
         }
         Sys::Peer(kind) => {
             let peer = Peer::new(kind, total);
             let name = peer.name();
-            let (e, a, b) = peer_run(&peer, p, quota);
+            let run = peer_run(&peer, p, quota);
             peer.shutdown();
-            (name, e, a, b)
+            (name, run)
         }
         Sys::FloorCall => {
-            let (e, a, b) = on_producers(p, |_| {
+            let run = on_producers(p, |_| {
                 let f: fn() = black_box(empty);
                 for _ in 0..quota {
                     black_box(f)();
                 }
             });
-            ("floor: fn call loop".to_owned(), e, a, b)
+            ("floor: fn call loop".to_owned(), run)
         }
-        Sys::FloorDeque => {
-            let (e, a, b) = on_producers(p, |_| deque_loop(quota));
-            ("floor: VecDeque<Box<dyn FnOnce>>".to_owned(), e, a, b)
-        }
+        Sys::FloorDeque => (
+            "floor: VecDeque<Box<dyn FnOnce>>".to_owned(),
+            on_producers(p, |_| deque_loop(quota)),
+        ),
     };
-    let cpu_secs = (util::process_cpu_ns() - cpu0) as f64 / 1e9;
-    let secs = elapsed.as_secs_f64();
+    let secs = run.elapsed.as_secs_f64();
     Row::new(name)
         .num("items_per_s", n / secs)
-        .num("items_per_cpu_s", n / cpu_secs)
+        .num("items_per_cpu_s", n / (run.cpu_ns as f64 / 1e9))
         .num("ns_per_item", secs * 1e9 / n)
-        .num("allocs_per_queue", allocs as f64 / n)
-        .num("bytes_per_queue", bytes as f64 / n)
+        .num("allocs_per_queue", run.allocs as f64 / n)
+        .num("bytes_per_queue", run.bytes as f64 / n)
 }
 
 fn empty() {}
@@ -170,10 +178,12 @@ fn deque_loop(quota: usize) {
 
 /// Run `body` on `p` producer threads started together; returns the
 /// longest time a thread spent in `body` (timed inside the threads: the
-/// floors are too fast for thread start and join to be noise), and their
-/// allocations (count, bytes).
-fn on_producers(p: usize, body: impl Fn(usize) + Sync) -> (Duration, u64, u64) {
+/// floors are too fast for thread start and join to be noise), their
+/// allocations, and the process's CPU time from before the threads start
+/// to after they are joined.
+fn on_producers(p: usize, body: impl Fn(usize) + Sync) -> Run {
     let barrier = Barrier::new(p);
+    let cpu0 = util::process_cpu_ns();
     std::thread::scope(|sc| {
         let hs: Vec<_> = (0..p)
             .map(|i| {
@@ -194,15 +204,31 @@ fn on_producers(p: usize, body: impl Fn(usize) + Sync) -> (Duration, u64, u64) {
             allocs += a;
             bytes += b;
         }
-        (longest, allocs, bytes)
+        Run {
+            elapsed: longest,
+            allocs,
+            bytes,
+            cpu_ns: util::process_cpu_ns() - cpu0,
+        }
     })
 }
 
 /// cmwq: producers re-queue their own items; done when `flush` returns.
-fn cmwq_run(wq: &'static Workqueue, p: usize, quota: usize) -> (Duration, u64, u64) {
+fn cmwq_run(wq: &'static Workqueue, p: usize, quota: usize) -> Run {
+    // Each execution bumps one shared counter, as the peers' items do (the
+    // same cache line moves between the CPUs that run items).
+    let runs: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
     // Items are made before the clock starts and dropped after it stops.
     let sets: Vec<Vec<Work>> = (0..p)
-        .map(|_| (0..OWNED).map(|_| Work::new(|_| {})).collect())
+        .map(|_| {
+            (0..OWNED)
+                .map(|_| {
+                    Work::new(move |_| {
+                        runs.fetch_add(1, Relaxed);
+                    })
+                })
+                .collect()
+        })
         .collect();
     // Warm-up, not measured: every pool this run may use has made the
     // workers it needs (a queue on a pool without any creates one).
@@ -254,10 +280,15 @@ fn cmwq_run(wq: &'static Workqueue, p: usize, quota: usize) -> (Duration, u64, u
             })
             .collect();
         barrier.wait();
-        let t0 = Instant::now();
+        let (t0, cpu0) = (Instant::now(), util::process_cpu_ns());
         let (allocs, bytes) = join_producers(hs);
         wq.flush();
-        (t0.elapsed(), allocs, bytes)
+        Run {
+            elapsed: t0.elapsed(),
+            allocs,
+            bytes,
+            cpu_ns: util::process_cpu_ns() - cpu0,
+        }
     })
 }
 
@@ -269,9 +300,19 @@ fn join_producers(hs: Vec<std::thread::ScopedJoinHandle<'_, (u64, u64)>>) -> (u6
 }
 
 /// A peer: one spawn per item; done when every item bumped the counter.
-fn peer_run(peer: &Peer, p: usize, quota: usize) -> (Duration, u64, u64) {
+fn peer_run(peer: &Peer, p: usize, quota: usize) -> Run {
     // 'static, so the closures capture a plain reference (one word).
     let done: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+    // Warm-up, not measured, as for cmwq: the peer starts the threads a
+    // burst of items makes it start.
+    for _ in 0..OWNED * p {
+        peer.spawn(move || {
+            done.fetch_add(1, Relaxed);
+        });
+    }
+    let warm = (OWNED * p) as u64;
+    let ok = util::wait_count(done, warm, Duration::from_secs(60));
+    assert!(ok, "{}: warm-up items lost or stuck", peer.name());
     let barrier = Barrier::new(p + 1);
     std::thread::scope(|sc| {
         let hs: Vec<_> = (0..p)
@@ -290,10 +331,15 @@ fn peer_run(peer: &Peer, p: usize, quota: usize) -> (Duration, u64, u64) {
             })
             .collect();
         barrier.wait();
-        let t0 = Instant::now();
+        let (t0, cpu0) = (Instant::now(), util::process_cpu_ns());
         let (allocs, bytes) = join_producers(hs);
-        let all = util::wait_count(done, (quota * p) as u64, Duration::from_secs(300));
+        let all = util::wait_count(done, warm + (quota * p) as u64, Duration::from_secs(300));
         assert!(all, "{}: items lost or stuck", peer.name());
-        (t0.elapsed(), allocs, bytes)
+        Run {
+            elapsed: t0.elapsed(),
+            allocs,
+            bytes,
+            cpu_ns: util::process_cpu_ns() - cpu0,
+        }
     })
 }

@@ -61,7 +61,13 @@ pub fn run(ctx: &Ctx) -> Table {
 
     let p50 = |prefix: &str| t.row(prefix, None).and_then(|r| r.get("p50_us"));
     let same = p50("floor: unpark, same CPU");
+    // The faster of the two floors: where the unbound worker wakes is the
+    // scheduler's choice, and waking on the producer's CPU is cheaper.
     let other = p50("floor: unpark, other CPU").or(same);
+    let fastest = match (same, other) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let bound = p50("cmwq system_wq");
     let unbound = p50("cmwq system_unbound_wq");
     if let (Some(c), Some(f)) = (bound, same) {
@@ -71,9 +77,9 @@ pub fn run(ctx: &Ctx) -> Table {
             c <= 1.5 * f,
         );
     }
-    if let (Some(c), Some(f)) = (unbound, other) {
+    if let (Some(c), Some(f)) = (unbound, fastest) {
         t.check(
-            "cmwq system_unbound_wq p50 <= 1.5x the floor on an idle CPU",
+            "cmwq system_unbound_wq p50 <= 1.5x the faster floor (same or other CPU)",
             ratio_str(c / f),
             c <= 1.5 * f,
         );
