@@ -91,6 +91,20 @@ fn bytes_per_item() -> Vec<Row> {
             .num("bytes_per_item", bytes as f64)
             .num("allocs_per_item", allocs as f64),
     );
+    // The same function with one captured word, as the peers' closures.
+    let a = alloc::Scope::new();
+    let word = black_box(7usize);
+    let w = black_box(Work::new(move |_| {
+        black_box(word);
+    }));
+    let (bytes, allocs) = (a.bytes(), a.allocs());
+    drop(w);
+    rows.push(
+        Row::new("cmwq Work (one captured word)")
+            .group(g)
+            .num("bytes_per_item", bytes as f64)
+            .num("allocs_per_item", allocs as f64),
+    );
 
     let a = alloc::Scope::new();
     let word = black_box(7usize);

@@ -418,7 +418,10 @@ pub(crate) fn size_of_empty() -> usize {
         _strong: usize,
         _weak: usize,
     }
-    std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<fn(&Work)>>()
+    fn size_for<F>(_: &F) -> usize {
+        std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<F>>()
+    }
+    size_for(&|_: &Work| {})
 }
 
 /// Become the owner of a pending instance of `work`, taking it off its
