@@ -222,10 +222,6 @@ struct Acct {
     clock: u64,
     /// `cpu_intensive_thresh` in ns (0: disabled).
     hog_ns: u64,
-    /// perf: the worker woke from idle with its switch ring off, so nothing
-    /// told the monitor; tell it once the next execution is recorded as
-    /// `current` (see `monitor::new_runner_unrecorded`).
-    announce: bool,
 }
 
 /// Charge at least this often (ns of wall time) while busy.
@@ -277,7 +273,6 @@ fn worker_main(w: Arc<Worker>) {
         hog_ns: settings()
             .cpu_intensive_thresh
             .map_or(0, |d| d.as_nanos() as u64),
-        announce: false,
     };
     let mut g = pool.lock();
     'woke_up: loop {
@@ -317,7 +312,9 @@ fn worker_main(w: Arc<Worker>) {
                 // recorded from now on).
                 crate::monitor::worker_quiet(&w, true);
                 let woken = w.parker.park(Some(timeout));
-                acct.announce |= crate::monitor::worker_quiet(&w, false);
+                if crate::monitor::worker_quiet(&w, false) {
+                    crate::monitor::new_runner_unrecorded();
+                }
                 woken
             });
             acct.tick();
@@ -441,9 +438,6 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
         let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
             if let Some(k) = kick.take() {
                 pool::after_kick(pool, k);
-            }
-            if std::mem::take(&mut acct.announce) {
-                crate::monitor::new_runner_unrecorded();
             }
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));

@@ -255,19 +255,25 @@ pub(crate) fn start() {
 /// while it sleeps with no timeout.
 static SLEEP_UNTIL: AtomicU64 = AtomicU64::new(0);
 
+/// perf: a worker woke from idle with its ring off: nothing in its ring
+/// told the monitor, which must look again once the worker has taken its
+/// item (it is not `current` yet), to follow it from near its start.
+static ANNOUNCED: AtomicBool = AtomicBool::new(false);
+
 /// perf: a worker of a watched pool woke from idle with its ring off (so
-/// its switch-in woke nobody) and has just recorded its first execution as
-/// `current`. If that is a CPU hog, the monitor must see it soon enough to
-/// flag it near `cpu_intensive_thresh`: wake the monitor if it is in a pass
-/// (which may have looked at the pool before `current` was set) or would
-/// sleep past half the threshold; otherwise it looks soon enough anyway
-/// (the records and timers of the pool's other runners wake it), and this
-/// costs one load and a clock read. Promptness only: a monitor that is
-/// just going to sleep sees the runner at its next pass.
+/// its switch-in woke nobody). If it goes on to run a CPU hog, the monitor
+/// must see it soon enough to flag it near `cpu_intensive_thresh`: ask for
+/// a second look shortly after the worker has taken its item, and wake the
+/// monitor if it is in a pass (which may miss the worker) or would sleep
+/// past half the threshold; otherwise it looks soon enough anyway (the
+/// records and timers of the pool's other runners wake it). Off the item
+/// path: one store, one load and a clock read per wake-up from idle.
+#[cold]
 pub(crate) fn new_runner_unrecorded() {
     let Some(th) = settings().cpu_intensive_thresh else {
         return;
     };
+    ANNOUNCED.store(true, Relaxed);
     let until = SLEEP_UNTIL.load(Relaxed);
     if until == 0 || until > util::mono_ns().saturating_add(th.as_nanos() as u64 / 2) {
         wake();
@@ -378,6 +384,10 @@ fn monitor_main() {
         let mut set_timeout = |t: u64| {
             timeout = Some(timeout.map_or(t, |x: u64| x.min(t)));
         };
+        if ANNOUNCED.swap(false, Relaxed) {
+            // A worker woke unrecorded: it may not be `current` yet.
+            set_timeout(now + NEW_RUNNER_LOOK_NS);
+        }
         poll_fds.clear();
 
         for pool in all.iter().copied() {
