@@ -56,15 +56,31 @@ fn g15_short_blocks_do_not_start_a_worker_perf() {
     }
 }
 
+/// Queue an empty item on `cpu` and return how long (us) it waited from
+/// the queue to its first line.
+fn wait_to_start(wq: &cmwq::Workqueue, cpu: usize) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let t0 = Instant::now();
+    let started_at = Arc::new(AtomicU64::new(0));
+    let s = started_at.clone();
+    let item = cmwq::Work::new(move |_| {
+        s.store(t0.elapsed().as_micros() as u64 + 1, SeqCst);
+    });
+    assert!(wq.queue_on(cpu, &item));
+    item.flush();
+    started_at.load(SeqCst) - 1
+}
+
 /// A runner that blocked while its pool was not watched (its switch ring
 /// switched off, so no record of the block exists) is still found once an
 /// item queues up behind it: the ring is switched on and /proc says where
 /// the runner stands.
 #[test]
 fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
-    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let _s = common::serial();
     if !ready() {
@@ -76,20 +92,11 @@ fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
     // unwatches a pool after 20 ms without pending items, noticed within
     // two of its passes).
     std::thread::sleep(Duration::from_millis(150));
-    let t0 = Instant::now();
     let blocker = cmwq::Work::new(|_| std::thread::sleep(Duration::from_millis(300)));
     assert!(wq.queue_on(cpu, &blocker));
     // The blocker is asleep, unwatched, long before anything waits for it.
     std::thread::sleep(Duration::from_millis(30));
-    let started_at = Arc::new(AtomicU64::new(0));
-    let s = started_at.clone();
-    let next = cmwq::Work::new(move |_| {
-        s.store(t0.elapsed().as_micros() as u64, SeqCst);
-    });
-    let queued_at = t0.elapsed().as_micros() as u64;
-    assert!(wq.queue_on(cpu, &next));
-    next.flush();
-    let waited_us = started_at.load(SeqCst) - queued_at;
+    let waited_us = wait_to_start(&wq, cpu);
     assert!(
         waited_us < 100_000,
         "the next item waited {waited_us} us behind a runner blocked since before the pool was watched (its block ends at 300 ms)"
@@ -103,9 +110,7 @@ fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
 /// late (its ring is off inside the hint) does not count it as running.
 #[test]
 fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
-    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let _s = common::serial();
     if !ready() {
@@ -113,7 +118,6 @@ fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
     }
     let wq = cmwq::Workqueue::new("g15_hint_after_mark").unwrap();
     let cpu = cmwq::nr_cpus() - 1;
-    let t0 = Instant::now();
     let a = cmwq::Work::new(|_| {
         std::thread::sleep(Duration::from_millis(5)); // found by the monitor
         cmwq::blocking(|| std::thread::sleep(Duration::from_millis(200)));
@@ -124,15 +128,7 @@ fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
     b.flush();
     // a is now inside its hinted block (it entered it at about 5 ms).
     std::thread::sleep(Duration::from_millis(40));
-    let started_at = Arc::new(AtomicU64::new(0));
-    let s = started_at.clone();
-    let c = cmwq::Work::new(move |_| {
-        s.store(t0.elapsed().as_micros() as u64, SeqCst);
-    });
-    let queued_at = t0.elapsed().as_micros() as u64;
-    assert!(wq.queue_on(cpu, &c));
-    c.flush();
-    let waited_us = started_at.load(SeqCst) - queued_at;
+    let waited_us = wait_to_start(&wq, cpu);
     assert!(
         waited_us < 50_000,
         "an item waited {waited_us} us behind a worker inside blocking() (its hinted block ends at 205 ms)"

@@ -80,45 +80,32 @@ fn bytes_per_item() -> Vec<Row> {
         .group(g)
         .num("bytes_per_item", cmwq::__bench::work_size() as f64)];
 
-    // Counts are read before the rows are built: building them allocates.
-    let a = alloc::Scope::new();
-    let w = black_box(Work::new(|_| {}));
-    let (bytes, allocs) = (a.bytes(), a.allocs());
-    drop(w);
-    rows.push(
-        Row::new("cmwq Work::new(|_| {})")
+    // One value made on this thread: its allocations, as a row. Counts are
+    // read before the row is built (building it allocates).
+    fn one<T>(name: &str, g: &str, make: impl FnOnce() -> T) -> Row {
+        let a = alloc::Scope::new();
+        let v = black_box(make());
+        let (bytes, allocs) = (a.bytes(), a.allocs());
+        drop(v);
+        Row::new(name)
             .group(g)
             .num("bytes_per_item", bytes as f64)
-            .num("allocs_per_item", allocs as f64),
-    );
+            .num("allocs_per_item", allocs as f64)
+    }
+    let word = black_box(7usize);
+    rows.push(one("cmwq Work::new(|_| {})", g, || Work::new(|_| {})));
     // The same function with one captured word, as the peers' closures.
-    let a = alloc::Scope::new();
-    let word = black_box(7usize);
-    let w = black_box(Work::new(move |_| {
-        black_box(word);
+    rows.push(one("cmwq Work (one captured word)", g, || {
+        Work::new(move |_| {
+            black_box(word);
+        })
     }));
-    let (bytes, allocs) = (a.bytes(), a.allocs());
-    drop(w);
-    rows.push(
-        Row::new("cmwq Work (one captured word)")
-            .group(g)
-            .num("bytes_per_item", bytes as f64)
-            .num("allocs_per_item", allocs as f64),
-    );
-
-    let a = alloc::Scope::new();
-    let word = black_box(7usize);
-    let b: Box<dyn FnOnce() + Send> = Box::new(move || {
-        black_box(word);
-    });
-    let (bytes, allocs) = (a.bytes(), a.allocs());
-    drop(b);
-    rows.push(
-        Row::new("Box<dyn FnOnce> (one captured word)")
-            .group(g)
-            .num("bytes_per_item", bytes as f64)
-            .num("allocs_per_item", allocs as f64),
-    );
+    rows.push(one("Box<dyn FnOnce> (one captured word)", g, || {
+        let b: Box<dyn FnOnce() + Send> = Box::new(move || {
+            black_box(word);
+        });
+        b
+    }));
 
     for kind in [Kind::Rayon, Kind::Tokio, Kind::PoolCpus] {
         let peer = Peer::new(kind, 1);
