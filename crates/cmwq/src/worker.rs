@@ -518,6 +518,11 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
         });
         ws.slept = false;
         ws.hog = false;
+        // The caller is this worker, running: a mark left from the previous
+        // execution (a G3 hand-over starts the next one without going
+        // through the end-of-item reset) no longer holds.
+        ws.sleeping = false;
+        ws.sleeping_by_monitor = false;
         if intensive {
             // G16: CPU_INTENSIVE items do not count toward concurrency.
             ws.flags |= WORKER_CPU_INTENSIVE;
