@@ -114,21 +114,22 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, " dfl]");
     for wq in &wqs {
         let _ = write!(o, "{:NAME_LEN$} {:10}", wq.shared.name, wq_type(wq));
-        let t = wq.table.get();
-        for c in topo.possible.iter() {
-            let w = c.to_string().len().max(id_len);
-            match t.per_cpu.get(c) {
-                Some(p) => {
-                    let _ = write!(o, " {:w$}", p.pool.id);
-                }
-                None => {
-                    let _ = write!(o, " {:>w$}", "-");
+        wq.table.read(0, |t| {
+            for c in topo.possible.iter() {
+                let w = c.to_string().len().max(id_len);
+                match t.per_cpu.get(c) {
+                    Some(p) => {
+                        let _ = write!(o, " {:w$}", p.pool.id);
+                    }
+                    None => {
+                        let _ = write!(o, " {:>w$}", "-");
+                    }
                 }
             }
-        }
-        if let Some(d) = &t.dfl {
-            let _ = write!(o, " {:id_len$}", d.pool.id);
-        }
+            if let Some(d) = &t.dfl {
+                let _ = write!(o, " {:id_len$}", d.pool.id);
+            }
+        });
         let _ = writeln!(o);
     }
 

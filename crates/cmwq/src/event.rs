@@ -19,6 +19,23 @@ pub enum Event<'a> {
         /// The panic message, when it was a string.
         message: &'a str,
     },
+    /// The destructor of a work item's closure panicked when a library
+    /// thread dropped the last handle; the panic was contained (G4, G5).
+    DropPanicked {
+        /// The item's name, if it has one.
+        work: Option<&'a str>,
+        /// The panic message, when it was a string.
+        message: &'a str,
+    },
+    /// A delayed item's timer fired into its workqueue while that
+    /// workqueue was draining: the item was dropped, as in the kernel (the
+    /// documented G4 exception). Reported once per drain.
+    DelayedDropped {
+        /// The workqueue.
+        workqueue: &'a str,
+        /// The item's name, if it has one.
+        work: Option<&'a str>,
+    },
     /// A queue attempt was refused because the workqueue is being drained
     /// or destroyed (G8, G25). Reported once per drain.
     QueueRefused {
@@ -70,6 +87,16 @@ impl fmt::Display for Event<'_> {
             } => write!(
                 f,
                 "work item {} on workqueue {workqueue:?} panicked: {message}",
+                work.unwrap_or("(unnamed)")
+            ),
+            Event::DropPanicked { work, message } => write!(
+                f,
+                "the closure of work item {} panicked in its destructor: {message}",
+                work.unwrap_or("(unnamed)")
+            ),
+            Event::DelayedDropped { workqueue, work } => write!(
+                f,
+                "delayed work item {} fired into workqueue {workqueue:?} while it was draining: dropped",
                 work.unwrap_or("(unnamed)")
             ),
             Event::QueueRefused { workqueue, reason } => write!(

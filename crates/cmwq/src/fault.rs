@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 
 static FAIL_SPAWNS: AtomicU64 = AtomicU64::new(0);
 
-/// Make the next `n` worker thread creations fail with an OS-like error
-/// (testing support for "thread creation failure does not panic or lose
-/// work").
+/// Make the next `n` thread creations of the library (workers, the
+/// monitor, the timer thread) fail with an OS-like error (testing support
+/// for "thread creation failure does not panic or lose work").
 #[doc(hidden)]
 pub fn fail_next_spawns(n: u64) {
     FAIL_SPAWNS.store(n, SeqCst);

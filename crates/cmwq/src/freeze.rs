@@ -1,7 +1,7 @@
 //! Freezing (G24): `freeze()` stops FREEZABLE workqueues from starting items
 //! and waits for their running ones; `thaw()` resumes them.
 
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -12,7 +12,13 @@ use crate::workqueue::all_workqueues;
 use crate::WqFlags;
 
 static FROZEN: AtomicBool = AtomicBool::new(false);
+/// Serialises freeze and thaw state changes. Not held while a freeze waits
+/// for running items, so a `thaw` from another thread never waits for
+/// them.
 static FREEZER: Mutex<()> = Mutex::new(());
+/// Incremented by every freeze and thaw: a freeze waits only while the
+/// state it set is still in force.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Whether FREEZABLE workqueues are frozen.
 #[inline]
@@ -32,26 +38,38 @@ fn freezable_pwqs() -> Vec<Arc<Pwq>> {
 /// Stop starting items of `FREEZABLE` workqueues (queued ones stay queued)
 /// and wait until none of their items is running (G24). Other workqueues
 /// are unaffected. Freezing twice is a no-op.
+///
+/// Called from inside an item of a `FREEZABLE` workqueue it freezes the
+/// rest and does not wait for the calling item (as `flush` from inside an
+/// item does not wait for itself). A [`thaw`] from another thread ends the
+/// wait.
 pub fn freeze() {
-    let _g = FREEZER.lock();
-    if FROZEN.swap(true, SeqCst) {
-        return;
-    }
-    for p in freezable_pwqs() {
-        let mut g = p.pool.lock();
-        if p.released.load(Relaxed) {
-            continue;
+    let gen = {
+        let _g = FREEZER.lock();
+        if FROZEN.swap(true, SeqCst) {
+            return;
         }
-        // Items already on the worklist have not started: put them back at
-        // the head of the inactive list, in order.
-        pwq::deactivate_queued(&mut g, &p);
-    }
+        let gen = GENERATION.fetch_add(1, SeqCst) + 1;
+        for p in freezable_pwqs() {
+            let mut g = p.pool.lock();
+            if p.released.load(Relaxed) {
+                continue;
+            }
+            // Items already on the worklist have not started: put them back
+            // at the head of the inactive list, in order.
+            pwq::deactivate_queued(&mut g, &p);
+        }
+        gen
+    };
+    // The calling item's own execution (if any) is active on its pwq.
+    let own = crate::worker::current_exec().map(|(_, pwq)| pwq);
     for p in freezable_pwqs() {
         let key = Arc::as_ptr(&p) as usize;
+        let allowed = u32::from(own.is_some_and(|o| std::ptr::eq(o, Arc::as_ptr(&p))));
         crate::worker::blocking(|| {
-            while {
+            while GENERATION.load(SeqCst) == gen && {
                 let g = p.pool.lock();
-                !p.released.load(Relaxed) && g.pwqs[p.slot].nr_active > 0
+                !p.released.load(Relaxed) && g.pwqs[p.slot].nr_active > allowed
             } {
                 // Woken by the frozen pwq's last completion, or poll.
                 util::wait_on_until(
@@ -70,6 +88,7 @@ pub fn thaw() {
     if !FROZEN.swap(false, SeqCst) {
         return;
     }
+    GENERATION.fetch_add(1, SeqCst);
     for p in freezable_pwqs() {
         pwq::reactivate(&p);
     }

@@ -45,6 +45,7 @@ mod loom;
 mod monitor;
 mod pool;
 mod pwq;
+mod rcu;
 mod stats;
 mod timer;
 mod topology;

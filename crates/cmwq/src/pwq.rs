@@ -58,6 +58,8 @@ pub(crate) struct WqShared {
     pub(crate) refused: AtomicU64,
     /// A: a refusal has been logged for the current drain.
     pub(crate) refusal_logged: AtomicBool,
+    /// A: a delayed item dropped by the current drain has been logged.
+    pub(crate) dropped_logged: AtomicBool,
     /// A: pwqs that still have items of the colour being flushed, plus one
     /// while the flusher is still counting. The flusher parks on its address.
     pub(crate) nr_pwqs_to_flush: AtomicUsize,
@@ -83,6 +85,17 @@ impl WqShared {
                 } else {
                     "draining"
                 },
+            });
+        }
+    }
+
+    /// Report (once per drain) a delayed item whose timer fired while the
+    /// workqueue drained (its refusal is already counted).
+    pub(crate) fn note_delayed_dropped(&self, work: Option<&str>) {
+        if !self.dropped_logged.swap(true, Relaxed) {
+            crate::event::report(crate::Event::DelayedDropped {
+                workqueue: &self.name,
+                work,
             });
         }
     }
@@ -179,9 +192,13 @@ impl Pwq {
         })
     }
 
-    /// Whether any item of this pwq is queued, throttled or running.
+    /// Whether any item of this pwq is queued, throttled or running (a
+    /// released pwq has none).
     pub(crate) fn busy(&self) -> bool {
         let g = self.pool.lock();
+        if self.released.load(Relaxed) {
+            return false;
+        }
         let st = &g.pwqs[self.slot];
         st.in_flight() > 0 || st.nr_active > 0 || !st.inactive.is_empty()
     }

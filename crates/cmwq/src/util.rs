@@ -168,19 +168,29 @@ impl Parker {
 /// Park the calling thread on `key` until `ready()` holds. `ready` is
 /// checked under parking_lot_core's bucket lock, so a [`wake_all`] on the
 /// same key after the condition became true is never missed.
+///
+/// While some pool waits out a failed worker creation, the wait wakes every
+/// cooldown to retry it: what it waits for may need that worker, and at a
+/// thread limit nothing else may be left to retry (G4: items start once a
+/// thread can be had).
 pub(crate) fn wait_on(key: usize, ready: impl Fn() -> bool) {
     while !ready() {
+        let stalled = crate::pool::creation_stalled();
+        let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
         // SAFETY: `key` is an address we own for the wait's duration; the
         // closures do not panic and do not call into parking_lot_core.
-        unsafe {
+        let r = unsafe {
             parking_lot_core::park(
                 key,
                 || !ready(),
                 || {},
                 |_, _| {},
                 parking_lot_core::DEFAULT_PARK_TOKEN,
-                None,
-            );
+                deadline,
+            )
+        };
+        if stalled && matches!(r, parking_lot_core::ParkResult::TimedOut) {
+            crate::pool::help_stalled_creation();
         }
     }
 }
@@ -269,6 +279,15 @@ pub(crate) fn current_cpu() -> usize {
     } else {
         c as usize
     }
+}
+
+/// The message of a panic payload, when it is a string.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".into())
 }
 
 #[cfg(all(test, not(loom)))]

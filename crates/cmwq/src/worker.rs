@@ -318,10 +318,13 @@ fn worker_main(w: Arc<Worker>) {
                 woken
             });
             acct.tick();
-            if woken || need_more_worker(&g) {
+            // An unbound pool no workqueue uses any more: its idle workers
+            // leave when woken for that (`maybe_retire_pool`), not at the
+            // idle timeout.
+            let retired = !pool.bound() && pool.refcnt.load(Relaxed) == 0;
+            if need_more_worker(&g) || (woken && !retired) {
                 continue 'woke_up;
             }
-            let retired = !pool.bound() && pool.refcnt.load(Relaxed) == 0;
             let idle_for = g.workers[w.slot].last_active.elapsed();
             if retired || (too_many_workers(&g) && idle_for >= timeout) {
                 break 'woke_up;
@@ -541,7 +544,7 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
 /// last reference runs the closure's destructor, which is user code.
 fn work_outside_lock(g: &mut PoolGuard, work: Work) {
     if Work::strong_count(&work) == 1 {
-        MutexGuard::unlocked(g, move || drop(work));
+        MutexGuard::unlocked(g, move || crate::work::drop_contained(work));
     }
 }
 
@@ -608,11 +611,7 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work) -> Exec {
 }
 
 fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) {
-    let msg = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(non-string panic payload)".into());
+    let msg = util::panic_message(&*payload);
     report(Event::WorkPanicked {
         workqueue: &pwq.wq.name,
         work: work.name(),

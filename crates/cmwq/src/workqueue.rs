@@ -1,7 +1,7 @@
 //! Workqueues: the front end work items are queued on.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::config::settings;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
 use crate::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
+use crate::rcu::Rcu;
 use crate::stats::WqStats;
 use crate::topology::{topology, CpuMask, Scope};
 use crate::util;
@@ -125,51 +126,6 @@ pub(crate) struct PwqTable {
     pub(crate) dfl: Option<Arc<Pwq>>,
 }
 
-/// The current pwq table, read on every queue with one atomic load.
-///
-/// A table is replaced only by `apply_attrs` and by destruction, both rare,
-/// so replaced tables are simply kept (with the pwqs they reference) until
-/// the workqueue itself is dropped: a reader that loaded the old pointer
-/// can keep using it for as long as it borrows the workqueue. This is the
-/// kernel's RCU-protected `wq->cpu_pwq`, with "free at destruction" as the
-/// grace period.
-pub(crate) struct TableCell {
-    current: AtomicPtr<PwqTable>,
-    /// Every table ever installed, owned here; freed with the cell. Boxed so
-    /// that a table does not move when the vector grows.
-    #[allow(clippy::vec_box)]
-    all: Mutex<Vec<Box<PwqTable>>>,
-}
-
-impl TableCell {
-    fn new(t: PwqTable) -> TableCell {
-        let mut b = Box::new(t);
-        let p: *mut PwqTable = &mut *b;
-        TableCell {
-            current: AtomicPtr::new(p),
-            all: Mutex::new(vec![b]),
-        }
-    }
-
-    /// The current table.
-    #[inline]
-    pub(crate) fn get(&self) -> &PwqTable {
-        // SAFETY: the pointer always designates a table boxed in `self.all`,
-        // and boxes there are only freed when the cell is dropped, which
-        // cannot happen while `&self` is borrowed.
-        unsafe { &*self.current.load(Acquire) }
-    }
-
-    /// Install `t` as the current table.
-    fn replace(&self, t: PwqTable) {
-        let mut b = Box::new(t);
-        let p: *mut PwqTable = &mut *b;
-        let mut all = self.all.lock();
-        all.push(b);
-        self.current.store(p, Release);
-    }
-}
-
 /// Flush colour bookkeeping (see `Workqueue::flush`). Guarded by
 /// `WqInner::flush`.
 struct FlushCtl {
@@ -192,10 +148,21 @@ impl FlushCtl {
 
 pub(crate) struct WqInner {
     pub(crate) shared: Arc<WqShared>,
-    pub(crate) table: TableCell,
-    /// Every pwq, including retired ones that still have items.
+    /// The current pwq table, read on every queue (the kernel's
+    /// RCU-protected `wq->cpu_pwq`). Replaced only under `all_pwqs`, by
+    /// `apply_attrs` and destruction; a replaced table is freed once no
+    /// queuer can still hold it (unbound workqueues, whose tables
+    /// `apply_attrs` replaces any number of times), or kept until the
+    /// workqueue is dropped (bound and ordered ones: replaced once, at
+    /// destruction, so their queuers pay nothing for the protection).
+    pub(crate) table: Rcu<PwqTable>,
+    /// Every pwq, including retired ones that still have items. Its lock
+    /// also serialises table replacement, so "is this pwq in the current
+    /// table" can be judged while holding it: a pwq is released only
+    /// under it, and never while it is in the current table.
     pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
-    /// Counters of released pwqs, and their CPU time.
+    /// Counters of released pwqs, and their CPU time. Taken under
+    /// `all_pwqs`, so a pwq's counters are in exactly one of the two.
     retired: Mutex<(PwqStats, u64)>,
     flush: Mutex<FlushCtl>,
     flush_cv: Condvar,
@@ -298,14 +265,22 @@ impl WorkqueueBuilder {
             destroying: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             refusal_logged: AtomicBool::new(false),
+            dropped_logged: AtomicBool::new(false),
             nr_pwqs_to_flush: AtomicUsize::new(0),
             nr_timers: AtomicUsize::new(0),
         });
         let table = make_table(&shared, attrs.as_ref(), 0, None);
         let all = table_pwqs(&table);
+        // Only the tables of unbound, unordered workqueues are replaced
+        // while queuers run; they get one reader slot per CPU.
+        let slots = if unbound && !self.ordered {
+            topology().nr_cpus
+        } else {
+            0
+        };
         let inner = Arc::new(WqInner {
             shared,
-            table: TableCell::new(table),
+            table: Rcu::new(table, slots),
             all_pwqs: Mutex::new(all),
             retired: Mutex::new((PwqStats::default(), 0)),
             flush: Mutex::new(FlushCtl {
@@ -566,10 +541,19 @@ impl Workqueue {
         self.check_not_own("drain");
         let sh = &self.inner.shared;
         sh.nr_drainers.fetch_add(1, SeqCst);
-        worker::blocking(|| self.inner.drain());
-        if sh.nr_drainers.fetch_sub(1, SeqCst) == 1 {
-            sh.refusal_logged.store(false, Relaxed);
+        // Ends the drain even if a panic unwinds out of it, or the
+        // workqueue would refuse outside queues for ever.
+        struct Drainer<'a>(&'a WqShared);
+        impl Drop for Drainer<'_> {
+            fn drop(&mut self) {
+                if self.0.nr_drainers.fetch_sub(1, SeqCst) == 1 {
+                    self.0.refusal_logged.store(false, Relaxed);
+                    self.0.dropped_logged.store(false, Relaxed);
+                }
+            }
         }
+        let _drainer = Drainer(sh);
+        worker::blocking(|| self.inner.drain());
     }
 
     /// The current `max_active`.
@@ -613,10 +597,19 @@ impl Workqueue {
     /// If `cpu >= nr_cpus()`.
     pub fn is_congested(&self, cpu: usize) -> bool {
         check_cpu("is_congested", cpu);
-        let t = self.inner.table.get();
-        let p = &t.per_cpu[cpu];
-        let g = p.pool.lock();
-        !g.pwqs[p.slot].inactive.is_empty()
+        loop {
+            let r = self.inner.table.read(cpu, |t| {
+                let p = t.per_cpu.get(cpu)?;
+                let g = p.pool.lock();
+                // Released: the table was replaced since we loaded it.
+                (!p.released.load(Relaxed)).then(|| !g.pwqs[p.slot].inactive.is_empty())
+            });
+            match r {
+                Some(congested) => return congested,
+                None if self.inner.table.read(cpu, |t| t.per_cpu.is_empty()) => return false,
+                None => continue,
+            }
+        }
     }
 
     /// `wq_monitor.py`'s columns for this workqueue (G29).
@@ -695,6 +688,14 @@ impl WqInner {
         work: &Work,
         delay: Duration,
     ) -> bool {
+        // G8: during a drain a queue from anywhere else is refused before
+        // anything is touched: the item stays as it was (pending where it
+        // was, or idle), and the caller is told (false).
+        let sh = &*self.shared;
+        if sh.refusing() && !self.executing_own() {
+            sh.note_refused();
+            return false;
+        }
         // Debounce fast path: an armed item only moves in the wheel.
         if !delay.is_zero() && crate::timer::rearm(work, self, cpu, delay) {
             return true;
@@ -711,19 +712,13 @@ impl WqInner {
                 Err(crate::work::state::Refused::Disabled) => return false,
             }
         };
-        // We own PENDING.
-        let sh = &*self.shared;
-        let refused = sh.refusing() && !self.executing_own();
-        if state.load().disable_count() > 0 || refused {
-            if refused {
-                sh.note_refused();
-            }
-            if state.release_pending() {
-                util::wake_all(work.key());
-            }
-            return was_pending;
-        }
+        // We own PENDING. The disable count only rises while its raiser
+        // owns PENDING (see `Work::disable`), and it was zero when this
+        // instance became pending, so it is zero now.
+        debug_assert_eq!(state.load().disable_count(), 0);
         if delay.is_zero() {
+            // A drain that started since the check above refuses this
+            // re-queue (reported): the documented G4 exception.
             self.insert_grabbed(cpu, work);
         } else {
             crate::timer::arm(work, self, cpu, delay);
@@ -735,42 +730,57 @@ impl WqInner {
     /// expired timer). Returns false, with PENDING released, if the
     /// workqueue refuses it.
     pub(crate) fn insert_grabbed(&self, cpu: Option<usize>, work: &Work) -> bool {
+        enum Outcome {
+            Queued(&'static WorkerPool, pool::Kick),
+            Refused,
+            /// The pwq was released: the table was replaced since we loaded
+            /// it (the kernel's `__queue_work` retries the same way).
+            Retry,
+        }
         let sh = &*self.shared;
-        let table = self.table.get();
-        let n = table.per_cpu.len();
-        if n == 0 {
-            // Destroyed.
-            sh.note_refused();
-            if work.inner().state.release_pending() {
-                util::wake_all(work.key());
-            }
-            return false;
-        }
         let cpu = cpu.unwrap_or_else(util::current_cpu);
-        let pwq = &table.per_cpu[if cpu < n { cpu } else { cpu % n }];
-        let pool = pwq.pool;
-        let mut g = pool.lock();
-        if pwq.released.load(Relaxed) || (sh.refusing() && !self.executing_own()) {
-            drop(g);
-            sh.note_refused();
-            if work.inner().state.release_pending() {
-                util::wake_all(work.key());
+        loop {
+            let r = self.table.read(cpu, |table| {
+                let n = table.per_cpu.len();
+                if n == 0 {
+                    return Outcome::Refused; // destroyed
+                }
+                let pwq = &table.per_cpu[if cpu < n { cpu } else { cpu % n }];
+                let pool = pwq.pool;
+                let mut g = pool.lock();
+                if sh.refusing() && !self.executing_own() {
+                    return Outcome::Refused;
+                }
+                if pwq.released.load(Relaxed) {
+                    return Outcome::Retry;
+                }
+                let active = pwq::insert_work(&mut g, pwq, work);
+                crate::trace::queue_work!(sh.name, work, cpu, active);
+                let k = if active {
+                    pool::kick_pool(&mut g)
+                } else {
+                    pool::Kick::NotNeeded
+                };
+                if active && k != pool::Kick::Woken {
+                    pool::note_pending_behind_runner(pool, &g);
+                }
+                Outcome::Queued(pool, k)
+            });
+            match r {
+                Outcome::Queued(pool, k) => {
+                    pool::after_kick(pool, k);
+                    return true;
+                }
+                Outcome::Refused => {
+                    sh.note_refused();
+                    if work.inner().state.release_pending() {
+                        util::wake_all(work.key());
+                    }
+                    return false;
+                }
+                Outcome::Retry => crate::loom::spin_loop_hint(),
             }
-            return false;
         }
-        let active = pwq::insert_work(&mut g, pwq, work);
-        crate::trace::queue_work!(sh.name, work, cpu, active);
-        let k = if active {
-            pool::kick_pool(&mut g)
-        } else {
-            pool::Kick::NotNeeded
-        };
-        if active && k != pool::Kick::Woken {
-            pool::note_pending_behind_runner(pool, &g);
-        }
-        drop(g);
-        pool::after_kick(pool, k);
-        true
     }
 
     fn pwqs(&self) -> Vec<Arc<Pwq>> {
@@ -844,43 +854,50 @@ impl WqInner {
     }
 
     /// Whether any pwq still has items; releases retired pwqs that are
-    /// empty.
+    /// empty. Judged under `all_pwqs`, which table replacement also holds,
+    /// so a pwq installed by a concurrent `apply_attrs` is never taken for
+    /// a retired one.
     pub(crate) fn busy(&self) -> bool {
-        let table = self.table.get();
-        let current = |p: &Arc<Pwq>| {
-            table
-                .per_cpu
-                .iter()
-                .chain(table.dfl.iter())
-                .any(|q| Arc::ptr_eq(q, p))
-        };
+        let mut all = self.all_pwqs.lock();
         let mut busy = false;
-        let mut retire = Vec::new();
-        for p in self.all_pwqs.lock().iter() {
-            if p.busy() {
-                busy = true;
-            } else if !current(p) {
-                retire.push(p.clone());
+        let mut released = Vec::new();
+        self.table.read(0, |table| {
+            let current = |p: &Arc<Pwq>| {
+                table
+                    .per_cpu
+                    .iter()
+                    .chain(table.dfl.iter())
+                    .any(|q| Arc::ptr_eq(q, p))
+            };
+            all.retain(|p| {
+                if p.busy() {
+                    busy = true;
+                    return true;
+                }
+                if current(p) {
+                    return true;
+                }
+                match p.try_release() {
+                    Some(st) => {
+                        released.push((st, p.cpu_time_ns.load(Relaxed)));
+                        false
+                    }
+                    // An item slipped in after the check.
+                    None => {
+                        busy = true;
+                        true
+                    }
+                }
+            });
+        });
+        if !released.is_empty() {
+            let mut r = self.retired.lock();
+            for (st, cpu) in released {
+                r.0.add(&st);
+                r.1 += cpu;
             }
         }
-        for p in retire {
-            // Busy again after all (an item slipped in before the check).
-            busy |= !self.release_pwq(&p);
-        }
         busy
-    }
-
-    /// Release an idle pwq; false (and nothing changes) if it is busy.
-    fn release_pwq(&self, p: &Arc<Pwq>) -> bool {
-        let Some(st) = p.try_release() else {
-            return false;
-        };
-        let mut r = self.retired.lock();
-        r.0.add(&st);
-        r.1 += p.cpu_time_ns.load(Relaxed);
-        drop(r);
-        self.all_pwqs.lock().retain(|q| !Arc::ptr_eq(q, p));
-        true
     }
 
     pub(crate) fn drain(&self) {
@@ -900,30 +917,38 @@ impl WqInner {
     }
 
     fn apply_attrs(&self, attrs: WqAttrs) {
+        // Serialises callers: one table is built from the one before.
         let mut cur = self.attrs.lock();
         // New pwqs start with the current flush colour.
         let c = self.flush.lock();
-        let old = self.table.get();
-        let t = make_table(&self.shared, Some(&attrs), c.work_color, Some(old));
-        {
+        let t = self.table.read(0, |old| {
+            make_table(&self.shared, Some(&attrs), c.work_color, Some(old))
+        });
+        let old = {
             let mut all = self.all_pwqs.lock();
             for p in table_pwqs(&t) {
                 if !all.iter().any(|q| Arc::ptr_eq(q, &p)) {
                     all.push(p);
                 }
             }
-        }
-        self.table.replace(t);
+            self.table.replace(t)
+        };
         drop(c);
         *cur = Some(attrs);
         drop(cur);
+        // No queuer holds the old table any more: free it (bounded memory
+        // however often attributes change). Its pwqs stay in `all_pwqs`
+        // until they are empty.
+        drop(old);
         self.busy(); // releases old pwqs that are already empty
     }
 
     pub(crate) fn stats(&self) -> WqStats {
+        // Under `all_pwqs`: a pwq released meanwhile is counted once.
+        let all = self.all_pwqs.lock();
         let (mut st, mut cpu) = *self.retired.lock();
         let mut in_flight = 0;
-        for p in self.pwqs() {
+        for p in all.iter() {
             let g = p.pool.lock();
             if p.released.load(Relaxed) {
                 continue;
@@ -959,20 +984,19 @@ impl WqInner {
         WORKQUEUES
             .lock()
             .retain(|w| w.upgrade().is_some_and(|w| !std::ptr::eq(&*w, self)));
-        self.table.replace(PwqTable {
-            per_cpu: Box::new([]),
-            dfl: None,
-        });
-        // Nothing can be queued any more (the table is empty), but an item
-        // chained during the drain may still be finishing: release what is
-        // idle and drain again until every pwq is gone.
-        loop {
-            let left: Vec<Arc<Pwq>> = self.pwqs();
-            if left.iter().all(|p| self.release_pwq(p)) {
-                break;
-            }
-            self.drain();
-        }
+        let old = {
+            let _all = self.all_pwqs.lock();
+            self.table.replace(PwqTable {
+                per_cpu: Box::new([]),
+                dfl: None,
+            })
+        };
+        drop(old);
+        // Nothing can be queued any more (the table is empty) and no pwq is
+        // current: draining once more releases every pwq, waiting for any
+        // that is still finishing.
+        self.drain();
+        debug_assert!(self.all_pwqs.lock().is_empty());
     }
 }
 

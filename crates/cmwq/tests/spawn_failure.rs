@@ -12,6 +12,9 @@ use common::*;
 #[test]
 fn worker_creation_failure_is_retried_and_loses_nothing() {
     setup_log();
+    // Start the pools (and the monitor, which retries failed creations;
+    // `thread_limits.rs` covers a monitor that could not start).
+    cmwq::detection();
     // The first creations fail: the pool has no worker at all at first.
     cmwq::fail_next_spawns(3);
     let wq = Workqueue::new("spawnfail").unwrap();

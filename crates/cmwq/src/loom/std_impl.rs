@@ -1,6 +1,6 @@
 pub(crate) mod sync {
     pub(crate) mod atomic {
-        pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+        pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
     }
 }
 
@@ -8,4 +8,25 @@ pub(crate) mod sync {
 #[inline]
 pub(crate) fn spin_loop_hint() {
     std::hint::spin_loop();
+}
+
+/// A point that orders with the `SeqCst` operations around it. In a normal
+/// build the `SeqCst` read-modify-writes and loads on either side already
+/// form the total order the protocol needs, so this is nothing; loom models
+/// `SeqCst` accesses as acquire/release only, so under loom it is a
+/// `SeqCst` fence, which loom does model.
+#[inline(always)]
+pub(crate) fn sc_point() {}
+
+/// Wait a little in a retry loop that may have to wait for another thread
+/// to finish a short section.
+#[inline]
+pub(crate) fn backoff(round: u32) {
+    if round < 64 {
+        std::hint::spin_loop();
+    } else if round < 128 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
 }

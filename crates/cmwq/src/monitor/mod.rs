@@ -239,15 +239,42 @@ pub(crate) fn start() {
             running: AtomicBool::new(false),
         }
     });
-    let spawned = std::thread::Builder::new()
-        .name("cmwq-monitor".into())
-        .spawn(monitor_main);
+    spawn_monitor();
+}
+
+/// A start of the monitor thread is in flight or done.
+static STARTED: AtomicBool = AtomicBool::new(false);
+/// A failed start was reported (once: the retries are quiet).
+static START_FAILURE_REPORTED: AtomicBool = AtomicBool::new(false);
+
+fn spawn_monitor() {
+    if STARTED.swap(true, AcqRel) {
+        return;
+    }
+    let spawned = crate::fault::check_spawn().and_then(|()| {
+        std::thread::Builder::new()
+            .name("cmwq-monitor".into())
+            .spawn(monitor_main)
+    });
     if let Err(e) = spawned {
-        crate::event::report(crate::Event::Misuse {
-            message: &format!(
-                "could not start the monitor thread ({e}): block detection limited to the blocking() hint"
-            ),
-        });
+        STARTED.store(false, Release);
+        if !START_FAILURE_REPORTED.swap(true, Relaxed) {
+            crate::event::report(crate::Event::Misuse {
+                message: &format!(
+                    "could not start the monitor thread ({e}): block detection limited to the blocking() hint until it can be started (retried with worker creation)"
+                ),
+            });
+        }
+    }
+}
+
+/// Start the monitor thread if it could not start before (a thread limit at
+/// first use). Called where a thread was just had (a worker was created)
+/// and by waiters helping stalled creations; one load when it runs.
+#[inline]
+pub(crate) fn ensure_running() {
+    if !STARTED.load(Acquire) && MONITOR.get().is_some() {
+        spawn_monitor();
     }
 }
 

@@ -263,10 +263,15 @@ pub(crate) fn kick_pool(g: &mut PoolState) -> Kick {
         g.workers[slot].worker.parker.unpark();
         return Kick::Woken;
     }
-    if g.manager_active || g.create_retry_at.is_some() {
-        Kick::Pending
-    } else {
-        Kick::NeedWorker
+    if g.manager_active {
+        return Kick::Pending;
+    }
+    match g.create_retry_at {
+        // A creation failed: the caller retries once the cooldown is over
+        // (so queueing retries even where the monitor thread could not
+        // start); until then the monitor or a waiter will.
+        Some(t) if Instant::now() < t => Kick::Pending,
+        _ => Kick::NeedWorker,
     }
 }
 
@@ -298,7 +303,7 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             if Instant::now() < t {
                 return;
             }
-            g.create_retry_at = None;
+            clear_retry(&mut g);
         }
         if g.manager_active || !g.idle.is_empty() || !need_more_worker(&g) {
             return;
@@ -306,9 +311,12 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
         g.manager_active = true;
     }
     let r = create_worker(pool);
-    let mut g = pool.lock();
-    g.manager_active = false;
-    creation_done(pool, &mut g, r);
+    let failed = {
+        let mut g = pool.lock();
+        g.manager_active = false;
+        creation_done(pool, &mut g, r)
+    };
+    after_creation(pool, failed);
 }
 
 /// Called by a worker that left idle and found no other idle worker (the
@@ -323,26 +331,118 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
         if Instant::now() < t {
             return false;
         }
-        g.create_retry_at = None;
+        clear_retry(g);
     }
     g.manager_active = true;
     let r = MutexGuard::unlocked(g, || create_worker(pool));
     g.manager_active = false;
-    creation_done(pool, g, r);
+    let failed = creation_done(pool, g, r);
+    MutexGuard::unlocked(g, || after_creation(pool, failed));
     true
 }
 
-fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>) {
-    if let Err(e) = r {
-        g.create_retry_at = Some(Instant::now() + settings().create_cooldown);
-        crate::event::report(crate::Event::WorkerCreateFailed {
-            pool: pool.worker_name(0).trim_end_matches('0'),
-            error: &e.to_string(),
-        });
-        // The monitor retries after the cooldown; items stay queued.
-        crate::monitor::wake();
+/// Pools whose last worker creation failed and that wait out the cooldown
+/// (`create_retry_at` set). Waiters poll while it is non-zero (see
+/// [`help_stalled_creation`]).
+static NR_STALLED: AtomicU32 = AtomicU32::new(0);
+
+fn clear_retry(g: &mut PoolState) {
+    if g.create_retry_at.take().is_some() {
+        NR_STALLED.fetch_sub(1, Relaxed);
     }
 }
+
+/// Record the outcome of a creation attempt (under the pool lock). Returns
+/// whether it failed; the caller then calls [`after_creation`] unlocked.
+fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>) -> bool {
+    let Err(e) = r else {
+        return false;
+    };
+    if g.create_retry_at.is_none() {
+        NR_STALLED.fetch_add(1, Relaxed);
+    }
+    g.create_retry_at = Some(Instant::now() + settings().create_cooldown);
+    crate::event::report(crate::Event::WorkerCreateFailed {
+        pool: pool.worker_name(0).trim_end_matches('0'),
+        error: &e.to_string(),
+    });
+    true
+}
+
+/// After a creation attempt, without the pool lock. On failure: ask an
+/// idle worker of a pool with nothing pending to give its thread way (at a
+/// thread limit, an idle worker elsewhere must not starve this pool), and
+/// have the monitor retry after the cooldown (the next queue, and waiters,
+/// retry too). On success: threads can be had, so start the monitor if it
+/// could not start before.
+fn after_creation(pool: &'static WorkerPool, failed: bool) {
+    if failed {
+        give_way_for(pool);
+        crate::monitor::wake();
+    } else {
+        crate::monitor::ensure_running();
+    }
+}
+
+/// Whether some pool waits out a creation cooldown (cheap: one load).
+#[inline]
+pub(crate) fn creation_stalled() -> bool {
+    NR_STALLED.load(Relaxed) > 0
+}
+
+/// Retry the creations whose cooldown is over: called by threads that wait
+/// for items (flush, cancel_sync) while [`creation_stalled`], so that items
+/// start once a thread can be had even where the monitor thread could not
+/// start and nothing else is queued.
+#[cold]
+pub(crate) fn help_stalled_creation() {
+    let Some(pools) = pools_if_started() else {
+        return;
+    };
+    for pool in pools.all() {
+        let due = pool
+            .lock()
+            .create_retry_at
+            .is_some_and(|t| Instant::now() >= t);
+        if due {
+            ensure_worker(pool);
+        }
+    }
+    crate::monitor::ensure_running();
+}
+
+/// `pool` could not create a worker: one idle worker of another pool whose
+/// worklist is empty exits, so that its thread can be had (the pool it
+/// leaves creates another on demand). Returns whether one was found.
+fn give_way_for(pool: &'static WorkerPool) -> bool {
+    let Some(pools) = pools_if_started() else {
+        return false;
+    };
+    for other in pools.all() {
+        if std::ptr::eq(other, pool) {
+            continue;
+        }
+        let mut g = other.lock();
+        if !g.worklist.is_empty() {
+            continue;
+        }
+        let Some(slot) = g.idle.pop() else {
+            continue;
+        };
+        // Off the idle list at once, so no kick picks it; it sees DIE when
+        // it wakes and leaves the pool.
+        g.nr_idle -= 1;
+        let ws = &mut g.workers[slot];
+        ws.flags = (ws.flags & !WORKER_IDLE) | WORKER_DIE;
+        ws.worker.parker.unpark();
+        GAVE_WAY.fetch_add(1, Relaxed);
+        return true;
+    }
+    false
+}
+
+/// Idle workers that exited to let another pool have their thread.
+pub(crate) static GAVE_WAY: AtomicU64 = AtomicU64::new(0);
 
 /// Create one worker: register it as idle, then start its thread (the
 /// kernel's create_worker). On failure nothing is left behind.

@@ -193,14 +193,23 @@ fn take_armed(work: &Work) -> Option<Target> {
 /// G6: fire an armed item's timer now (flush of an armed item).
 pub(crate) fn fire_now(work: &Work) {
     if let Some(target) = take_armed(work) {
-        queue_target(work, target);
+        queue_target(target);
     }
 }
 
-/// Queue a fired target (PENDING owned by the caller).
-fn queue_target(work: &Work, target: Target) {
+/// Queue a fired target (PENDING owned by the caller). A workqueue that
+/// is draining (or being destroyed) refuses it, as the kernel's does: the
+/// item is dropped and that is reported once per drain (the G4 exception).
+/// The target's handle may be the item's last one: it is dropped with the
+/// closure's destructor contained, since this may be the timer thread.
+fn queue_target(target: Target) {
+    let work = target.work.expect("armed with a work item");
     let wq = target.wq.expect("armed with a workqueue");
-    wq.insert_grabbed(target.cpu, work);
+    if !wq.insert_grabbed(target.cpu, &work) {
+        wq.shared.note_delayed_dropped(work.name());
+    }
+    drop(wq);
+    crate::work::drop_contained(work);
 }
 
 /// G25: cancel every timer armed for `wq`; returns how many.
@@ -234,10 +243,11 @@ pub(crate) fn cancel_all_for(wq: &WqInner) -> usize {
     let n = cancelled.len();
     wq.shared.nr_timers.fetch_sub(n, Relaxed);
     for target in cancelled {
-        if let Some(work) = &target.work {
+        if let Some(work) = target.work {
             if work.inner().state.release_pending() {
                 util::wake_all(work.key());
             }
+            crate::work::drop_contained(work);
         }
     }
     n
@@ -276,8 +286,7 @@ fn run_expired(t: &Timers, now_ns: u64) -> Option<u64> {
         if let Some(q) = &target.wq {
             q.shared.nr_timers.fetch_sub(1, Relaxed);
         }
-        let work = target.work.clone().expect("armed with a work item");
-        queue_target(&work, target);
+        queue_target(target);
     }
     next
 }
@@ -293,9 +302,11 @@ fn ensure_thread(t: &'static Timers) {
     if clock::is_manual() || t.started.load(Acquire) || t.started.swap(true, AcqRel) {
         return;
     }
-    let r = std::thread::Builder::new()
-        .name("cmwq-timer".into())
-        .spawn(move || timer_main(t));
+    let r = crate::fault::check_spawn().and_then(|()| {
+        std::thread::Builder::new()
+            .name("cmwq-timer".into())
+            .spawn(move || timer_main(t))
+    });
     if let Err(e) = r {
         t.started.store(false, Release);
         crate::event::report(crate::Event::Misuse {

@@ -290,18 +290,52 @@ impl Work {
     /// count is above zero every queue attempt returns `false`. Returns
     /// `true` if it was pending.
     ///
+    /// As in the kernel, the count is raised only while this call owns the
+    /// item's PENDING state (stolen from the pending instance, or taken
+    /// from an idle item): a `mod_delayed` racing with it either re-armed
+    /// the instance before (and this call then steals and reports it) or
+    /// finds the item disabled; the instance is never dropped unreported.
+    ///
     /// # Panics
     ///
     /// If the count would exceed 65535 (unbalanced `disable`).
     pub fn disable(&self) -> bool {
-        if self.inner.state.disable().is_err() {
-            panic!(
-                "cmwq: Work::disable: disable count overflow on work item {} (more than {} unbalanced disables)",
-                self.name().unwrap_or("(unnamed)"),
-                state::DISABLE_MAX
-            );
+        let st = &self.inner.state;
+        if st.load().disable_count() >= state::DISABLE_MAX {
+            self.disable_overflow();
         }
-        self.cancel()
+        let stolen = loop {
+            if steal_pending(self) {
+                break true;
+            }
+            if st.grab_for_disable() {
+                break false;
+            }
+            // Queued by someone else meanwhile: steal that instance.
+        };
+        match st.release_pending_disabled() {
+            Ok(waiters) => {
+                if waiters {
+                    util::wake_all(self.key());
+                }
+                stolen
+            }
+            Err(waiters) => {
+                if waiters {
+                    util::wake_all(self.key());
+                }
+                self.disable_overflow()
+            }
+        }
+    }
+
+    #[cold]
+    fn disable_overflow(&self) -> ! {
+        panic!(
+            "cmwq: Work::disable: disable count overflow on work item {} (more than {} unbalanced disables)",
+            self.name().unwrap_or("(unnamed)"),
+            state::DISABLE_MAX
+        )
     }
 
     /// [`disable`](Self::disable), then wait until no execution is running
@@ -408,6 +442,26 @@ impl fmt::Debug for Work {
             .field("name", &self.inner.name)
             .field("state", &self.inner.state.load())
             .finish()
+    }
+}
+
+/// Drop a handle in a library thread (a worker, the timer thread). If it
+/// is the last one, the closure's destructor runs here: a panic in it is
+/// contained and reported (G4, G5) instead of unwinding through the thread,
+/// which would leave its pool counting a worker that is gone.
+pub(crate) fn drop_contained(work: Work) {
+    if Work::strong_count(&work) > 1 {
+        return;
+    }
+    let name = work.name();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(work)));
+    if let Err(payload) = r {
+        report(Event::DropPanicked {
+            work: name,
+            message: &util::panic_message(&*payload),
+        });
+        // The payload may run user code when dropped; contain that too.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload)));
     }
 }
 

@@ -357,15 +357,51 @@ impl StateWord {
         prev.waiters()
     }
 
-    /// Increment the disable count. `Err` if it would overflow.
-    pub(crate) fn disable(&self) -> Result<Snapshot, ()> {
+    /// `disable`, first step: become the owner of PENDING of an item that
+    /// is not pending, whatever its disable count (a disabled item can be
+    /// disabled again). Fails if the item is pending: the caller steals
+    /// that instance instead.
+    #[inline]
+    pub(crate) fn grab_for_disable(&self) -> bool {
         self.update(|s| {
-            if s.disable_count() >= DISABLE_MAX {
+            if s.pending() {
                 Err(())
             } else {
-                Ok(s.0 + DISABLE_ONE)
+                Ok(s.0 | PENDING)
             }
         })
+        .is_ok()
+    }
+
+    /// `disable`, last step: the owner of PENDING (stolen from a pending
+    /// instance or taken with [`grab_for_disable`](Self::grab_for_disable))
+    /// raises the disable count and gives PENDING back, in one CAS. The
+    /// count only ever rises while its raiser owns PENDING (the kernel's
+    /// `disable_work` raises it between `work_grab_pending` and
+    /// `set_work_pool_and_clear_pending`), so a queuer that owns PENDING
+    /// (`mod_delayed` after its steal) never sees it change under it, and
+    /// exactly one of a racing disable and mod_delayed accounts for the
+    /// instance. Returns whether waiters must be woken; `Err` (PENDING
+    /// still released, count unchanged) if the count is at its maximum.
+    #[inline]
+    pub(crate) fn release_pending_disabled(&self) -> Result<bool, bool> {
+        let mut overflow = false;
+        let prev = self
+            .update::<()>(|s| {
+                debug_assert!(
+                    s.pending() && !s.queued() && !s.collided() && !s.timer(),
+                    "{s:?}"
+                );
+                overflow = s.disable_count() >= DISABLE_MAX;
+                let next = s.0 & !(PENDING | WAITERS);
+                Ok(if overflow { next } else { next + DISABLE_ONE })
+            })
+            .unwrap_or_else(|()| unreachable!());
+        if overflow {
+            Err(prev.waiters())
+        } else {
+            Ok(prev.waiters())
+        }
     }
 
     /// Decrement the disable count.
@@ -462,11 +498,17 @@ mod tests {
         assert!(!w.steal_collided());
     }
 
+    /// The disable protocol on an idle item.
+    fn disable(w: &StateWord) -> Result<bool, bool> {
+        assert!(w.grab_for_disable());
+        w.release_pending_disabled()
+    }
+
     #[test]
     fn disable_counts() {
         let w = StateWord::new();
-        w.disable().unwrap();
-        w.disable().unwrap();
+        disable(&w).unwrap();
+        disable(&w).unwrap();
         assert_eq!(w.try_grab_for_queue(), Err(Refused::Disabled));
         assert_eq!(w.enable(), Enabled::StillDisabled);
         assert_eq!(w.enable(), Enabled::Zero);
@@ -478,10 +520,11 @@ mod tests {
     fn disable_overflow_is_refused() {
         let w = StateWord::new();
         for _ in 0..DISABLE_MAX {
-            w.disable().unwrap();
+            disable(&w).unwrap();
         }
-        assert!(w.disable().is_err());
+        assert!(disable(&w).is_err());
         assert_eq!(w.load().disable_count(), DISABLE_MAX);
+        assert!(!w.load().pending(), "PENDING given back on overflow");
     }
 
     #[test]

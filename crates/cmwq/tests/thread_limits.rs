@@ -1,0 +1,227 @@
+//! Thread limits: items queued while no thread can be created run once
+//! one can (G4), even when the monitor thread could not start at first
+//! use; an idle worker of a pool with nothing pending gives its thread to
+//! a pool that cannot create one.
+//!
+//! The in-process test injects creation failures (`fail_next_spawns`); the
+//! others run this test binary again as a child process, as an
+//! unprivileged user (uid/gid 65534) under a real `RLIMIT_NPROC` (root
+//! ignores that limit), so they need root to switch users and skip
+//! otherwise.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use cmwq::Work;
+use common::*;
+
+/// First use while every thread creation fails (the monitor's included):
+/// a waiter (`flush`) retries the creation after each cooldown, so the
+/// items run as soon as threads can be had, and the monitor starts then
+/// too. Before the fix creation was retried only by the monitor, which had
+/// not started: the items never ran.
+#[test]
+fn g4_first_use_at_the_thread_limit_then_lifted() {
+    if std::env::var_os(CHILD).is_some() {
+        return; // this binary runs as a child of the tests below
+    }
+    let _s = serial();
+    setup_log();
+    // The monitor's start and the first worker creations fail.
+    cmwq::fail_next_spawns(4);
+    let c = counter();
+    let items: Vec<Work> = (0..5).map(|_| counting_work(&c)).collect();
+    let t = Instant::now();
+    for w in &items {
+        assert!(cmwq::schedule_work_on(0, w));
+    }
+    assert!(cmwq::dump().contains("monitor thread not running"));
+    items.last().unwrap().flush();
+    assert!(wait_until(Duration::from_secs(5), || c.load(SeqCst) == 5));
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(events_matching("could not create a worker") >= 1);
+    assert!(events_matching("could not start the monitor thread") == 1);
+    assert!(
+        wait_until(Duration::from_secs(3), || !cmwq::dump()
+            .contains("monitor thread not running")),
+        "the monitor starts once threads can be had"
+    );
+}
+
+/// Environment variable that selects a child scenario.
+const CHILD: &str = "CMWQ_THREAD_LIMIT_CHILD";
+
+/// Number of threads of this process.
+fn own_threads() -> u64 {
+    std::fs::read_dir("/proc/self/task").unwrap().count() as u64
+}
+
+/// Set the soft RLIMIT_NPROC (the hard limit stays, so it can be lifted).
+fn set_nproc_soft(soft: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) }, 0);
+    r.rlim_cur = soft.min(r.rlim_max);
+    // SAFETY: valid pointer to an initialised rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &r) }, 0);
+}
+
+/// Lift the soft limit to the hard one.
+fn lift_nproc() {
+    set_nproc_soft(u64::MAX);
+}
+
+/// The child side: runs inside the test harness of the child process.
+#[test]
+fn thread_limit_child_entry() {
+    let Some(scenario) = std::env::var_os(CHILD) else {
+        return;
+    };
+    setup_log();
+    // SAFETY: no preconditions.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "the child runs unprivileged");
+    match scenario.to_str().unwrap() {
+        "first_use" => child_first_use(),
+        "give_way" => child_give_way(),
+        s => panic!("unknown scenario {s}"),
+    }
+    println!("child scenario ok");
+}
+
+/// At the limit from the start: nothing can run; once lifted, the next
+/// queue (after the cooldown) creates a worker and both items run, without
+/// any waiting call into the library.
+fn child_first_use() {
+    set_nproc_soft(own_threads());
+    let c = counter();
+    let a = counting_work(&c);
+    assert!(cmwq::schedule_work_on(0, &a));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.load(SeqCst), 0, "no thread could be created");
+    assert!(events_matching("could not create a worker") >= 1);
+    lift_nproc();
+    std::thread::sleep(Duration::from_millis(150)); // past the cooldown
+    let b = counting_work(&c);
+    assert!(cmwq::schedule_work_on(0, &b));
+    assert!(
+        wait_until(Duration::from_secs(3), || c.load(SeqCst) == 2),
+        "items did not start after the limit was lifted"
+    );
+}
+
+/// Room for the monitor and one worker: CPU 0's pool takes the worker,
+/// then CPU 1's pool cannot create one; CPU 0's idle worker gives way.
+fn child_give_way() {
+    if cmwq::nr_cpus() < 2 {
+        println!("one CPU: nothing to give way to");
+        return;
+    }
+    cmwq::detection(); // the monitor
+    set_nproc_soft(own_threads() + 1);
+    let c = counter();
+    let a = counting_work(&c);
+    assert!(cmwq::schedule_work_on(0, &a));
+    a.flush();
+    let t = Instant::now();
+    let b = counting_work(&c);
+    assert!(cmwq::schedule_work_on(1, &b));
+    b.flush();
+    let took = t.elapsed();
+    assert_eq!(c.load(SeqCst), 2);
+    assert!(
+        events_matching("could not create a worker") >= 1,
+        "at the limit"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "CPU 1's item waited {took:?} behind CPU 0's idle worker"
+    );
+}
+
+/// Run this binary's child entry as uid/gid 65534 with `scenario`.
+fn run_child(scenario: &str) {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: switching to an unprivileged user needs root");
+        return;
+    }
+    // A copy any user may execute (the build tree may not be).
+    let dir = std::env::temp_dir().join(format!("cmwq-nproc-{}-{scenario}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("thread_limits");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["thread_limit_child_entry", "--exact", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(CHILD, scenario)
+        .current_dir(&dir);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status.unwrap_or_else(|| panic!("child {scenario} hung:\n{text}"));
+    assert!(
+        status.success() && text.contains("child scenario ok"),
+        "child {scenario} failed ({status}):\n{text}"
+    );
+}
+
+#[test]
+fn g4_thread_limit_unprivileged_first_use_then_lifted() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let _s = serial();
+    run_child("first_use");
+}
+
+#[test]
+fn g4_thread_limit_unprivileged_idle_worker_gives_way() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let _s = serial();
+    run_child("give_way");
+}
