@@ -672,18 +672,99 @@ mod loom_models {
     }
 
     /// Once `disable` returned, no queue attempt can succeed; a queue that
-    /// won the race before it is visible as pending.
+    /// won the race before it was stolen by it (disable returns true).
     #[test]
     fn loom_disable_excludes_queue() {
         loom::model(|| {
             let w = Arc::new(StateWord::new());
             let w2 = w.clone();
-            let q = thread::spawn(move || w2.try_grab_for_queue().is_ok());
-            w.disable().unwrap();
+            let q = thread::spawn(move || {
+                let ok = w2.try_grab_for_queue().is_ok();
+                if ok {
+                    let _pool = POOL.lock().unwrap();
+                    w2.set_queued();
+                }
+                ok
+            });
+            let stolen = disable_protocol(&w);
             let after = w.try_grab_for_queue();
             assert_eq!(after.unwrap_err(), Refused::Disabled);
             let queued = q.join().unwrap();
-            assert_eq!(queued, w.load().pending());
+            assert!(!w.load().pending());
+            // The queue either lost (refused) or its instance was stolen.
+            assert!(!queued || stolen, "queued={queued} stolen={stolen}");
+        });
+    }
+
+    /// `Work::disable` on the state word: own PENDING (steal the pending
+    /// instance, or take it from an idle item), then raise the count and
+    /// give PENDING back in one CAS. Returns whether it stole an instance.
+    fn disable_protocol(w: &StateWord) -> bool {
+        loop {
+            let s = w.load();
+            if s.pending() {
+                if s.queued() && steal_queued_locked(w) {
+                    break w.release_pending_disabled().map(|_| true).unwrap();
+                }
+                // In transit (being queued by its owner): wait.
+                loom::thread::yield_now();
+                continue;
+            }
+            if w.grab_for_disable() {
+                break w.release_pending_disabled().map(|_| false).unwrap();
+            }
+        }
+    }
+
+    /// `disable` racing `mod_delayed(.., 0)` on a queued item (the race
+    /// that lost items when disable raised its count before owning
+    /// PENDING): mod_delayed steals the instance and, owning PENDING, sees
+    /// a zero disable count and queues it again, or finds the item
+    /// disabled. Either way disable steals the one instance: it returns
+    /// true and the item ends idle and disabled.
+    #[test]
+    fn loom_disable_vs_mod_delayed_steal() {
+        loom::model(|| {
+            let w = Arc::new(StateWord::new());
+            w.try_grab_for_queue().unwrap();
+            {
+                let _pool = POOL.lock().unwrap();
+                w.set_queued();
+            }
+            let w2 = w.clone();
+            let modder = thread::spawn(move || {
+                // mod_delayed: steal the pending instance or grab an idle
+                // item, then (owning PENDING) queue it again.
+                let owned = loop {
+                    let s = w2.load();
+                    if s.pending() {
+                        if s.queued() && steal_queued_locked(&w2) {
+                            break true;
+                        }
+                        loom::thread::yield_now();
+                        continue;
+                    }
+                    match w2.try_grab_for_queue() {
+                        Ok(_) => break true,
+                        Err(Refused::Disabled) => break false,
+                        Err(Refused::Pending) => loom::thread::yield_now(),
+                    }
+                };
+                if owned {
+                    assert_eq!(w2.load().disable_count(), 0, "count rose under PENDING");
+                    let _pool = POOL.lock().unwrap();
+                    w2.set_queued();
+                }
+                owned
+            });
+            let stolen = disable_protocol(&w);
+            let requeued = modder.join().unwrap();
+            assert!(
+                stolen,
+                "disable must account for the one instance (requeued={requeued})"
+            );
+            let s = w.load();
+            assert!(!s.pending() && s.disable_count() == 1, "{s:?}");
         });
     }
 
