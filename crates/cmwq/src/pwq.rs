@@ -38,7 +38,8 @@ pub(crate) fn next_color(c: u8) -> u8 {
 }
 
 /// The part of a workqueue its pwqs and executing workers need. It holds no
-/// reference to the pwqs, so there is no cycle.
+/// reference to the pwqs, so there is no cycle. Annotations:
+/// `src/LOCKING.md`.
 pub(crate) struct WqShared {
     /// I: process-unique id.
     pub(crate) id: u64,
@@ -135,19 +136,21 @@ impl PwqStats {
     }
 }
 
-/// The locked state of a pwq. L: its pool's lock.
+/// The locked state of a pwq, in its pool's slab. Annotations:
+/// `src/LOCKING.md`.
 #[derive(Default)]
 pub(crate) struct PwqState {
-    /// Colour given to newly queued items.
+    /// L: colour given to newly queued items.
     pub(crate) work_color: u8,
-    /// The colour being flushed, while this pwq still has items of it.
+    /// L: the colour being flushed, while this pwq still has items of it.
     pub(crate) flush_color: Option<u8>,
-    /// Items queued (active or inactive) or running, per colour.
+    /// L: items queued (active or inactive) or running, per colour.
     pub(crate) nr_in_flight: [u32; NR_COLORS],
-    /// Items on the pool's worklist or running (<= max_active).
+    /// L: items on the pool's worklist or running (<= max_active).
     pub(crate) nr_active: u32,
-    /// Throttled items, FIFO.
+    /// L: throttled items, FIFO.
     pub(crate) inactive: WorkList,
+    /// L: the `PWQ_STAT_*` counters.
     pub(crate) stats: PwqStats,
 }
 
@@ -157,7 +160,7 @@ impl PwqState {
     }
 }
 
-/// A pool-workqueue.
+/// A pool-workqueue. Annotations: `src/LOCKING.md`.
 pub(crate) struct Pwq {
     /// I: the pool it feeds.
     pub(crate) pool: &'static WorkerPool,
@@ -165,10 +168,11 @@ pub(crate) struct Pwq {
     pub(crate) wq: Arc<WqShared>,
     /// I: index of its locked state in `pool`'s pwq slab.
     pub(crate) slot: usize,
-    /// A: CPU time of its executions, in ns.
+    /// A: CPU time of its executions, in ns (added by its workers).
     pub(crate) cpu_time_ns: AtomicU64,
-    /// A: set once the slab slot has been released (the pwq is gone from
-    /// its workqueue and from its pool).
+    /// A (set under L and T, read under L): the slab slot has been
+    /// released (the pwq is gone from its workqueue and from its pool);
+    /// `slot` must not be used once this is seen.
     pub(crate) released: AtomicBool,
 }
 

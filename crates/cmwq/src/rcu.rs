@@ -189,12 +189,16 @@ mod tests {
         };
         let cell = Arc::new(Rcu::new(mk(&alive), 4));
         let stop = Arc::new(AtomicBool::new(false));
+        let started = Arc::new(StdAtomicUsize::new(0));
         let readers: Vec<_> = (0..3)
             .map(|i| {
-                let (cell, stop) = (cell.clone(), stop.clone());
+                let (cell, stop, started) = (cell.clone(), stop.clone(), started.clone());
                 std::thread::spawn(move || {
                     let mut n = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if n == 1 {
+                            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
                         cell.read(i, |p| {
                             assert!(!p.dead.load(std::sync::atomic::Ordering::SeqCst));
                             std::hint::spin_loop();
@@ -206,6 +210,9 @@ mod tests {
                 })
             })
             .collect();
+        while started.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
+        }
         for _ in 0..2000 {
             let old = cell.replace(mk(&alive)).expect("guarded");
             drop(old);

@@ -126,15 +126,15 @@ pub(crate) struct PwqTable {
     pub(crate) dfl: Option<Arc<Pwq>>,
 }
 
-/// Flush colour bookkeeping (see `Workqueue::flush`). Guarded by
-/// `WqInner::flush`.
+/// Flush colour bookkeeping (see `Workqueue::flush`). Annotations:
+/// `src/LOCKING.md`.
 struct FlushCtl {
-    /// Colour new items get.
+    /// F: colour new items get.
     work_color: u8,
-    /// Oldest colour not yet flushed: colours in `[flush_color,
+    /// F: oldest colour not yet flushed: colours in `[flush_color,
     /// work_color)` are closed and wait to be flushed, in order.
     flush_color: u8,
-    /// A flusher is driving the flush of the closed colours.
+    /// F: a flusher is driving the flush of the closed colours.
     flushing: bool,
 }
 
@@ -146,9 +146,11 @@ impl FlushCtl {
     }
 }
 
+/// A workqueue's own state. Annotations: `src/LOCKING.md`.
 pub(crate) struct WqInner {
+    /// I: what its pwqs and executing workers need.
     pub(crate) shared: Arc<WqShared>,
-    /// The current pwq table, read on every queue (the kernel's
+    /// RCU (replaced under T): the current pwq table, read on every queue (the kernel's
     /// RCU-protected `wq->cpu_pwq`). Replaced only under `all_pwqs`, by
     /// `apply_attrs` and destruction; a replaced table is freed once no
     /// queuer can still hold it (unbound workqueues, whose tables
@@ -156,19 +158,21 @@ pub(crate) struct WqInner {
     /// workqueue is dropped (bound and ordered ones: replaced once, at
     /// destruction, so their queuers pay nothing for the protection).
     pub(crate) table: Rcu<PwqTable>,
-    /// Every pwq, including retired ones that still have items. Its lock
+    /// T: every pwq, including retired ones that still have items. Its lock
     /// also serialises table replacement, so "is this pwq in the current
     /// table" can be judged while holding it: a pwq is released only
     /// under it, and never while it is in the current table.
     pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
-    /// Counters of released pwqs, and their CPU time. Taken under
-    /// `all_pwqs`, so a pwq's counters are in exactly one of the two.
+    /// Its own lock, a leaf taken under T: counters of released pwqs, and
+    /// their CPU time, so a pwq's counters are in exactly one of the two.
     retired: Mutex<(PwqStats, u64)>,
+    /// F: flush colours.
     flush: Mutex<FlushCtl>,
+    /// F: flushers waiting for a colour.
     flush_cv: Condvar,
-    /// Unbound attributes in force.
+    /// S: unbound attributes in force.
     pub(crate) attrs: Mutex<Option<WqAttrs>>,
-    /// A rescuer would be here (MEM_RECLAIM).
+    /// I: a `MEM_RECLAIM` workqueue.
     pub(crate) mem_reclaim: bool,
 }
 
@@ -456,8 +460,10 @@ impl Workqueue {
 
     /// Queue `work` after `delay` (G12): a timer is armed and the item is
     /// pending meanwhile; no sooner than `delay` later it is queued on this
-    /// workqueue, on the pool of the CPU that armed it. `delay == 0` queues
-    /// at once. `true` if this call made it pending.
+    /// workqueue, on the pool of the CPU the timer fires on (the kernel's
+    /// global timers do the same; [`queue_delayed_on`](Self::queue_delayed_on)
+    /// names the CPU). `delay == 0` queues at once, on the calling CPU.
+    /// `true` if this call made it pending.
     ///
     /// ```
     /// use std::time::{Duration, Instant};

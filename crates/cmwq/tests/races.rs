@@ -103,6 +103,27 @@ fn attrs_variants() -> Vec<WqAttrs> {
 /// against the table it loaded first), so queues were refused although
 /// nobody drained, and timers that fired into it dropped their items.
 fn apply_attrs_race(name: &str, with_drains: bool) {
+    let finished = Arc::new(AtomicBool::new(false));
+    {
+        let finished = finished.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while !finished.load(SeqCst) {
+                if t.elapsed() > Duration::from_secs(60) {
+                    eprintln!("apply_attrs race hung:\n{}", cmwq::dump());
+                    std::process::abort();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
+    struct Finished(Arc<AtomicBool>);
+    impl Drop for Finished {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+    let _finished = Finished(finished);
     let wq = Arc::new(
         Workqueue::builder(name)
             .flags(WqFlags::UNBOUND)

@@ -36,23 +36,27 @@ struct Slot {
 }
 
 /// The shared allocation behind a [`Work`] handle: header plus function in
-/// one allocation (G1: none per queue).
+/// one allocation (G1: none per queue). Annotations: `src/LOCKING.md`.
 pub(crate) struct WorkInner<F: ?Sized = DynFn> {
-    /// The state word (see [`state`]).
+    /// A: the state word (see [`state`]); every transition is one CAS.
     pub(crate) state: StateWord,
-    /// Number of the last finished execution (wrapping, see `state`).
+    /// A: number of the last finished execution (wrapping, see `state`);
+    /// written by the holder of RUNNING, read by flushers.
     pub(crate) done: AtomicU32,
-    /// The pool whose lock guards the item while QUEUED. Pools live for the
+    /// A (written by the owner of PENDING, under that pool's lock): the
+    /// pool whose lock guards the item while QUEUED. Pools live for the
     /// whole process, so a stale value is still a valid pool.
     pub(crate) pool: AtomicPtr<WorkerPool>,
-    /// List linkage, guarded by that pool's lock.
+    /// L (of `pool`): list linkage.
     pub(crate) link: LinkCell,
+    /// P: where the pending instance is accounted (see [`Slot`]).
     slot: UnsafeCell<Slot>,
-    /// Its timer wheel entry, allocated on the first arm
-    /// (`timer::NO_ENTRY` until then).
+    /// A (written under W): its timer wheel entry, allocated on the first
+    /// arm (`timer::NO_ENTRY` until then).
     pub(crate) timer: AtomicU32,
-    /// Name shown by dump, stats and reports.
+    /// I: name shown by dump, stats and reports.
     pub(crate) name: Option<&'static str>,
+    /// R: the work function.
     func: UnsafeCell<F>,
 }
 
@@ -93,6 +97,11 @@ impl WorkInner {
     /// The caller has exclusive access to the slot (see [`Slot`]).
     #[inline]
     pub(crate) unsafe fn slot_write(&self, pwq: *const Pwq, color: u8, active: bool) {
+        // The owner of PENDING writes it while the item is on no list.
+        debug_assert!({
+            let s = self.state.load();
+            s.pending() && !s.queued() && !s.collided()
+        });
         // SAFETY: guaranteed by the caller.
         unsafe { *self.slot.get() = Slot { pwq, color, active } };
     }
@@ -130,6 +139,7 @@ impl WorkInner {
     /// lock the caller holds.
     #[inline]
     pub(crate) fn queued_pwq_raw(&self) -> *const Pwq {
+        debug_assert!(self.state.load().queued());
         // SAFETY: callers hold the lock of the pool the item is QUEUED on,
         // which gives them exclusive access to the slot.
         unsafe { (*self.slot.get()).pwq }
@@ -290,35 +300,35 @@ impl Work {
     /// count is above zero every queue attempt returns `false`. Returns
     /// `true` if it was pending.
     ///
-    /// As in the kernel, the count is raised only while this call owns the
-    /// item's PENDING state (stolen from the pending instance, or taken
-    /// from an idle item): a `mod_delayed` racing with it either re-armed
-    /// the instance before (and this call then steals and reports it) or
-    /// finds the item disabled; the instance is never dropped unreported.
+    /// As in the kernel, the count is raised only while nobody else owns
+    /// the item's PENDING state (in the CAS that sees it idle, or in the
+    /// one that gives back the instance this call stole): a `mod_delayed`
+    /// racing with it either re-armed the instance before (and this call
+    /// then steals and reports it) or finds the item disabled; the
+    /// instance is never dropped unreported.
     ///
     /// # Panics
     ///
     /// If the count would exceed 65535 (unbalanced `disable`).
     pub fn disable(&self) -> bool {
         let st = &self.inner.state;
-        if st.load().disable_count() >= state::DISABLE_MAX {
-            self.disable_overflow();
-        }
-        let stolen = loop {
+        loop {
             if steal_pending(self) {
-                break true;
+                break;
             }
-            if st.grab_for_disable() {
-                break false;
+            match st.disable_if_not_pending() {
+                state::DisableIdle::Done => return false,
+                state::DisableIdle::Overflow => self.disable_overflow(),
+                // Queued by someone else meanwhile: steal that instance.
+                state::DisableIdle::Pending => {}
             }
-            // Queued by someone else meanwhile: steal that instance.
-        };
+        }
         match st.release_pending_disabled() {
             Ok(waiters) => {
                 if waiters {
                     util::wake_all(self.key());
                 }
-                stolen
+                true
             }
             Err(waiters) => {
                 if waiters {

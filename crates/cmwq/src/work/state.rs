@@ -167,6 +167,17 @@ pub(crate) enum Finished {
     Handover { waiters: bool },
 }
 
+/// Result of [`StateWord::disable_if_not_pending`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DisableIdle {
+    /// The count was raised.
+    Done,
+    /// The item is pending: steal that instance first.
+    Pending,
+    /// The count is at its maximum.
+    Overflow,
+}
+
 /// Result of [`StateWord::enable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Enabled {
@@ -357,32 +368,39 @@ impl StateWord {
         prev.waiters()
     }
 
-    /// `disable`, first step: become the owner of PENDING of an item that
-    /// is not pending, whatever its disable count (a disabled item can be
-    /// disabled again). Fails if the item is pending: the caller steals
-    /// that instance instead.
+    /// `disable` of an item that is not pending: raise the disable count in
+    /// the same CAS that sees PENDING clear, so no queuer can own PENDING
+    /// while it rises (a queuer grabs PENDING only with the count at zero,
+    /// in one CAS too). `Pending` if the item is pending: the caller steals
+    /// that instance and raises the count with
+    /// [`release_pending_disabled`](Self::release_pending_disabled).
     #[inline]
-    pub(crate) fn grab_for_disable(&self) -> bool {
-        self.update(|s| {
+    pub(crate) fn disable_if_not_pending(&self) -> DisableIdle {
+        let r = self.update(|s| {
             if s.pending() {
-                Err(())
+                Err(DisableIdle::Pending)
+            } else if s.disable_count() >= DISABLE_MAX {
+                Err(DisableIdle::Overflow)
             } else {
-                Ok(s.0 | PENDING)
+                Ok(s.0 + DISABLE_ONE)
             }
-        })
-        .is_ok()
+        });
+        match r {
+            Ok(_) => DisableIdle::Done,
+            Err(e) => e,
+        }
     }
 
-    /// `disable`, last step: the owner of PENDING (stolen from a pending
-    /// instance or taken with [`grab_for_disable`](Self::grab_for_disable))
-    /// raises the disable count and gives PENDING back, in one CAS. The
-    /// count only ever rises while its raiser owns PENDING (the kernel's
-    /// `disable_work` raises it between `work_grab_pending` and
-    /// `set_work_pool_and_clear_pending`), so a queuer that owns PENDING
-    /// (`mod_delayed` after its steal) never sees it change under it, and
-    /// exactly one of a racing disable and mod_delayed accounts for the
-    /// instance. Returns whether waiters must be woken; `Err` (PENDING
-    /// still released, count unchanged) if the count is at its maximum.
+    /// `disable` of a pending item, last step: the owner of PENDING (it
+    /// stole the pending instance) raises the disable count and gives
+    /// PENDING back, in one CAS. So the count only ever rises while nobody
+    /// else owns PENDING (the kernel's `disable_work` raises it between
+    /// `work_grab_pending` and `set_work_pool_and_clear_pending`): a queuer
+    /// that owns PENDING (`mod_delayed` after its steal) never sees it
+    /// change under it, and exactly one of a racing disable and
+    /// mod_delayed accounts for the instance. Returns whether waiters must
+    /// be woken; `Err` (PENDING still released, count unchanged) if the
+    /// count is at its maximum.
     #[inline]
     pub(crate) fn release_pending_disabled(&self) -> Result<bool, bool> {
         let mut overflow = false;
@@ -499,9 +517,12 @@ mod tests {
     }
 
     /// The disable protocol on an idle item.
-    fn disable(w: &StateWord) -> Result<bool, bool> {
-        assert!(w.grab_for_disable());
-        w.release_pending_disabled()
+    fn disable(w: &StateWord) -> Result<(), ()> {
+        match w.disable_if_not_pending() {
+            DisableIdle::Done => Ok(()),
+            DisableIdle::Overflow => Err(()),
+            DisableIdle::Pending => unreachable!(),
+        }
     }
 
     #[test]
@@ -524,7 +545,11 @@ mod tests {
         }
         assert!(disable(&w).is_err());
         assert_eq!(w.load().disable_count(), DISABLE_MAX);
-        assert!(!w.load().pending(), "PENDING given back on overflow");
+        // The stolen-instance path gives PENDING back on overflow.
+        w.0.fetch_or(PENDING, SeqCst);
+        assert!(w.release_pending_disabled().is_err());
+        assert!(!w.load().pending());
+        assert_eq!(w.load().disable_count(), DISABLE_MAX);
     }
 
     #[test]
@@ -696,9 +721,10 @@ mod loom_models {
         });
     }
 
-    /// `Work::disable` on the state word: own PENDING (steal the pending
-    /// instance, or take it from an idle item), then raise the count and
-    /// give PENDING back in one CAS. Returns whether it stole an instance.
+    /// `Work::disable` on the state word: raise the count in the CAS that
+    /// sees the item not pending, or steal the pending instance and raise
+    /// it in the CAS that gives PENDING back. Returns whether it stole an
+    /// instance.
     fn disable_protocol(w: &StateWord) -> bool {
         loop {
             let s = w.load();
@@ -710,8 +736,8 @@ mod loom_models {
                 loom::thread::yield_now();
                 continue;
             }
-            if w.grab_for_disable() {
-                break w.release_pending_disabled().map(|_| false).unwrap();
+            if w.disable_if_not_pending() == DisableIdle::Done {
+                break false;
             }
         }
     }
