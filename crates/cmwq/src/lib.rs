@@ -28,8 +28,9 @@
 //! ordered.flush();
 //! ```
 //!
-//! The guarantees are numbered G1..G31 in the project's `SPEC.md`; tests
-//! carry the numbers in their names.
+//! The guarantees are numbered G1..G33 in the repository's
+//! `docs/guarantees.md` (with their exceptions); tests carry the numbers
+//! in their names, and `RELIABILITY.md` says how they are tested.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -26,7 +26,8 @@ use crate::work::{Work, WorkInner};
 use crate::WqFlags;
 
 /// A worker thread's shared part. Its pool-side state (flags, current
-/// item) is in the pool's worker slab at `slot`.
+/// item) is in the pool's worker slab at `slot`. Annotations:
+/// `src/LOCKING.md`.
 pub(crate) struct Worker {
     /// I: the pool.
     pub(crate) pool: &'static WorkerPool,
@@ -43,7 +44,8 @@ pub(crate) struct Worker {
     pub(crate) exec_seq: AtomicU64,
     /// A: the thread's CPU-time clock id (-1 until known).
     pub(crate) cpu_clock: AtomicI32,
-    /// The monitor's per-worker detection state (perf ring, /proc fds).
+    /// D: the monitor's per-worker detection state (perf ring, /proc
+    /// fds); see "Detection state" in `src/LOCKING.md`.
     pub(crate) detect: Mutex<DetectState>,
 }
 

@@ -39,7 +39,9 @@ use crate::util;
 use crate::worker::{self, Worker};
 
 /// Per-worker detection state, owned by the monitor (the worker only
-/// installs its ring or stat files when it starts).
+/// installs its ring or stat files when it starts, and sets `quiet`). All
+/// fields are `D:` (the `Worker::detect` lock), never held together with a
+/// pool lock; see `src/LOCKING.md`.
 #[derive(Default)]
 pub(crate) struct DetectState {
     ring: Option<perf::SwitchRing>,
@@ -111,6 +113,7 @@ impl DetectState {
 
 /// perf: the monitor watches (or stops watching) a worker's pool.
 fn ring_watch(w: &Worker, watch: bool) {
+    debug_assert!(on_monitor(), "only the monitor watches rings");
     let mut d = w.detect.lock();
     if d.watch != watch {
         d.watch = watch;
@@ -362,7 +365,19 @@ enum Verdict {
     Hog,
 }
 
+thread_local! {
+    /// This thread is the monitor (debug check of "Detection state" in
+    /// `src/LOCKING.md`: only the monitor decides).
+    static IS_MONITOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is the monitor.
+fn on_monitor() -> bool {
+    IS_MONITOR.with(|m| m.get())
+}
+
 fn monitor_main() {
+    IS_MONITOR.with(|m| m.set(true));
     let m = MONITOR.get().expect("monitor initialised");
     m.running.store(true, Relaxed);
     // Precise sleeps: the stall window is a few hundred microseconds.
@@ -597,6 +612,7 @@ fn check_runner(
     hog: Option<u64>,
     set_timeout: &mut impl FnMut(u64),
 ) -> Verdict {
+    debug_assert!(on_monitor(), "only the monitor decides about runners");
     let mut d = r.w.detect.lock();
     if d.seen_exec != r.exec {
         // A new execution: start following it.

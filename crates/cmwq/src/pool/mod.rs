@@ -6,11 +6,9 @@
 //! and starts a worker on its worklist only while that count is zero; when
 //! the last running worker blocks, an idle worker is woken at once.
 //!
-//! Field annotations follow kernel/workqueue.c:
-//!
-//! * `I`: set at creation, read-only afterwards.
-//! * `L`: guarded by the pool lock (`WorkerPool::lock`).
-//! * `A`: atomic; may be read without the lock.
+//! Field annotations follow kernel/workqueue.c; the legend and the lock
+//! order are in `src/LOCKING.md` (`I:` set at creation, `L:` the pool
+//! lock, `A:` atomic, ...).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
@@ -69,18 +67,22 @@ unsafe impl Send for Current {}
 
 /// A worker as seen by its pool. L.
 pub(crate) struct WorkerSlot {
+    /// L: the worker's shared part.
     pub(crate) worker: Arc<Worker>,
+    /// L: `WORKER_*` flags; changed through `update_worker` when they
+    /// affect `nr_running`.
     pub(crate) flags: u32,
-    /// Known to be blocked (hint or monitor).
+    /// L: known to be blocked (hint or monitor).
     pub(crate) sleeping: bool,
-    /// Who set `sleeping`: the hint or the monitor.
+    /// L: who set `sleeping`: the hint or the monitor.
     pub(crate) sleeping_by_monitor: bool,
-    /// It was blocked at some point during the current item.
+    /// L: it was blocked at some point during the current item.
     pub(crate) slept: bool,
-    /// The current item was flagged a CPU hog.
+    /// L: the current item was flagged a CPU hog.
     pub(crate) hog: bool,
+    /// L: the execution in progress (set and cleared by the worker).
     pub(crate) current: Option<Current>,
-    /// When it last went idle.
+    /// L: when it last went idle.
     pub(crate) last_active: Instant,
 }
 
@@ -94,23 +96,30 @@ impl WorkerSlot {
 
 /// Locked state of a pool. L.
 pub(crate) struct PoolState {
-    /// Active items waiting for a worker, FIFO.
+    /// L: active items waiting for a worker, FIFO.
     pub(crate) worklist: WorkList,
-    /// Workers executing and not blocked (bound pools only).
+    /// L: workers executing and not blocked (bound pools only); changed
+    /// only by `update_worker`.
     pub(crate) nr_running: u32,
+    /// L: workers of the pool (idle or not).
     pub(crate) nr_workers: u32,
+    /// L: workers on the idle list.
     pub(crate) nr_idle: u32,
-    /// Idle workers' slots; the last is the most recently idle (LIFO).
+    /// L: idle workers' slots; the last is the most recently idle (LIFO).
     pub(crate) idle: Vec<usize>,
+    /// L: the workers.
     pub(crate) workers: Slab<WorkerSlot>,
-    /// Locked state of the pwqs feeding this pool.
+    /// L: locked state of the pwqs feeding this pool (check
+    /// `Pwq::released` before using a pwq's slot).
     pub(crate) pwqs: Slab<PwqState>,
-    /// A worker (or the monitor, or a queuer) is creating a worker.
+    /// L: a worker (or the monitor, or a queuer) is creating a worker.
     pub(crate) manager_active: bool,
-    /// Creation failed: no new attempt before this instant.
+    /// L: creation failed: no new attempt before this instant (counted in
+    /// `NR_STALLED` while set).
     pub(crate) create_retry_at: Option<Instant>,
+    /// L: worker ids (N in `kworker/C:N`).
     ids: IdAlloc,
-    /// Executions completed (progress, for the monitor and watchdog).
+    /// L: executions completed (progress, for the monitor and watchdog).
     pub(crate) nr_completed: u64,
 }
 
@@ -122,12 +131,14 @@ pub(crate) struct WorkerPool {
     pub(crate) cpu: Option<usize>,
     /// I: highpri pool (nice -20).
     pub(crate) highpri: bool,
-    /// I.
+    /// I: nice level and CPUs.
     pub(crate) attrs: PoolAttrs,
+    /// The pool lock (`L:`): everything in [`PoolState`].
     lock: Mutex<PoolState>,
     /// A: the nice level workers actually got (G20).
     pub(crate) nice_actual: AtomicI32,
-    /// A: number of pwqs using this pool.
+    /// A (changed with pwqs made and released): number of pwqs using this
+    /// pool; an unbound pool at zero lets its idle workers go.
     pub(crate) refcnt: AtomicU32,
     /// A: the monitor watches this pool (it had pending work behind a
     /// running worker). Set by queuers, cleared by the monitor.
@@ -508,11 +519,12 @@ pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
 /// the kernel's per-CPU pools), which lets a work item refer to the pool it
 /// is queued on by a plain reference.
 pub(crate) struct Pools {
-    /// Per possible CPU: [normal, highpri].
+    /// I: per possible CPU: [normal, highpri].
     pub(crate) cpu: Box<[[&'static WorkerPool; 2]]>,
-    /// Unbound pools, shared by equal attributes.
+    /// Its own lock (taken before `all`): unbound pools, shared by equal
+    /// attributes.
     unbound: Mutex<Vec<&'static WorkerPool>>,
-    /// Every pool by id.
+    /// Its own lock: every pool by id (written when a pool is made).
     all: RwLock<Vec<&'static WorkerPool>>,
 }
 

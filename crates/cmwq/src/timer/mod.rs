@@ -29,24 +29,32 @@ use wheel::Wheel;
 /// Wheel tick.
 pub(crate) const TICK_NS: u64 = 1_000_000;
 
-/// What an armed entry fires.
+/// What an armed entry fires. All fields `W:` (in the wheel, under its
+/// lock; whoever takes the entry off the wheel owns it). Annotations:
+/// `src/LOCKING.md`.
 #[derive(Default)]
 pub(crate) struct Target {
-    /// The item (a strong reference while armed).
+    /// W: the item (a strong reference while armed).
     work: Option<Work>,
-    /// Where to queue it.
+    /// W: where to queue it.
     wq: Option<Arc<WqInner>>,
+    /// W: the CPU asked for (`_on` variants).
     cpu: Option<usize>,
-    /// Exact deadline (clock ns) and arming order, for deadline order.
+    /// W: exact deadline (clock ns), for deadline order.
     when_ns: u64,
+    /// W: arming order, for deadline order among equal deadlines.
     seq: u64,
 }
 
 struct Timers {
+    /// W: the wheel (a leaf lock: nothing is taken while holding it).
     wheel: Mutex<Wheel<Target>>,
-    /// Tick until which the timer thread sleeps (u64::MAX: indefinitely).
+    /// A: tick until which the timer thread sleeps (u64::MAX:
+    /// indefinitely); written by the timer thread.
     sleep_until: AtomicU64,
+    /// A: wakes the timer thread.
     parker: Parker,
+    /// A: the timer thread was started (or a start is in flight).
     started: AtomicBool,
 }
 
