@@ -13,6 +13,26 @@ pub fn fail_next_spawns(n: u64) {
     FAIL_SPAWNS.store(n, SeqCst);
 }
 
+/// Microseconds a thread that created a worker outside a worker (a queuer,
+/// the monitor) waits before it looks at the pool again.
+static DELAY_AFTER_SPAWN_US: AtomicU64 = AtomicU64::new(0);
+
+/// Make a thread that created a worker from outside the pool wait `d`
+/// before it looks at the pool again (testing support: widens the window
+/// in which kicks rely on that creator).
+#[doc(hidden)]
+pub fn delay_after_spawn(d: std::time::Duration) {
+    DELAY_AFTER_SPAWN_US.store(d.as_micros() as u64, SeqCst);
+}
+
+#[inline]
+pub(crate) fn after_spawn() {
+    let us = DELAY_AFTER_SPAWN_US.load(Relaxed);
+    if us > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(us));
+    }
+}
+
 pub(crate) fn check_spawn() -> io::Result<()> {
     if FAIL_SPAWNS.load(Relaxed) == 0 {
         return Ok(());

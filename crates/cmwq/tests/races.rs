@@ -492,9 +492,11 @@ fn g4_g8_mod_delayed_on_a_draining_workqueue_is_refused() {
         let wq = wq.clone();
         std::thread::spawn(move || wq.drain())
     };
-    let probe = Work::new(|_| {});
+    // The drain is in force once a queue from here is refused (a fresh
+    // item each time: a pending one would be refused for that reason).
     assert!(
-        wait_until(Duration::from_secs(5), || !wq.queue(&probe)),
+        wait_until(Duration::from_secs(5), || !wq.queue(&Work::new(|_| {}))
+            && wq.refused() > 0),
         "drain started"
     );
     let refused_before = wq.refused();
@@ -521,4 +523,67 @@ fn g4_g8_mod_delayed_on_a_draining_workqueue_is_refused() {
     assert!(wq.mod_delayed(&x, Duration::ZERO), "x was still pending");
     x.flush();
     assert_eq!(c.load(SeqCst), 1);
+}
+
+/// A kick that comes while a queuer is creating a worker relies on that
+/// creator: the creator must look at the pool again after the creation.
+/// Here the worker it made runs an item, its unbound pool loses its last
+/// pwq (`apply_attrs`) and the worker leaves at once; the pool then gets a
+/// pwq again and an item, whose kick sees the creation still in progress.
+/// Before the fix the creator returned without looking again: the item
+/// never ran, and a drain of the workqueue hung.
+#[test]
+fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
+    let _s = serial();
+    setup_log();
+    let nice = |n| WqAttrs {
+        nice: n,
+        ..Default::default()
+    };
+    let wq = Arc::new(
+        Workqueue::builder("lost_kick")
+            .flags(WqFlags::UNBOUND)
+            .attrs(nice(9)) // attributes nothing else here uses
+            .build()
+            .unwrap(),
+    );
+    let c = counter();
+    let w1 = counting_work(&c);
+    let before = thread_names();
+    // The queue of w1 creates the pool's first worker and then waits
+    // before it looks at the pool again.
+    cmwq::delay_after_spawn(Duration::from_millis(1500));
+    let creator = {
+        let (wq, w1) = (wq.clone(), w1.clone());
+        std::thread::spawn(move || assert!(wq.queue(&w1)))
+    };
+    assert!(wait_until(Duration::from_secs(5), || c.load(SeqCst) == 1));
+    let prefix = thread_names()
+        .into_iter()
+        .find(|n| n.starts_with("kworker/u") && !before.contains(n))
+        .expect("the pool's worker")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string()
+        + ":";
+    // The pool loses its pwqs: its idle worker leaves.
+    wq.apply_attrs(&nice(8)).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || threads_named(
+        &prefix
+    ) == 0));
+    // Back: a new pwq on the same pool, and an item whose kick finds the
+    // creation of w1's worker still in progress.
+    wq.apply_attrs(&nice(9)).unwrap();
+    let w2 = counting_work(&c);
+    assert!(wq.queue(&w2));
+    assert!(!creator.is_finished(), "the window is still open");
+    creator.join().unwrap();
+    cmwq::delay_after_spawn(Duration::ZERO);
+    if !wait_until(Duration::from_secs(3), || c.load(SeqCst) == 2) {
+        // Dropping the workqueue would drain it, forever.
+        std::mem::forget(wq);
+        panic!("the item queued while a creation was in progress never ran");
+    }
+    wq.flush();
 }

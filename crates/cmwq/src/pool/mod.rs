@@ -307,9 +307,15 @@ pub(crate) fn after_kick(pool: &'static WorkerPool, k: Kick) {
 
 /// Create a worker if the pool needs one and nobody else is creating one.
 /// Called without the pool lock by queuers and the monitor.
+///
+/// Like the kernel's manager it checks the pool again after each creation:
+/// kicks that came while it was creating returned [`Kick::Pending`] and
+/// rely on it, and the worker it made may already be busy or gone (an
+/// unbound pool's last pwq was released meanwhile and its idle workers
+/// left; or one gave its thread way).
 pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
-    {
-        let mut g = pool.lock();
+    let mut g = pool.lock();
+    loop {
         if let Some(t) = g.create_retry_at {
             if Instant::now() < t {
                 return;
@@ -320,14 +326,19 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             return;
         }
         g.manager_active = true;
-    }
-    let r = create_worker(pool);
-    let failed = {
-        let mut g = pool.lock();
+        let r = MutexGuard::unlocked(&mut g, || {
+            let r = create_worker(pool);
+            crate::fault::after_spawn();
+            r
+        });
         g.manager_active = false;
-        creation_done(pool, &mut g, r)
-    };
-    after_creation(pool, failed);
+        let failed = creation_done(pool, &mut g, r);
+        MutexGuard::unlocked(&mut g, || after_creation(pool, failed));
+        if failed {
+            // Cooldown: the monitor, the next queue and waiters retry.
+            return;
+        }
+    }
 }
 
 /// Called by a worker that left idle and found no other idle worker (the
