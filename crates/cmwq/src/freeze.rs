@@ -37,7 +37,8 @@ fn freezable_pwqs() -> Vec<Arc<Pwq>> {
 
 /// Stop starting items of `FREEZABLE` workqueues (queued ones stay queued)
 /// and wait until none of their items is running (G24). Other workqueues
-/// are unaffected. Freezing twice is a no-op.
+/// are unaffected. Freezing while frozen changes nothing and waits the
+/// same way.
 ///
 /// Called from inside an item of a `FREEZABLE` workqueue it freezes the
 /// rest and does not wait for the calling item (as `flush` from inside an
@@ -47,20 +48,34 @@ pub fn freeze() {
     let gen = {
         let _g = FREEZER.lock();
         if FROZEN.swap(true, SeqCst) {
-            return;
+            // Frozen already: wait like the freeze that did it (whose wait
+            // may still be in progress).
+            GENERATION.load(SeqCst)
+        } else {
+            freeze_locked()
         }
-        let gen = GENERATION.fetch_add(1, SeqCst) + 1;
-        for p in freezable_pwqs() {
-            let mut g = p.pool.lock();
-            if p.released.load(Relaxed) {
-                continue;
-            }
-            // Items already on the worklist have not started: put them back
-            // at the head of the inactive list, in order.
-            pwq::deactivate_queued(&mut g, &p);
-        }
-        gen
     };
+    wait_frozen(gen);
+}
+
+/// Freeze, under the freezer lock: returns the new generation.
+fn freeze_locked() -> u64 {
+    let gen = GENERATION.fetch_add(1, SeqCst) + 1;
+    for p in freezable_pwqs() {
+        let mut g = p.pool.lock();
+        if p.released.load(Relaxed) {
+            continue;
+        }
+        // Items already on the worklist have not started: put them back at
+        // the head of the inactive list, in order.
+        pwq::deactivate_queued(&mut g, &p);
+    }
+    gen
+}
+
+/// Wait until no item of a FREEZABLE workqueue runs (but the caller's
+/// own), or a thaw ended freeze generation `gen`.
+fn wait_frozen(gen: u64) {
     // The calling item's own execution (if any) is active on its pwq.
     let own = crate::worker::current_exec().map(|(_, pwq)| pwq);
     for p in freezable_pwqs() {

@@ -175,11 +175,14 @@ impl Parker {
 /// thread can be had).
 pub(crate) fn wait_on(key: usize, ready: impl Fn() -> bool) {
     while !ready() {
-        let stalled = crate::pool::creation_stalled();
+        // Also while the monitor is not running (it could not start): a
+        // creation that fails after this wait began would have nobody else
+        // to retry it.
+        let stalled = crate::pool::creation_stalled() || !crate::monitor::started();
         let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
         // SAFETY: `key` is an address we own for the wait's duration; the
         // closures do not panic and do not call into parking_lot_core.
-        let r = unsafe {
+        unsafe {
             parking_lot_core::park(
                 key,
                 || !ready(),
@@ -187,9 +190,9 @@ pub(crate) fn wait_on(key: usize, ready: impl Fn() -> bool) {
                 |_, _| {},
                 parking_lot_core::DEFAULT_PARK_TOKEN,
                 deadline,
-            )
-        };
-        if stalled && matches!(r, parking_lot_core::ParkResult::TimedOut) {
+            );
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             crate::pool::help_stalled_creation();
         }
     }

@@ -276,10 +276,16 @@ fn worker_main(w: Arc<Worker>) {
             .cpu_intensive_thresh
             .map_or(0, |d| d.as_nanos() as u64),
     };
+    let mut deferred = Deferred::default();
     let mut g = pool.lock();
     'woke_up: loop {
         if g.workers[w.slot].flags & WORKER_DIE != 0 {
-            break 'woke_up;
+            if !need_more_worker(&g) {
+                break 'woke_up;
+            }
+            // Asked to give way, but its own pool got work meanwhile (and
+            // found no idle worker): stay and run it.
+            g.workers[w.slot].flags &= !WORKER_DIE;
         }
         leave_idle(&mut g, w.slot);
         'recheck: loop {
@@ -292,7 +298,7 @@ fn worker_main(w: Arc<Worker>) {
             update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
             loop {
                 let work = g.worklist.pop_front().expect("worklist not empty");
-                g = process_one_work(g, &w, &mut acct, work);
+                g = process_one_work(g, &w, &mut acct, &mut deferred, work);
                 if !keep_working(&g) {
                     break;
                 }
@@ -308,6 +314,7 @@ fn worker_main(w: Arc<Worker>) {
         let timeout = settings().idle_timeout;
         loop {
             let woken = MutexGuard::unlocked(&mut g, || {
+                deferred.drop_now();
                 // No switch records while parked (perf detection). Its
                 // switch-in goes unrecorded: if it runs an item of a
                 // watched pool, the monitor is told (its blocks are
@@ -335,6 +342,7 @@ fn worker_main(w: Arc<Worker>) {
     }
     pool::remove_worker(&mut g, w.slot);
     drop(g);
+    deferred.drop_now();
     SELF.with(|s| s.set(ptr::null()));
 }
 
@@ -403,7 +411,13 @@ struct Exec {
 
 /// Run one item taken off the worklist (the kernel's process_one_work). The
 /// lock is dropped while the function runs.
-fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -> PoolGuard {
+fn process_one_work(
+    mut g: PoolGuard,
+    w: &Worker,
+    acct: &mut Acct,
+    deferred: &mut Deferred,
+    work: Work,
+) -> PoolGuard {
     let inner = work.inner();
     // SAFETY: the item was QUEUED on this pool's worklist and we hold the
     // pool lock, so its slot is stable and ours to read.
@@ -411,7 +425,7 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
     let seq = match inner.state.dequeue() {
         // G3: it is running on another worker, which will run it again.
         Dequeued::Collided => {
-            work_outside_lock(&mut g, work);
+            deferred.put(&mut g, work);
             return g;
         }
         Dequeued::Start { seq } => seq,
@@ -443,6 +457,7 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
         let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
             if let Some(k) = kick.take() {
                 pool::after_kick(pool, k);
+                deferred.drop_now();
             }
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
@@ -509,7 +524,7 @@ fn process_one_work(mut g: PoolGuard, w: &Worker, acct: &mut Acct, work: Work) -
     });
     g.nr_completed += 1;
     pool.completed.store(g.nr_completed, Relaxed);
-    work_outside_lock(&mut g, work);
+    deferred.put(&mut g, work);
     g
 }
 
@@ -542,11 +557,29 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
     }
 }
 
-/// Drop our reference to a work item with the pool lock released: the
-/// last reference runs the closure's destructor, which is user code.
-fn work_outside_lock(g: &mut PoolGuard, work: Work) {
-    if Work::strong_count(&work) == 1 {
-        MutexGuard::unlocked(g, move || crate::work::drop_contained(work));
+/// The worker's handle on the item it ran last, given up at its next
+/// unlocked moment (the next execution's unlocked section, or before it
+/// parks): never under the pool lock, since whether it is the last handle
+/// (whose drop runs the closure's destructor, user code) can change at any
+/// moment, and without an extra lock round trip per item.
+#[derive(Default)]
+struct Deferred(Option<Work>);
+
+impl Deferred {
+    /// Keep `work` to drop later (under the pool lock `g`).
+    fn put(&mut self, g: &mut PoolGuard, work: Work) {
+        if let Some(old) = self.0.replace(work) {
+            // Two in a row without an unlocked moment (a collision): drop
+            // the older one now.
+            MutexGuard::unlocked(g, move || crate::work::drop_contained(old));
+        }
+    }
+
+    /// Drop the kept handle; only without the pool lock.
+    fn drop_now(&mut self) {
+        if let Some(w) = self.0.take() {
+            crate::work::drop_contained(w);
+        }
     }
 }
 

@@ -587,3 +587,35 @@ fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
     }
     wq.flush();
 }
+
+/// A second `freeze()` while the first still waits for a running item
+/// waits too (G24: it returns once no FREEZABLE item runs). Before the fix
+/// it saw the workqueues frozen and returned at once.
+#[test]
+fn g24_a_concurrent_second_freeze_waits_for_running_items() {
+    let _s = serial();
+    setup_log();
+    let wq = Workqueue::builder("second_freeze")
+        .flags(WqFlags::FREEZABLE)
+        .build()
+        .unwrap();
+    let gate = Gate::new();
+    let g2 = gate.clone();
+    let long = Work::new(move |_| g2.wait());
+    assert!(wq.queue(&long));
+    assert!(wait_until(Duration::from_secs(5), || long.is_running()));
+    let first = std::thread::spawn(cmwq::freeze);
+    std::thread::sleep(Duration::from_millis(20));
+    let second = std::thread::spawn(cmwq::freeze);
+    std::thread::sleep(Duration::from_millis(100));
+    let returned_early = second.is_finished();
+    gate.open();
+    first.join().unwrap();
+    second.join().unwrap();
+    cmwq::thaw();
+    long.flush();
+    assert!(
+        !returned_early,
+        "a second freeze returned while a FREEZABLE item still ran"
+    );
+}

@@ -271,6 +271,13 @@ fn spawn_monitor() {
     }
 }
 
+/// Whether the monitor thread was started (or its start is in flight);
+/// true before the pools exist (nothing to retry then).
+#[inline]
+pub(crate) fn started() -> bool {
+    MONITOR.get().is_none() || STARTED.load(Relaxed)
+}
+
 /// Start the monitor thread if it could not start before (a thread limit at
 /// first use). Called where a thread was just had (a worker was created)
 /// and by waiters helping stalled creations; one load when it runs.

@@ -332,8 +332,11 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             r
         });
         g.manager_active = false;
-        let failed = creation_done(pool, &mut g, r);
-        MutexGuard::unlocked(&mut g, || after_creation(pool, failed));
+        let err = creation_done(&mut g, r);
+        let failed = err.is_some();
+        // Items wait with no worker: ask another pool's idle one to give
+        // its thread way.
+        MutexGuard::unlocked(&mut g, || after_creation(pool, err, true));
         if failed {
             // Cooldown: the monitor, the next queue and waiters retry.
             return;
@@ -358,8 +361,11 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
     g.manager_active = true;
     let r = MutexGuard::unlocked(g, || create_worker(pool));
     g.manager_active = false;
-    let failed = creation_done(pool, g, r);
-    MutexGuard::unlocked(g, || after_creation(pool, failed));
+    let err = creation_done(g, r);
+    // A spare: the caller runs the items itself, so nothing waits for this
+    // worker and no other pool's worker is asked to give way (two pools
+    // would take turns killing each other's spares).
+    MutexGuard::unlocked(g, || after_creation(pool, err, false));
     true
 }
 
@@ -375,20 +381,16 @@ fn clear_retry(g: &mut PoolState) {
 }
 
 /// Record the outcome of a creation attempt (under the pool lock). Returns
-/// whether it failed; the caller then calls [`after_creation`] unlocked.
-fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>) -> bool {
-    let Err(e) = r else {
-        return false;
-    };
+/// the error if it failed; the caller then calls [`after_creation`]
+/// unlocked (which reports it: the log hook is user code, never called
+/// under a pool lock).
+fn creation_done(g: &mut PoolState, r: io::Result<()>) -> Option<io::Error> {
+    let e = r.err()?;
     if g.create_retry_at.is_none() {
         NR_STALLED.fetch_add(1, Relaxed);
     }
     g.create_retry_at = Some(Instant::now() + settings().create_cooldown);
-    crate::event::report(crate::Event::WorkerCreateFailed {
-        pool: pool.worker_name(0).trim_end_matches('0'),
-        error: &e.to_string(),
-    });
-    true
+    Some(e)
 }
 
 /// After a creation attempt, without the pool lock. On failure: ask an
@@ -397,12 +399,19 @@ fn creation_done(pool: &'static WorkerPool, g: &mut PoolState, r: io::Result<()>
 /// have the monitor retry after the cooldown (the next queue, and waiters,
 /// retry too). On success: threads can be had, so start the monitor if it
 /// could not start before.
-fn after_creation(pool: &'static WorkerPool, failed: bool) {
-    if failed {
-        give_way_for(pool);
-        crate::monitor::wake();
-    } else {
-        crate::monitor::ensure_running();
+fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_way: bool) {
+    match err {
+        Some(e) => {
+            crate::event::report(crate::Event::WorkerCreateFailed {
+                pool: pool.worker_name(0).trim_end_matches('0'),
+                error: &e.to_string(),
+            });
+            if ask_give_way {
+                give_way_for(pool);
+            }
+            crate::monitor::wake();
+        }
+        None => crate::monitor::ensure_running(),
     }
 }
 
@@ -445,14 +454,18 @@ fn give_way_for(pool: &'static WorkerPool) -> bool {
             continue;
         }
         let mut g = other.lock();
-        if !g.worklist.is_empty() {
+        // Not a pool with work, nor one creating a worker itself, nor the
+        // last spare of a pool whose runners may block and need it.
+        if !g.worklist.is_empty()
+            || g.manager_active
+            || g.idle.is_empty()
+            || (g.nr_idle == 1 && g.nr_running > 0)
+        {
             continue;
         }
-        let Some(slot) = g.idle.pop() else {
-            continue;
-        };
-        // Off the idle list at once, so no kick picks it; it sees DIE when
-        // it wakes and leaves the pool.
+        // The coldest idle worker; off the idle list at once, so no kick
+        // picks it; it sees DIE when it wakes and leaves the pool.
+        let slot = g.idle.remove(0);
         g.nr_idle -= 1;
         let ws = &mut g.workers[slot];
         ws.flags = (ws.flags & !WORKER_IDLE) | WORKER_DIE;

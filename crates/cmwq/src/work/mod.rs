@@ -426,7 +426,7 @@ impl Work {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn strong_count(w: &Work) -> usize {
         Arc::strong_count(&w.inner)
     }
@@ -460,9 +460,9 @@ impl fmt::Debug for Work {
 /// contained and reported (G4, G5) instead of unwinding through the thread,
 /// which would leave its pool counting a worker that is gone.
 pub(crate) fn drop_contained(work: Work) {
-    if Work::strong_count(&work) > 1 {
-        return;
-    }
+    // No early return on "not the last handle": another holder may drop
+    // its handle between such a check and ours. `catch_unwind` costs
+    // nothing unless the destructor panics.
     let name = work.name();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(work)));
     if let Err(payload) = r {
