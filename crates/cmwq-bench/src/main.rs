@@ -1,4 +1,4 @@
-//! `cmwq-bench`: the benchmark harness of BENCH.md.
+//! `cmwq-bench`: the benchmark harness of BENCHMARKS.md.
 //!
 //! ```text
 //! cargo run --release -p cmwq-bench -- <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
@@ -6,7 +6,7 @@
 //!
 //! Prints one table per scenario (B1..B9) with every system measured side
 //! by side in this run, medians of `--reps` repetitions, a ratio column
-//! against cmwq, and the BENCH.md target checked MET or MISSED; `--json`
+//! against cmwq, and the BENCHMARKS.md target checked MET or MISSED; `--json`
 //! writes the same figures as JSON, `--md` (`--markdown`) as the
 //! BENCHMARKS.md page. `--quick` shrinks every scenario (CI smoke test).
 

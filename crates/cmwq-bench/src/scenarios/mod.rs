@@ -1,4 +1,4 @@
-//! The scenarios of BENCH.md, one module each. Each `run` measures every
+//! The scenarios of BENCHMARKS.md, one module each. Each `run` measures every
 //! system of its table in this run and returns the table; scenarios that
 //! need a process of their own also have a `child` entry point, reached
 //! through the hidden `__child` subcommand.
