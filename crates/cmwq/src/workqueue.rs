@@ -605,15 +605,15 @@ impl Workqueue {
         check_cpu("is_congested", cpu);
         loop {
             let r = self.inner.table.read(cpu, |t| {
-                let p = t.per_cpu.get(cpu)?;
+                let Some(p) = t.per_cpu.get(cpu) else {
+                    return Some(false); // destroyed
+                };
                 let g = p.pool.lock();
                 // Released: the table was replaced since we loaded it.
                 (!p.released.load(Relaxed)).then(|| !g.pwqs[p.slot].inactive.is_empty())
             });
-            match r {
-                Some(congested) => return congested,
-                None if self.inner.table.read(cpu, |t| t.per_cpu.is_empty()) => return false,
-                None => continue,
+            if let Some(congested) = r {
+                return congested;
             }
         }
     }
@@ -659,12 +659,19 @@ impl WqInner {
     /// PENDING. True if the caller now owns PENDING.
     #[inline]
     fn grab(&self, work: &Work) -> bool {
+        !self.refuses_caller() && work.inner().state.try_grab_for_queue().is_ok()
+    }
+
+    /// G8: a queue from outside this workqueue's own items during a drain
+    /// or destruction is refused (counted and reported once).
+    #[inline]
+    fn refuses_caller(&self) -> bool {
         let sh = &*self.shared;
-        if sh.refusing() && !self.executing_own() {
+        let refused = sh.refusing() && !self.executing_own();
+        if refused {
             sh.note_refused();
-            return false;
         }
-        work.inner().state.try_grab_for_queue().is_ok()
+        refused
     }
 
     #[inline]
@@ -697,9 +704,7 @@ impl WqInner {
         // G8: during a drain a queue from anywhere else is refused before
         // anything is touched: the item stays as it was (pending where it
         // was, or idle), and the caller is told (false).
-        let sh = &*self.shared;
-        if sh.refusing() && !self.executing_own() {
-            sh.note_refused();
+        if self.refuses_caller() {
             return false;
         }
         // Debounce fast path: an armed item only moves in the wheel.
@@ -876,19 +881,16 @@ impl WqInner {
                     .any(|q| Arc::ptr_eq(q, p))
             };
             all.retain(|p| {
-                if p.busy() {
-                    busy = true;
-                    return true;
-                }
                 if current(p) {
+                    busy |= p.busy();
                     return true;
                 }
+                // Released only if empty (checked under its pool lock).
                 match p.try_release() {
                     Some(st) => {
                         released.push((st, p.cpu_time_ns.load(Relaxed)));
                         false
                     }
-                    // An item slipped in after the check.
                     None => {
                         busy = true;
                         true
