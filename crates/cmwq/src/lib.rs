@@ -225,6 +225,10 @@ pub mod __bench {
     pub fn monitor_marked_hog() -> u64 {
         crate::monitor::MARKED_HOG.load(Relaxed)
     }
+    /// Idle workers that exited so another pool could have their thread.
+    pub fn workers_gave_way() -> u64 {
+        crate::pool::GAVE_WAY.load(Relaxed)
+    }
     /// Wake-ups of the timer thread so far.
     pub fn timer_wakeups() -> u64 {
         crate::timer::WAKEUPS.load(Relaxed)

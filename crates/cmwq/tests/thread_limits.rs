@@ -141,6 +141,10 @@ fn child_give_way() {
         "at the limit"
     );
     assert!(
+        cmwq::__bench::workers_gave_way() >= 1,
+        "CPU 0's idle worker gave its thread way"
+    );
+    assert!(
         took < Duration::from_secs(2),
         "CPU 1's item waited {took:?} behind CPU 0's idle worker"
     );
