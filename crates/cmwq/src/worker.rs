@@ -498,23 +498,28 @@ fn process_one_work(
                 g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
             }
         }
-        let this_seq = exec.seq;
-        retire_exec(&mut g, pool, exec, panicked);
-        inner.done.store(this_seq, Release);
-        match inner.state.finish() {
-            Finished::Idle { waiters } => {
+        // The kernel's order: the execution's counters first (so a flush
+        // that returns sees them), then the item reads idle, and only then
+        // its in-flight count drops, which is what releases workqueue
+        // flushers and drainers: when `Workqueue::flush` returns, the items
+        // it waited for read idle (G7), panicking ones too (G5).
+        count_exec(&mut g, pool, &exec, panicked);
+        inner.done.store(exec.seq, Release);
+        let finished = inner.state.finish();
+        let next = match finished {
+            Finished::Idle { waiters } | Finished::Handover { waiters } => {
                 if waiters {
                     util::wake_all(work.key());
                 }
-                break;
+                matches!(finished, Finished::Handover { .. })
             }
-            Finished::Handover { waiters } => {
-                if waiters {
-                    util::wake_all(work.key());
-                }
-                exec = handover(&mut g, w, &work);
-            }
+        };
+        if !next {
+            retire_exec(&mut g, pool, exec, panicked);
+            break;
         }
+        let prev = std::mem::replace(&mut exec, handover(&mut g, w, &work));
+        retire_exec(&mut g, pool, prev, panicked);
     }
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
@@ -583,19 +588,30 @@ impl Deferred {
     }
 }
 
-/// Account the end of an execution on its pwq (which may belong to another
-/// pool after a handover). `g` is the worker's own pool lock.
-fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicked: bool) {
-    let account = |st: &mut PoolState| {
-        let s = &mut st.pwqs[exec.pwq.slot].stats;
-        s.completed += 1;
-        if panicked {
-            s.panics += 1;
-        }
-        pwq::dec_nr_in_flight(st, &exec.pwq, exec.color, exec.active)
-    };
+/// Count a finished execution on its pwq, while it still reads running.
+/// A pwq of another pool (after a handover) is counted in
+/// [`retire_exec`], which must take that pool's lock anyway.
+fn count_exec(g: &mut PoolState, pool: &'static WorkerPool, exec: &Exec, panicked: bool) {
     if ptr::eq(exec.pwq.pool, pool) {
-        if account(g) {
+        count(g, exec, panicked);
+    }
+}
+
+fn count(st: &mut PoolState, exec: &Exec, panicked: bool) {
+    let s = &mut st.pwqs[exec.pwq.slot].stats;
+    s.completed += 1;
+    if panicked {
+        s.panics += 1;
+    }
+}
+
+/// Retire an execution that ended (and reads idle, or was handed over):
+/// drop its in-flight count on its pwq (which may belong to another pool
+/// after a handover), releasing flushers. `g` is the worker's own pool
+/// lock.
+fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicked: bool) {
+    if ptr::eq(exec.pwq.pool, pool) {
+        if pwq::dec_nr_in_flight(g, &exec.pwq, exec.color, exec.active) {
             let k = pool::kick_pool(g);
             if k == Kick::NeedWorker {
                 MutexGuard::unlocked(g, || pool::ensure_worker(pool));
@@ -605,7 +621,8 @@ fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicke
         let other = exec.pwq.pool;
         MutexGuard::unlocked(g, || {
             let mut g2 = other.lock();
-            let k = if account(&mut g2) {
+            count(&mut g2, &exec, panicked);
+            let k = if pwq::dec_nr_in_flight(&mut g2, &exec.pwq, exec.color, exec.active) {
                 pool::kick_pool(&mut g2)
             } else {
                 Kick::NotNeeded

@@ -269,7 +269,14 @@ impl Work {
             s.seq()
         };
         worker::blocking(|| {
-            self.wait_while(|s| !s.idle() && !seq_reached(inner.done.load(Acquire), target))
+            // Done when execution `target` has ended and reads so: its
+            // count is stored just before RUNNING is cleared, so "reached"
+            // alone could return while it still reads running (G6).
+            self.wait_while(|s| {
+                !s.idle()
+                    && !(seq_reached(inner.done.load(Acquire), target)
+                        && !(s.running() && s.seq() == target))
+            })
         });
         true
     }
