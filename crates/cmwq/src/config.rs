@@ -179,10 +179,8 @@ pub(crate) struct Settings {
     pub(crate) cpu_intensive_thresh: Option<Duration>,
     pub(crate) detect: Detect,
     pub(crate) stall_window: Duration,
-    #[allow(dead_code)] // read by the watchdog (G23)
     pub(crate) watchdog_thresh: Option<Duration>,
     pub(crate) idle_timeout: Duration,
-    #[allow(dead_code)] // read by the rescuer's mayday timer (G22)
     pub(crate) mayday_timeout: Duration,
     pub(crate) affinity_scope: Scope,
     pub(crate) power_efficient: bool,

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::pool::{pools, WORKER_CPU_INTENSIVE};
+use crate::pool::{pools, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::topology::{topology, CpuMask, Scope};
 use crate::workqueue::{all_workqueues, WqInner};
 use crate::WqFlags;
@@ -139,10 +139,9 @@ pub(crate) fn dump() -> String {
     let cpus_len = topo.allowed.to_hex().len().max("unbound_cpus".len());
     let _ = writeln!(
         o,
-        "[{:^w$}\\ {:cpus_len$}    pid {:cpus_len$} ]",
+        "[{:^w$}\\ {:cpus_len$}    pid rescuer         state]",
         "workqueue",
         "unbound_cpus",
-        "rescuer_cpus",
         w = NAME_LEN - 2
     );
     for wq in wqs.iter().filter(|w| w.mem_reclaim) {
@@ -155,10 +154,14 @@ pub(crate) fn dump() -> String {
                 None => topo.allowed.to_hex(),
             })
             .unwrap_or_default();
+        let (tid, name, state) = match &wq.shared.rescuer {
+            Some(r) => (r.tid.load(Relaxed).to_string(), r.name.as_str(), r.state()),
+            None => ("-".into(), "-", "stopped".into()),
+        };
         let _ = writeln!(
             o,
-            "{:NAME_LEN$} {cpus:cpus_len$} {:>6} {:cpus_len$}",
-            wq.shared.name, "-", "-"
+            "{:NAME_LEN$} {cpus:cpus_len$} {tid:>6} {name:15} {state}",
+            wq.shared.name
         );
     }
 
@@ -196,10 +199,18 @@ pub(crate) fn dump() -> String {
                 } else {
                     "running"
                 };
+                let name = if ws.flags & WORKER_RESCUER != 0 {
+                    pwq.wq
+                        .rescuer
+                        .as_ref()
+                        .map_or_else(String::new, |r| r.name.clone())
+                } else {
+                    p.worker_name(ws.worker.id)
+                };
                 Some(format!(
                     "{}:{}({}) [{}] {state}",
                     ws.worker.tid.load(Relaxed),
-                    p.worker_name(ws.worker.id),
+                    name,
                     work.name.unwrap_or("work"),
                     pwq.wq.name,
                 ))

@@ -42,4 +42,15 @@ pub enum Error {
         /// What it was set to.
         value: String,
     },
+    /// A thread the workqueue needs could not be started: the rescuer of a
+    /// `MEM_RECLAIM` workqueue (G22), or the monitor thread that sends it
+    /// maydays. As in the kernel's `alloc_workqueue`, the workqueue is not
+    /// created rather than created without its guarantee.
+    #[error("could not start {what}: {error}")]
+    ThreadStart {
+        /// The thread, e.g. `rescuer kworker/R-name`.
+        what: String,
+        /// The error from the OS.
+        error: String,
+    },
 }

@@ -67,7 +67,8 @@ pub enum Event<'a> {
         pool: &'a str,
         /// How long it has made no progress.
         for_ms: u64,
-        /// The workqueues of the items its workers are running.
+        /// What its workers are running: `workqueue/item for 12.3s`,
+        /// comma-separated, `(blocked)` after those known to block.
         running: &'a str,
     },
     /// A misuse detected at run time (an unbalanced `enable`, for example).
@@ -117,8 +118,9 @@ impl fmt::Display for Event<'_> {
                 running,
             } => write!(
                 f,
-                "BUG: workqueue lockup - pool {pool} stuck for {}s, running: {running}",
-                for_ms / 1000
+                "BUG: workqueue lockup - pool {pool} stuck for {}.{:01}s, running: {running}",
+                for_ms / 1000,
+                for_ms % 1000 / 100
             ),
             Event::Misuse { message } => write!(f, "misuse: {message}"),
         }

@@ -196,6 +196,25 @@ impl WorkList {
         out
     }
 
+    /// Unlink and return the first item for which `pred` holds (a rescuer
+    /// taking its workqueue's items off a pool's worklist, one at a time so
+    /// that the others stay where cancellers look for them).
+    pub(crate) fn take_first(&mut self, mut pred: impl FnMut(&WorkInner) -> bool) -> Option<Work> {
+        let mut cur = self.head;
+        while let Some(p) = cur {
+            // SAFETY: as in `extract`: `p` is on this list, guarded by the
+            // lock we hold; `next` is read before anything is unlinked.
+            unsafe {
+                cur = Self::link(p).next;
+                if pred(p.as_ref()) {
+                    self.unlink(p);
+                    return Some(Work::from_raw(p));
+                }
+            }
+        }
+        None
+    }
+
     /// Visit every item, first to last.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&WorkInner)) {
         let mut cur = self.head;

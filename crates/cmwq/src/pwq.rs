@@ -66,6 +66,8 @@ pub(crate) struct WqShared {
     pub(crate) nr_pwqs_to_flush: AtomicUsize,
     /// A: timers armed for this workqueue (G25 cancels them on destroy).
     pub(crate) nr_timers: AtomicUsize,
+    /// I: the rescuer of a `MEM_RECLAIM` workqueue (G22).
+    pub(crate) rescuer: Option<Arc<crate::rescuer::Rescuer>>,
 }
 
 impl WqShared {
@@ -152,6 +154,10 @@ pub(crate) struct PwqState {
     pub(crate) inactive: WorkList,
     /// L: the `PWQ_STAT_*` counters.
     pub(crate) stats: PwqStats,
+    /// L: on its workqueue rescuer's mayday list (the kernel's
+    /// `mayday_node` being linked): asked for once until the rescuer takes
+    /// it.
+    pub(crate) on_mayday: bool,
 }
 
 impl PwqState {
@@ -250,6 +256,7 @@ pub(crate) fn insert_work(g: &mut PoolState, pwq: &Arc<Pwq>, work: &Work) -> boo
         // SAFETY: we hold the pool lock that guards the worklist; the item
         // is on no list.
         unsafe { g.worklist.push_back(work.clone()) };
+        crate::watchdog::touch();
     } else {
         // SAFETY: as above, for the pwq's inactive list (same pool lock).
         unsafe { st.inactive.push_back(work.clone()) };
@@ -278,6 +285,7 @@ pub(crate) fn activate_inactive(g: &mut PoolState, pwq: &Pwq) -> bool {
         crate::trace::activate_work!(pwq.wq.name, work);
         // SAFETY: pool lock held, the item was just unlinked.
         unsafe { g.worklist.push_back(work) };
+        crate::watchdog::touch();
         moved = true;
     }
     moved

@@ -59,4 +59,18 @@ macro_rules! execute_end {
     };
 }
 
-pub(crate) use {activate_work, execute_end, execute_start, queue_work};
+/// A pool sent a mayday for a workqueue's pwq (G22; the kernel has no
+/// tracepoint here, `wq_monitor.py` counts them).
+macro_rules! mayday {
+    ($wq:expr, $pool:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_mayday",
+            workqueue = %$wq,
+            pool = $pool,
+        );
+    };
+}
+
+pub(crate) use {activate_work, execute_end, execute_start, mayday, queue_work};

@@ -17,7 +17,7 @@ use crate::monitor::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
     Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
-    WORKER_PREP,
+    WORKER_PREP, WORKER_RESCUER, WORKER_UNBOUND,
 };
 use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
@@ -230,6 +230,19 @@ struct Acct {
 const ACCT_PERIOD_NS: u64 = 2_000_000;
 
 impl Acct {
+    fn new() -> Acct {
+        let now = util::coarse_ns();
+        Acct {
+            pwq: None,
+            cpu0: util::thread_cpu_ns(),
+            coarse0: now,
+            clock: now,
+            hog_ns: settings()
+                .cpu_intensive_thresh
+                .map_or(0, |d| d.as_nanos() as u64),
+        }
+    }
+
     fn charge(&mut self) {
         let now = util::thread_cpu_ns();
         if let Some(p) = &self.pwq {
@@ -266,16 +279,7 @@ fn worker_main(w: Arc<Worker>) {
     setup_thread(&w);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
     let pool = w.pool;
-    let now = util::coarse_ns();
-    let mut acct = Acct {
-        pwq: None,
-        cpu0: util::thread_cpu_ns(),
-        coarse0: now,
-        clock: now,
-        hog_ns: settings()
-            .cpu_intensive_thresh
-            .map_or(0, |d| d.as_nanos() as u64),
-    };
+    let mut acct = Acct::new();
     let mut deferred = Deferred::default();
     let mut g = pool.lock();
     'woke_up: loop {
@@ -440,7 +444,7 @@ fn process_one_work(
         active,
         seq,
     };
-    start_exec(&mut g, w, &work, &exec);
+    start_exec(&mut g, w, &work, &exec, acct.clock);
     // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
     // the next idle worker for the next item.
     let k = pool::kick_pool(&mut g);
@@ -518,7 +522,7 @@ fn process_one_work(
             retire_exec(&mut g, pool, exec, panicked);
             break;
         }
-        let prev = std::mem::replace(&mut exec, handover(&mut g, w, &work));
+        let prev = std::mem::replace(&mut exec, handover(&mut g, w, &work, acct.clock));
         retire_exec(&mut g, pool, prev, panicked);
     }
     update_worker(&mut g, w.slot, |ws| {
@@ -534,12 +538,15 @@ fn process_one_work(
 }
 
 /// Record the start of an execution on the worker (under its pool lock).
-fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
+fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u64) {
     let intensive = exec.pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
+    let mut rescuer = false;
     update_worker(g, w.slot, |ws| {
+        rescuer = ws.flags & WORKER_RESCUER != 0;
         ws.current = Some(Current {
             work: work.as_ptr(),
             pwq: Arc::as_ptr(&exec.pwq),
+            since,
         });
         ws.slept = false;
         ws.hog = false;
@@ -557,8 +564,13 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec) {
     });
     // Only this thread writes exec_seq: no read-modify-write needed.
     w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
+    g.nr_started += 1;
     if ptr::eq(exec.pwq.pool, w.pool) {
-        g.pwqs[exec.pwq.slot].stats.started += 1;
+        let st = &mut g.pwqs[exec.pwq.slot].stats;
+        st.started += 1;
+        if rescuer {
+            st.rescued += 1;
+        }
     }
 }
 
@@ -635,7 +647,7 @@ fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicke
 
 /// G3 hand-over: a collided pending instance was handed to us when the
 /// previous execution ended. Start it (under our pool lock `g`).
-fn handover(g: &mut PoolGuard, w: &Worker, work: &Work) -> Exec {
+fn handover(g: &mut PoolGuard, w: &Worker, work: &Work, since: u64) -> Exec {
     let inner = work.inner();
     // SAFETY: `finish` returned Handover, which made us the owner of
     // PENDING, so the slot is ours to read.
@@ -653,7 +665,7 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work) -> Exec {
         active,
         seq,
     };
-    start_exec(g, w, work, &exec);
+    start_exec(g, w, work, &exec, since);
     if !ptr::eq(exec.pwq.pool, w.pool) {
         let other = exec.pwq.pool;
         let slot = exec.pwq.slot;
@@ -671,4 +683,78 @@ fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) 
     });
     // The payload may run user code when dropped; contain that too.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+}
+
+/// A rescuer runs the items of its workqueue's pwq `pwq` that wait on that
+/// pwq's pool (the kernel's rescuer_thread, for one mayday): it attaches to
+/// the pool as an extra worker (pinned to the pool's CPUs; `WORKER_PREP`
+/// kept, so it never counts in `nr_running`), runs those items one by one
+/// through the same path as any worker (non-reentrancy, max_active, flush
+/// colours and stats all hold; each execution counts in `rescued`), then
+/// detaches. If the pool still cannot get a worker and more of the pwq's
+/// items wait, it asks again.
+pub(crate) fn rescue(r: &crate::rescuer::Rescuer, pwq: Arc<Pwq>) {
+    let pool = pwq.pool;
+    let topo = crate::topology::topology();
+    let cpus = pool.attrs.cpus.and(&topo.allowed);
+    if !cpus.is_empty() {
+        let _ = rustix::thread::sched_setaffinity(None, &cpus.to_rustix());
+    }
+    let target = Arc::as_ptr(&pwq);
+    let mine = |i: &WorkInner| ptr::addr_eq(i.queued_pwq_raw(), target);
+    let mut g = pool.lock();
+    if pwq.released.load(Relaxed) {
+        return;
+    }
+    g.pwqs[pwq.slot].on_mayday = false;
+    let slot = g.workers.next_key();
+    let w = Arc::new(Worker::new(pool, slot, 0));
+    w.tid.store(r.tid.load(Relaxed), Relaxed);
+    if let Some(id) = util::own_cpu_clock() {
+        w.cpu_clock.store(id, Relaxed);
+    }
+    let flags = WORKER_PREP | WORKER_RESCUER | if pool.bound() { 0 } else { WORKER_UNBOUND };
+    let got = g.workers.insert(crate::pool::WorkerSlot {
+        worker: w.clone(),
+        flags,
+        sleeping: false,
+        sleeping_by_monitor: false,
+        slept: false,
+        hog: false,
+        current: None,
+        last_active: Instant::now(),
+    });
+    debug_assert_eq!(got, slot);
+    r.attached.store(pool.id, Relaxed);
+    SELF.with(|s| s.set(Arc::as_ptr(&w)));
+    let mut acct = Acct::new();
+    let mut deferred = Deferred::default();
+    // The items waiting now; ones queued meanwhile wait for the next round
+    // (asked for below while the pool still needs help).
+    let mut budget = 0usize;
+    g.worklist.for_each(|i| budget += mine(i) as usize);
+    while budget > 0 {
+        let Some(work) = g.worklist.take_first(mine) else {
+            break;
+        };
+        budget -= 1;
+        acct.tick();
+        g = process_one_work(g, &w, &mut acct, &mut deferred, work);
+    }
+    let mut more = false;
+    g.worklist.for_each(|i| more |= mine(i));
+    if more && pool::need_to_create_worker(&g) && !g.pwqs[pwq.slot].on_mayday {
+        g.pwqs[pwq.slot].on_mayday = true;
+        r.push(pwq.clone());
+    }
+    // Leave the rest to the pool's workers, if one can be had.
+    let k = pool::kick_pool(&mut g);
+    let ws = g.workers.remove(slot);
+    drop(g);
+    r.attached.store(u32::MAX, Relaxed);
+    SELF.with(|s| s.set(ptr::null()));
+    pool::after_kick(pool, k);
+    acct.idle();
+    deferred.drop_now();
+    drop(ws);
 }

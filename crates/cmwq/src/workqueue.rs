@@ -259,6 +259,13 @@ impl WorkqueueBuilder {
         } else {
             None
         };
+        // G22: a MEM_RECLAIM workqueue is not created without its rescuer
+        // (the kernel's alloc_workqueue fails the same way).
+        let rescuer = if flags.contains(WqFlags::MEM_RECLAIM) {
+            Some(crate::rescuer::Rescuer::start(&self.name)?)
+        } else {
+            None
+        };
         let shared = Arc::new(WqShared {
             id: NEXT_WQ_ID.fetch_add(1, Relaxed),
             name: self.name,
@@ -272,6 +279,7 @@ impl WorkqueueBuilder {
             dropped_logged: AtomicBool::new(false),
             nr_pwqs_to_flush: AtomicUsize::new(0),
             nr_timers: AtomicUsize::new(0),
+            rescuer,
         });
         let table = make_table(&shared, attrs.as_ref(), 0, None);
         let all = table_pwqs(&table);
@@ -742,7 +750,9 @@ impl WqInner {
     /// workqueue refuses it.
     pub(crate) fn insert_grabbed(&self, cpu: Option<usize>, work: &Work) -> bool {
         enum Outcome {
-            Queued(&'static WorkerPool, pool::Kick),
+            /// Queued; the pool needs this kick; the monitor must look at
+            /// the pool's mayday timer.
+            Queued(&'static WorkerPool, pool::Kick, bool),
             Refused,
             /// The pwq was released: the table was replaced since we loaded
             /// it (the kernel's `__queue_work` retries the same way).
@@ -775,10 +785,16 @@ impl WqInner {
                 if active && k != pool::Kick::Woken {
                     pool::note_pending_behind_runner(pool, &g);
                 }
-                Outcome::Queued(pool, k)
+                let mayday = sh.rescuer.is_some()
+                    && g.mayday_at.is_some()
+                    && crate::rescuer::reclaim_queued(&mut g);
+                Outcome::Queued(pool, k, mayday)
             });
             match r {
-                Outcome::Queued(pool, k) => {
+                Outcome::Queued(pool, k, mayday) => {
+                    if mayday {
+                        crate::monitor::wake();
+                    }
                     pool::after_kick(pool, k);
                     return true;
                 }
@@ -1005,6 +1021,10 @@ impl WqInner {
         // that is still finishing.
         self.drain();
         debug_assert!(self.all_pwqs.lock().is_empty());
+        // Gone with the workqueue (nothing of it is left to rescue).
+        if let Some(r) = &self.shared.rescuer {
+            r.stop();
+        }
     }
 }
 

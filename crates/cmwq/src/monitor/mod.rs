@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{settings, Detect};
-use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE};
+use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::util;
 use crate::worker::{self, Worker};
 
@@ -418,6 +418,8 @@ fn monitor_main() {
     let mut poll_fds: Vec<Arc<Worker>> = Vec::new();
     let mut runners: Vec<Runner> = Vec::new();
     let mut pfds: Vec<libc::pollfd> = Vec::new();
+    let mut watchdog = crate::watchdog::Watchdog::default();
+    let mut rescuers: Vec<Arc<crate::rescuer::Rescuer>> = Vec::new();
     loop {
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
@@ -439,9 +441,12 @@ fn monitor_main() {
         }
         poll_fds.clear();
 
+        if let Some(t) = watchdog.poll(&all, now) {
+            set_timeout(t);
+        }
         for pool in all.iter().copied() {
-            // Failed creations: retry after the cooldown.
-            retry_creation(pool, &mut set_timeout);
+            // Failed creations: retry after the cooldown; mayday timers.
+            pool_timers(pool, &mut set_timeout, &mut rescuers);
             if !pool.bound() || !pool.watched.load(Relaxed) {
                 continue;
             }
@@ -459,7 +464,10 @@ fn monitor_main() {
                     if m.mode == Mode::Perf {
                         poll_fds.push(ws.worker.clone());
                     }
-                    if ws.current.is_some() && ws.flags & WORKER_CPU_INTENSIVE == 0 {
+                    // Rescuers never count as running: nothing to detect.
+                    if ws.current.is_some()
+                        && ws.flags & (WORKER_CPU_INTENSIVE | WORKER_RESCUER) == 0
+                    {
                         runners.push(Runner {
                             w: ws.worker.clone(),
                             exec: ws.worker.exec_seq.load(Relaxed),
@@ -594,19 +602,31 @@ fn monitor_main() {
     }
 }
 
-fn retry_creation(pool: &'static WorkerPool, set_timeout: &mut impl FnMut(u64)) {
-    let at = {
-        let g = pool.lock();
-        match g.create_retry_at {
-            None => return,
-            Some(t) => t,
+/// A pool's timers kept by the monitor: the retry of a failed creation
+/// after its cooldown, and the mayday timer (G22, `rescuer.rs`).
+fn pool_timers(
+    pool: &'static WorkerPool,
+    set_timeout: &mut impl FnMut(u64),
+    rescuers: &mut Vec<Arc<crate::rescuer::Rescuer>>,
+) {
+    let (retry, mayday) = {
+        let mut g = pool.lock();
+        if g.create_retry_at.is_none() && g.mayday_at.is_none() {
+            return;
         }
+        let mayday = crate::rescuer::mayday_check(pool, &mut g, rescuers);
+        (g.create_retry_at, mayday)
     };
+    crate::rescuer::wake_all(rescuers);
     let now = Instant::now();
-    if at <= now {
-        pool::ensure_worker(pool);
-    } else {
-        set_timeout(util::mono_ns() + (at - now).as_nanos() as u64);
+    let mut at = |t: Instant| set_timeout(util::mono_ns() + (t - now).as_nanos() as u64);
+    if let Some(t) = mayday {
+        at(t.max(now));
+    }
+    match retry {
+        Some(t) if t <= now => pool::ensure_worker(pool),
+        Some(t) => at(t),
+        None => {}
     }
 }
 

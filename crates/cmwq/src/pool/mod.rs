@@ -35,6 +35,10 @@ pub(crate) const WORKER_PREP: u32 = 1 << 3;
 pub(crate) const WORKER_CPU_INTENSIVE: u32 = 1 << 6;
 /// The worker belongs to an unbound pool (never concurrency managed).
 pub(crate) const WORKER_UNBOUND: u32 = 1 << 7;
+/// A rescuer attached to the pool for a while (G22). It keeps
+/// `WORKER_PREP` (as the kernel's rescuer does), so it never counts in
+/// `nr_running`, and it is never on the idle list nor in `nr_workers`.
+pub(crate) const WORKER_RESCUER: u32 = 1 << 8;
 /// Flags that keep a worker out of `nr_running`.
 pub(crate) const WORKER_NOT_RUNNING: u32 = WORKER_PREP | WORKER_CPU_INTENSIVE | WORKER_UNBOUND;
 
@@ -58,6 +62,9 @@ pub(crate) struct Current {
     pub(crate) work: std::ptr::NonNull<WorkInner>,
     /// The execution's pwq (the worker holds a reference).
     pub(crate) pwq: *const Pwq,
+    /// When the execution started (`util::coarse_ns`), for the watchdog's
+    /// report.
+    pub(crate) since: u64,
 }
 
 // SAFETY: `Current` holds addresses of objects the executing worker keeps
@@ -121,6 +128,12 @@ pub(crate) struct PoolState {
     ids: IdAlloc,
     /// L: executions completed (progress, for the monitor and watchdog).
     pub(crate) nr_completed: u64,
+    /// L: executions started (progress, for the watchdog).
+    pub(crate) nr_started: u64,
+    /// L: a worker creation is slow or failing while rescuers exist: when
+    /// the pool's mayday timer fires (the kernel's `mayday_timer`; see
+    /// `rescuer.rs`).
+    pub(crate) mayday_at: Option<Instant>,
 }
 
 /// A worker pool.
@@ -170,6 +183,8 @@ impl WorkerPool {
                 create_retry_at: None,
                 ids: IdAlloc::default(),
                 nr_completed: 0,
+                nr_started: 0,
+                mayday_at: None,
             }),
             refcnt: AtomicU32::new(0),
             watched: AtomicBool::new(false),
@@ -211,6 +226,13 @@ impl WorkerPool {
 #[inline]
 pub(crate) fn need_more_worker(g: &PoolState) -> bool {
     !g.worklist.is_empty() && g.nr_running == 0
+}
+
+/// Items wait with nobody running and no idle worker to wake: only a new
+/// worker (or a rescuer) can run them (the kernel's need_to_create_worker).
+#[inline]
+pub(crate) fn need_to_create_worker(g: &PoolState) -> bool {
+    need_more_worker(g) && !may_start_working(g)
 }
 
 /// Can a worker that just left idle start working? (may_start_working)
@@ -326,7 +348,11 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             return;
         }
         g.manager_active = true;
+        let mayday = crate::rescuer::creation_started(&mut g);
         let r = MutexGuard::unlocked(&mut g, || {
+            if mayday {
+                crate::monitor::wake();
+            }
             let r = create_worker(pool);
             crate::fault::after_spawn();
             r
@@ -359,7 +385,13 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
         clear_retry(g);
     }
     g.manager_active = true;
-    let r = MutexGuard::unlocked(g, || create_worker(pool));
+    let mayday = crate::rescuer::creation_started(g);
+    let r = MutexGuard::unlocked(g, || {
+        if mayday {
+            crate::monitor::wake();
+        }
+        create_worker(pool)
+    });
     g.manager_active = false;
     let err = creation_done(g, r);
     // A spare: the caller runs the items itself, so nothing waits for this
@@ -385,7 +417,11 @@ fn clear_retry(g: &mut PoolState) {
 /// unlocked (which reports it: the log hook is user code, never called
 /// under a pool lock).
 fn creation_done(g: &mut PoolState, r: io::Result<()>) -> Option<io::Error> {
-    let e = r.err()?;
+    let Err(e) = r else {
+        // A worker could be had: no mayday for this attempt.
+        g.mayday_at = None;
+        return None;
+    };
     if g.create_retry_at.is_none() {
         NR_STALLED.fetch_add(1, Relaxed);
     }

@@ -1,0 +1,387 @@
+//! Rescuers (G22): a `MEM_RECLAIM` workqueue owns a `kworker/R-NAME`
+//! thread that runs its items on a pool that cannot get a new worker.
+//!
+//! The classic case: every worker of CPU 0's pool is held by items waiting
+//! for an item B queued on a `MEM_RECLAIM` workqueue, and no thread can be
+//! created. In-process, creation failures are injected
+//! (`fail_next_spawns`); the child scenarios run this binary again as an
+//! unprivileged user under a real `RLIMIT_NPROC` (they need root to switch
+//! users and skip otherwise).
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cmwq::{Work, Workqueue, WqFlags};
+use common::*;
+
+/// Environment variable that selects a child scenario.
+const CHILD: &str = "CMWQ_RESCUER_CHILD";
+
+fn is_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// Items on `holders` that wait (with the blocking hint) for `gate`.
+fn holder(started: &Arc<AtomicUsize>, gate: &Arc<Gate>) -> Work {
+    let (started, gate) = (started.clone(), gate.clone());
+    Work::new(move |_| {
+        started.fetch_add(1, SeqCst);
+        cmwq::blocking(|| gate.wait());
+    })
+}
+
+/// Fill CPU 0's pool with holders until one of them waits on the worklist
+/// (every worker is held and none can be created). Returns the holders.
+fn saturate_cpu0(holders: &Workqueue, started: &Arc<AtomicUsize>, gate: &Arc<Gate>) -> Vec<Work> {
+    let mut items = Vec::new();
+    for _ in 0..64 {
+        let w = holder(started, gate);
+        assert!(holders.queue_on(0, &w));
+        items.push(w);
+        // Room for it to start, and for a creation attempt to fail.
+        std::thread::sleep(Duration::from_millis(30));
+        if started.load(SeqCst) < items.len() {
+            return items;
+        }
+    }
+    panic!("CPU 0's pool never ran out of workers");
+}
+
+/// B: records when it started and opens the gate.
+fn item_b(gate: &Arc<Gate>, at: &Arc<Mutex<Option<Instant>>>) -> Work {
+    let (gate, at) = (gate.clone(), at.clone());
+    Work::named("item_b", move |_| {
+        at.lock().unwrap().get_or_insert_with(Instant::now);
+        gate.open();
+    })
+}
+
+/// The classic case with injected creation failures: B runs within a few
+/// mayday timeouts, on the rescuer, and the holders then finish.
+#[test]
+fn g22_rescuer_runs_the_item_everyone_waits_for() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    setup_log();
+    let reclaim = Workqueue::builder("g22_reclaim")
+        .flags(WqFlags::MEM_RECLAIM)
+        .build()
+        .unwrap();
+    let holders = Workqueue::new("g22_holders").unwrap();
+    let started = counter();
+    let gate = Gate::new();
+    cmwq::fail_next_spawns(u64::MAX);
+    let items = saturate_cpu0(&holders, &started, &gate);
+    let at = Arc::new(Mutex::new(None));
+    let b = item_b(&gate, &at);
+    let t = Instant::now();
+    assert!(reclaim.queue_on(0, &b));
+    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
+    let dump = cmwq::dump();
+    cmwq::fail_next_spawns(0);
+    assert!(ran, "B never ran: no rescue\n{dump}");
+    let took = at.lock().unwrap().unwrap() - t;
+    // The mayday timeout is 10 ms; allow for a slow, noisy machine.
+    assert!(
+        took < Duration::from_millis(1500),
+        "B started after {took:?}"
+    );
+    for w in &items {
+        w.flush();
+    }
+    assert_eq!(started.load(SeqCst), items.len());
+    let st = reclaim.stats();
+    assert!(st.mayday >= 1, "{st:?}");
+    assert!(st.rescued >= 1, "{st:?}");
+    assert_eq!(st.total, 1);
+    assert_eq!(holders.stats().rescued, 0, "no rescuer for holders");
+    assert!(
+        cmwq::monitor_table()
+            .lines()
+            .any(|l| l.trim_start().starts_with("g22_reclaim")),
+        "{}",
+        cmwq::monitor_table()
+    );
+}
+
+/// Without `MEM_RECLAIM` the same item waits until a thread can be had:
+/// what the rescuer is for.
+#[test]
+fn g22_without_mem_reclaim_the_item_waits_for_a_thread() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    setup_log();
+    let plain = Workqueue::new("g22_plain").unwrap();
+    let holders = Workqueue::new("g22_holders2").unwrap();
+    let started = counter();
+    let gate = Gate::new();
+    cmwq::fail_next_spawns(u64::MAX);
+    let items = saturate_cpu0(&holders, &started, &gate);
+    let at = Arc::new(Mutex::new(None));
+    let b = item_b(&gate, &at);
+    assert!(plain.queue_on(0, &b));
+    std::thread::sleep(Duration::from_millis(300));
+    let ran = at.lock().unwrap().is_some();
+    cmwq::fail_next_spawns(0);
+    assert!(!ran, "B ran without a thread and without a rescuer");
+    b.flush();
+    for w in &items {
+        w.flush();
+    }
+    assert_eq!(plain.stats().mayday, 0);
+    assert_eq!(plain.stats().rescued, 0);
+}
+
+/// Rescued items keep max_active and order (here an ordered workqueue),
+/// and run one at a time.
+#[test]
+fn g22_g18_rescued_items_keep_order_and_max_active() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    setup_log();
+    let reclaim = Workqueue::ordered("g22_ordered", WqFlags::MEM_RECLAIM).unwrap();
+    // Ordered workqueues are unbound: hold the unbound pool's workers.
+    let holders = Workqueue::builder("g22_uholders")
+        .flags(WqFlags::UNBOUND)
+        .build()
+        .unwrap();
+    let started = counter();
+    let gate = Gate::new();
+    cmwq::fail_next_spawns(u64::MAX);
+    let mut items = Vec::new();
+    for _ in 0..64 {
+        let w = holder(&started, &gate);
+        assert!(holders.queue(&w));
+        items.push(w);
+        std::thread::sleep(Duration::from_millis(30));
+        if started.load(SeqCst) < items.len() {
+            break;
+        }
+    }
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let conc = Concurrency::new();
+    let seq: Vec<Work> = (0..5)
+        .map(|i| {
+            let (order, conc, gate) = (order.clone(), conc.clone(), gate.clone());
+            Work::new(move |_| {
+                conc.enter();
+                order.lock().unwrap().push(i);
+                std::thread::sleep(Duration::from_millis(2));
+                conc.exit();
+                if i == 4 {
+                    gate.open();
+                }
+            })
+        })
+        .collect();
+    for w in &seq {
+        assert!(reclaim.queue(w));
+    }
+    let ok = wait_until(Duration::from_secs(10), || order.lock().unwrap().len() == 5);
+    cmwq::fail_next_spawns(0);
+    gate.open();
+    for w in items.iter().chain(&seq) {
+        w.flush();
+    }
+    assert!(ok, "ordered items not rescued: {:?}", order.lock().unwrap());
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(conc.max(), 1);
+    assert!(reclaim.stats().rescued >= 1);
+}
+
+/// The rescuer is a thread named `kworker/R-NAME` (15 bytes at most),
+/// started with the workqueue, listed by `dump()`, gone with it; a
+/// workqueue whose rescuer cannot start is not created.
+#[test]
+fn g22_rescuer_thread_lives_and_dies_with_its_workqueue() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    setup_log();
+    let wq = Workqueue::builder("g22_lifecycle_long_name")
+        .flags(WqFlags::MEM_RECLAIM)
+        .build()
+        .unwrap();
+    let name = "kworker/R-g22_l";
+    let has = |n: &str| thread_names().iter().any(|t| t == n);
+    assert!(
+        wait_until(Duration::from_secs(2), || has(name)),
+        "{:?}",
+        thread_names()
+    );
+    let dump = cmwq::dump();
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with("g22_lifecycle_long_name") && l.contains(name))
+        .unwrap_or_else(|| panic!("dump lists no rescuer:\n{dump}"));
+    assert!(line.contains("idle"), "{line}");
+    drop(wq);
+    assert!(
+        wait_until(Duration::from_secs(2), || !has(name)),
+        "rescuer outlived its workqueue"
+    );
+    cmwq::fail_next_spawns(1);
+    let r = Workqueue::builder("g22_nothread")
+        .flags(WqFlags::MEM_RECLAIM)
+        .build();
+    cmwq::fail_next_spawns(0);
+    let e = r.expect_err("created without a rescuer");
+    assert!(matches!(e, cmwq::Error::ThreadStart { .. }), "{e}");
+    assert!(e.to_string().contains("rescuer kworker/R-g22_n:"), "{e}");
+    // Ordered MEM_RECLAIM workqueues have one too.
+    let o = Workqueue::ordered("g22_ord_r", WqFlags::MEM_RECLAIM).unwrap();
+    assert!(wait_until(Duration::from_secs(2), || has(
+        "kworker/R-g22_o"
+    )));
+    drop(o);
+}
+
+/// Set the soft RLIMIT_NPROC (the hard limit stays, so it can be lifted).
+fn set_nproc_soft(soft: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) }, 0);
+    r.rlim_cur = soft.min(r.rlim_max);
+    // SAFETY: valid pointer to an initialised rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &r) }, 0);
+}
+
+fn own_threads() -> u64 {
+    std::fs::read_dir("/proc/self/task").unwrap().count() as u64
+}
+
+/// The child side: runs inside the test harness of the child process.
+#[test]
+fn rescuer_child_entry() {
+    let Some(scenario) = std::env::var_os(CHILD) else {
+        return;
+    };
+    setup_log();
+    // SAFETY: no preconditions.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "the child runs unprivileged");
+    match scenario.to_str().unwrap() {
+        "classic" => child_classic(),
+        s => panic!("unknown scenario {s}"),
+    }
+    println!("child scenario ok");
+}
+
+/// Room for two workers in all: CPU 0's pool takes both for holders, then
+/// no thread can be had; B, on a MEM_RECLAIM workqueue, is rescued.
+fn child_classic() {
+    let reclaim = Workqueue::builder("g22_child")
+        .flags(WqFlags::MEM_RECLAIM)
+        .build()
+        .unwrap();
+    let holders = Workqueue::new("g22_child_h").unwrap();
+    set_nproc_soft(own_threads() + 2);
+    let started = counter();
+    let gate = Gate::new();
+    let items = saturate_cpu0(&holders, &started, &gate);
+    assert!(events_matching("could not create a worker") >= 1);
+    let at = Arc::new(Mutex::new(None));
+    let b = item_b(&gate, &at);
+    let t = Instant::now();
+    assert!(reclaim.queue_on(0, &b));
+    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
+    assert!(ran, "B never ran\n{}", cmwq::dump());
+    let took = at.lock().unwrap().unwrap() - t;
+    println!("mayday -> rescued item start: {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "B started after {took:?}"
+    );
+    for w in &items {
+        w.flush();
+    }
+    let st = reclaim.stats();
+    assert!(st.mayday >= 1 && st.rescued >= 1, "{st:?}");
+}
+
+/// Run this binary's child entry as uid/gid 65534 with `scenario`.
+fn run_child(scenario: &str) {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: switching to an unprivileged user needs root");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("cmwq-rescuer-{}-{scenario}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("rescuer");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["rescuer_child_entry", "--exact", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(CHILD, scenario)
+        .current_dir(&dir);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status.unwrap_or_else(|| panic!("child {scenario} hung:\n{text}"));
+    assert!(
+        status.success() && text.contains("child scenario ok"),
+        "child {scenario} failed ({status}):\n{text}"
+    );
+    for l in text.lines().filter(|l| l.contains("->")) {
+        println!("{l}");
+    }
+}
+
+#[test]
+fn g22_rescuer_under_a_real_thread_limit_unprivileged() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    run_child("classic");
+}
