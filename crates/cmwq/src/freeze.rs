@@ -15,7 +15,7 @@ static FROZEN: AtomicBool = AtomicBool::new(false);
 /// Serialises freeze and thaw state changes. Not held while a freeze waits
 /// for running items, so a `thaw` from another thread never waits for
 /// them.
-static FREEZER: Mutex<()> = Mutex::new(());
+pub(crate) static FREEZER: Mutex<()> = Mutex::new(());
 /// Incremented by every freeze and thaw: a freeze waits only while the
 /// state it set is still in force.
 static GENERATION: AtomicU64 = AtomicU64::new(0);

@@ -40,6 +40,7 @@ mod dump;
 mod error;
 mod event;
 mod fault;
+mod fork;
 mod freeze;
 mod list;
 mod loom;

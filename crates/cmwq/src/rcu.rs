@@ -97,6 +97,14 @@ impl<T> Rcu<T> {
         f(unsafe { &*self.current.load(SeqCst) })
     }
 
+    /// After `fork()`, in the child: the readers counted in the parent are
+    /// threads that do not exist here.
+    pub(crate) fn reset_readers_after_fork(&self) {
+        for s in self.readers.iter() {
+            s.0.store(0, SeqCst);
+        }
+    }
+
     /// Install `v`. Callers serialise writers (one lock around every
     /// `replace`). A guarded cell waits until no reader can hold the old
     /// value and returns it; an unguarded one keeps it and returns `None`.

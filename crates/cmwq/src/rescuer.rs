@@ -69,6 +69,9 @@ pub(crate) struct Rescuer {
     pub(crate) attached: AtomicU32,
     /// Its own lock: the thread, joined when the workqueue is destroyed.
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// A: in a child process after `fork()`, its thread does not exist:
+    /// started again when the monitor starts there (G26).
+    needs_thread: AtomicBool,
 }
 
 /// The thread name of a rescuer: `kworker/R-NAME`, cut to the 15 bytes a
@@ -104,16 +107,10 @@ impl Rescuer {
             tid: AtomicI32::new(0),
             attached: AtomicU32::new(DETACHED),
             thread: Mutex::new(None),
+            needs_thread: AtomicBool::new(false),
         });
-        let r2 = r.clone();
-        let spawned = crate::fault::check_spawn().and_then(|()| {
-            std::thread::Builder::new()
-                .name(r.name.clone())
-                .spawn(move || rescuer_main(r2))
-        });
-        match spawned {
-            Ok(h) => {
-                *r.thread.lock() = Some(h);
+        match r.spawn() {
+            Ok(()) => {
                 NR_RESCUERS.fetch_add(1, SeqCst);
                 Ok(r)
             }
@@ -121,6 +118,63 @@ impl Rescuer {
                 what: format!("rescuer {}", r.name),
                 error: e.to_string(),
             }),
+        }
+    }
+
+    fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
+        let r2 = self.clone();
+        let h = crate::fault::check_spawn().and_then(|()| {
+            std::thread::Builder::new()
+                .name(self.name.clone())
+                .spawn(move || rescuer_main(r2))
+        })?;
+        *self.thread.lock() = Some(h);
+        Ok(())
+    }
+
+    /// Fork (G26): take the mayday-list lock and keep it held.
+    pub(crate) fn fork_lock(&self) {
+        std::mem::forget(self.maydays.lock());
+    }
+
+    /// Release what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took it with `fork_lock` and has not released it.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: held by this thread, guard forgotten (the contract).
+        unsafe { self.maydays.force_unlock(Default::default()) };
+    }
+
+    /// In the child after `fork()`, with the mayday-list lock held: the
+    /// thread does not exist here (its handle is leaked: joining or
+    /// detaching a thread of the parent is undefined); the pwqs it was
+    /// asked for have nothing left to run here.
+    ///
+    /// # Safety
+    ///
+    /// As for [`fork_unlock`](Self::fork_unlock), and the lock is still
+    /// held.
+    pub(crate) unsafe fn reset_after_fork(&self) {
+        // SAFETY: the lock is held by this thread, the only one.
+        let m = unsafe { &mut *self.maydays.data_ptr() };
+        std::mem::forget(std::mem::take(m));
+        if let Some(mut t) = self.thread.try_lock() {
+            std::mem::forget(t.take());
+        }
+        self.tid.store(0, SeqCst);
+        self.attached.store(DETACHED, SeqCst);
+        if !self.stop.load(SeqCst) {
+            self.needs_thread.store(true, SeqCst);
+        }
+    }
+
+    /// Start the thread again in a forked child (called by the monitor
+    /// thread when it starts there).
+    pub(crate) fn restart_after_fork(self: &Arc<Self>) {
+        if self.needs_thread.swap(false, SeqCst) && self.spawn().is_err() {
+            self.needs_thread.store(true, SeqCst);
         }
     }
 

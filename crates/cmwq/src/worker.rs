@@ -71,6 +71,34 @@ thread_local! {
     static CURRENT: Cell<Option<(NonNull<WorkInner>, *const Pwq)>> = const { Cell::new(None) };
     /// Nesting depth of `blocking` on this thread.
     static BLOCKING: Cell<u32> = const { Cell::new(0) };
+    /// This thread forked a child from inside a work item and is that
+    /// child's only thread (G26).
+    static FORKED_IN_ITEM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// In the child after `fork()`: if the forking thread was a worker, it is
+/// no longer one (its pool was reset); remember that it is inside an item.
+pub(crate) fn forget_self_after_fork() {
+    let was_worker = !SELF.with(|s| s.replace(ptr::null())).is_null();
+    CURRENT.with(|c| c.set(None));
+    BLOCKING.with(|b| b.set(0));
+    if was_worker {
+        FORKED_IN_ITEM.with(|f| f.set(true));
+    }
+}
+
+/// The item that forked returned in the child: there is no worker to
+/// return to here. The child ends, as if the item's function had called
+/// `exit(0)` (document: a child forked from inside an item should `exec` or
+/// exit before the item returns).
+#[cold]
+fn item_returned_in_forked_child() -> ! {
+    report(Event::Misuse {
+        message: "a work item that called fork() returned in the child: there is no worker to return to, the child exits",
+    });
+    // SAFETY: ends the process without running the parent's exit handlers
+    // or destructors in this copy.
+    unsafe { libc::_exit(0) }
 }
 
 /// The worker the calling thread is, if it is one.
@@ -135,7 +163,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for Wake<'_> {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(self.1));
-            if self.1 == 0 {
+            if self.1 == 0 && !FORKED_IN_ITEM.with(|f| f.get()) {
                 let _ = crate::monitor::worker_quiet(self.0, false);
                 worker_running(self.0, false);
             }
@@ -469,6 +497,9 @@ fn process_one_work(
             // SAFETY: we hold RUNNING for this execution, so no other thread
             // calls the function (G3).
             let r = catch_unwind(AssertUnwindSafe(|| unsafe { inner.call(&work) }));
+            if FORKED_IN_ITEM.with(|f| f.get()) {
+                item_returned_in_forked_child();
+            }
             CURRENT.with(|c| c.set(None));
             crate::trace::execute_end!(exec.pwq.wq.name, work);
             let panicked = match r {

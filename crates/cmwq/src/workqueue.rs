@@ -165,7 +165,7 @@ pub(crate) struct WqInner {
     pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
     /// Its own lock, a leaf taken under T: counters of released pwqs, and
     /// their CPU time, so a pwq's counters are in exactly one of the two.
-    retired: Mutex<(PwqStats, u64)>,
+    pub(crate) retired: Mutex<(PwqStats, u64)>,
     /// F: flush colours.
     flush: Mutex<FlushCtl>,
     /// F: flushers waiting for a colour.
@@ -177,7 +177,7 @@ pub(crate) struct WqInner {
 }
 
 /// Every live workqueue, in creation order (for `dump()` and the monitor).
-static WORKQUEUES: Mutex<Vec<Weak<WqInner>>> = Mutex::new(Vec::new());
+pub(crate) static WORKQUEUES: Mutex<Vec<Weak<WqInner>>> = Mutex::new(Vec::new());
 static NEXT_WQ_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Live workqueues, oldest first.
@@ -652,6 +652,59 @@ fn check_cpu(what: &str, cpu: usize) {
     let n = topology().nr_cpus;
     if cpu >= n {
         panic!("cmwq: {what}: CPU {cpu} does not exist (nr_cpus() is {n})");
+    }
+}
+
+/// The workqueue locks the fork handlers hold across `fork()` (G26), in
+/// the lock order: `S:`, `F:`, `T:`; `retired` is a leaf, taken last.
+impl WqInner {
+    /// Take `S:`, `F:` and `T:` and keep them held (guards forgotten).
+    pub(crate) fn fork_lock(&self) {
+        std::mem::forget(self.attrs.lock());
+        std::mem::forget(self.flush.lock());
+        std::mem::forget(self.all_pwqs.lock());
+    }
+
+    /// Take the leaf `retired` and keep it held.
+    pub(crate) fn fork_lock_leaf(&self) {
+        std::mem::forget(self.retired.lock());
+    }
+
+    /// Release what `fork_lock` and `fork_lock_leaf` took.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took them with those functions and has not
+    /// released them.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: held by this thread (the caller's contract); the guards
+        // were forgotten, so nothing else will unlock them.
+        unsafe {
+            self.retired.force_unlock(Default::default());
+            self.all_pwqs.force_unlock(Default::default());
+            self.flush.force_unlock(Default::default());
+            self.attrs.force_unlock(Default::default());
+        }
+    }
+
+    /// In the child after `fork()`, with the locks of `fork_lock` held by
+    /// this thread: flushers, drainers, timers and queuers of the parent
+    /// do not exist here; no colour waits to be flushed.
+    ///
+    /// # Safety
+    ///
+    /// As for [`fork_unlock`](Self::fork_unlock), and the locks are still
+    /// held.
+    pub(crate) unsafe fn reset_after_fork(&self) {
+        // SAFETY: `F:` is held by this thread, the only one in the child.
+        let c = unsafe { &mut *self.flush.data_ptr() };
+        c.flush_color = c.work_color;
+        c.flushing = false;
+        let sh = &self.shared;
+        sh.nr_pwqs_to_flush.store(0, SeqCst);
+        sh.nr_drainers.store(0, SeqCst);
+        sh.nr_timers.store(0, SeqCst);
+        self.table.reset_readers_after_fork();
     }
 }
 

@@ -317,6 +317,38 @@ pub(crate) fn new_runner_unrecorded() {
     }
 }
 
+/// In the child after `fork()` (G26): the monitor thread does not exist
+/// here; it starts again with the first worker the child creates. Its
+/// wake-up eventfd is shared with the parent's monitor (one open file
+/// across the fork), so the same descriptor number is pointed at a new
+/// one. Only async-signal-safe calls.
+pub(crate) fn reset_after_fork() {
+    let Some(m) = MONITOR.get() else {
+        return;
+    };
+    if let Some(fd) = &m.wake_fd {
+        // SAFETY: plain system calls on descriptors: `new` is ours, `fd`
+        // is the monitor's, replaced in this process only (dup3 is atomic:
+        // the number never refers to nothing).
+        unsafe {
+            let new = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+            if new >= 0 {
+                libc::dup3(new, fd.as_raw_fd(), libc::O_CLOEXEC);
+                libc::close(new);
+            }
+        }
+    }
+    m.running.store(false, SeqCst);
+    STARTED.store(false, SeqCst);
+    SLEEP_UNTIL.store(0, SeqCst);
+    ANNOUNCED.store(false, SeqCst);
+    RESTART_RESCUERS.store(true, SeqCst);
+}
+
+/// Set in a forked child: the monitor starts the rescuers' threads again
+/// when it starts.
+static RESTART_RESCUERS: AtomicBool = AtomicBool::new(false);
+
 /// Wake the monitor: a pool needs watching, or a creation must be retried.
 #[inline]
 pub(crate) fn wake() {
@@ -387,6 +419,13 @@ fn monitor_main() {
     IS_MONITOR.with(|m| m.set(true));
     let m = MONITOR.get().expect("monitor initialised");
     m.running.store(true, Relaxed);
+    if RESTART_RESCUERS.swap(false, SeqCst) {
+        for wq in crate::workqueue::all_workqueues() {
+            if let Some(r) = &wq.shared.rescuer {
+                r.restart_after_fork();
+            }
+        }
+    }
     // Precise sleeps: the stall window is a few hundred microseconds.
     // SAFETY: PR_SET_TIMERSLACK only affects the calling thread.
     unsafe {

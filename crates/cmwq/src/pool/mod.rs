@@ -22,7 +22,7 @@ use crate::list::WorkList;
 use crate::pwq::{Pwq, PwqState};
 use crate::topology::{topology, CpuMask};
 use crate::util::{IdAlloc, Slab};
-use crate::work::WorkInner;
+use crate::work::{Work, WorkInner};
 use crate::worker::{self, Worker};
 
 /// The worker is exiting.
@@ -147,7 +147,7 @@ pub(crate) struct WorkerPool {
     /// I: nice level and CPUs.
     pub(crate) attrs: PoolAttrs,
     /// The pool lock (`L:`): everything in [`PoolState`].
-    lock: Mutex<PoolState>,
+    pub(crate) lock: Mutex<PoolState>,
     /// A: the nice level workers actually got (G20).
     pub(crate) nice_actual: AtomicI32,
     /// A (changed with pwqs made and released): number of pwqs using this
@@ -575,6 +575,57 @@ pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
     }
 }
 
+/// After `fork()`, in the child, with the pool lock held by the forking
+/// thread (G26): no worker of the parent exists here and no item of the
+/// parent may run here. Every item on the worklist or a pwq's inactive
+/// list becomes idle and is let go (its handle is leaked: dropping the
+/// last one would run the closure's destructor, user code, in a child
+/// that may only be about to `exec`); so does every item a worker was
+/// running. Counters of in-flight and active items start from zero; the
+/// pool creates workers afresh on its next queue.
+pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
+    let forget = |w: Work| {
+        w.reset_after_fork();
+        std::mem::forget(w);
+    };
+    while let Some(w) = g.worklist.pop_front() {
+        forget(w);
+    }
+    for (_, st) in g.pwqs.iter_mut() {
+        while let Some(w) = st.inactive.pop_front() {
+            forget(w);
+        }
+        st.nr_in_flight = Default::default();
+        st.nr_active = 0;
+        st.flush_color = None;
+        st.on_mayday = false;
+    }
+    for (_, ws) in g.workers.iter() {
+        if let Some(c) = ws.current {
+            // SAFETY: the item was being run by a worker of the parent,
+            // which held a reference to it: it is alive (that reference is
+            // leaked with the worker's stack).
+            let inner = unsafe { c.work.as_ref() };
+            let seq = inner.state.reset_after_fork();
+            inner.done.store(seq, Release);
+        }
+    }
+    // The workers' handles are leaked too: their threads' stacks hold
+    // references nobody will drop, and their detection state may be locked.
+    std::mem::forget(std::mem::take(&mut g.workers));
+    g.nr_running = 0;
+    g.nr_workers = 0;
+    g.nr_idle = 0;
+    g.idle.clear();
+    g.manager_active = false;
+    if g.create_retry_at.take().is_some() {
+        NR_STALLED.fetch_sub(1, Relaxed);
+    }
+    g.ids = IdAlloc::default();
+    g.mayday_at = None;
+    pool.watched.store(false, Relaxed);
+}
+
 /// The process-wide set of pools. Pools live for the whole process (like
 /// the kernel's per-CPU pools), which lets a work item refer to the pool it
 /// is queued on by a plain reference.
@@ -583,9 +634,9 @@ pub(crate) struct Pools {
     pub(crate) cpu: Box<[[&'static WorkerPool; 2]]>,
     /// Its own lock (taken before `all`): unbound pools, shared by equal
     /// attributes.
-    unbound: Mutex<Vec<&'static WorkerPool>>,
+    pub(crate) unbound: Mutex<Vec<&'static WorkerPool>>,
     /// Its own lock: every pool by id (written when a pool is made).
-    all: RwLock<Vec<&'static WorkerPool>>,
+    pub(crate) all: RwLock<Vec<&'static WorkerPool>>,
 }
 
 static POOLS: OnceLock<Pools> = OnceLock::new();
@@ -618,6 +669,7 @@ pub(crate) fn pools() -> &'static Pools {
             cpu.push([pair[0].unwrap(), pair[1].unwrap()]);
         }
         crate::monitor::start();
+        crate::fork::register();
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),

@@ -352,6 +352,50 @@ fn timer_main(t: &'static Timers) {
     }
 }
 
+/// Fork (G26): take the wheel lock and keep it held across `fork()`.
+pub(crate) fn fork_lock() {
+    if let Some(t) = TIMERS.get() {
+        std::mem::forget(t.wheel.lock());
+    }
+}
+
+/// Release what [`fork_lock`] took.
+///
+/// # Safety
+///
+/// The calling thread took it with [`fork_lock`] and has not released it.
+pub(crate) unsafe fn fork_unlock() {
+    if let Some(t) = TIMERS.get() {
+        // SAFETY: held by this thread, guard forgotten (the contract).
+        unsafe { t.wheel.force_unlock(Default::default()) };
+    }
+}
+
+/// In the child after `fork()`, with the wheel lock held by this thread:
+/// the timer thread does not exist here, and no armed item of the parent
+/// may fire here: every armed item becomes idle (its handle is leaked, as
+/// in `pool::reset_after_fork`); the thread starts afresh on the next arm.
+///
+/// # Safety
+///
+/// As for [`fork_unlock`], and the lock is still held.
+pub(crate) unsafe fn reset_after_fork() {
+    let Some(t) = TIMERS.get() else {
+        return;
+    };
+    // SAFETY: the wheel lock is held by this thread, the only one.
+    let w = unsafe { &mut *t.wheel.data_ptr() };
+    w.expire(u64::MAX, |_, target| {
+        if let Some(work) = target.work.take() {
+            work.reset_after_fork();
+            std::mem::forget(work);
+        }
+        std::mem::forget(target.wq.take());
+    });
+    t.sleep_until.store(u64::MAX, SeqCst);
+    t.started.store(false, SeqCst);
+}
+
 /// Timer thread wake-ups (for benchmarks).
 pub(crate) static WAKEUPS: AtomicU64 = AtomicU64::new(0);
 

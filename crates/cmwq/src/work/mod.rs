@@ -396,6 +396,13 @@ impl Work {
         }
     }
 
+    /// After `fork()`, in the child: make an item that was pending or
+    /// running in the parent idle, its last execution counted done (G26).
+    pub(crate) fn reset_after_fork(&self) {
+        let seq = self.inner.state.reset_after_fork();
+        self.inner.done.store(seq, Release);
+    }
+
     /// The parking key of this item.
     #[inline]
     pub(crate) fn key(&self) -> usize {

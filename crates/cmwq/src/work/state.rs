@@ -202,6 +202,16 @@ impl StateWord {
         Snapshot(self.0.load(Acquire))
     }
 
+    /// In a child process after `fork()` (G26): the item was pending or
+    /// running in the parent, whose threads do not exist here. It becomes
+    /// idle (it never runs in the child); its disable count and start count
+    /// stay. Returns the start count.
+    pub(crate) fn reset_after_fork(&self) -> u32 {
+        let keep = DISABLE_MASK | (u64::MAX << SEQ_SHIFT);
+        let s = Snapshot(self.0.fetch_and(keep, AcqRel) & keep);
+        s.seq()
+    }
+
     /// One CAS loop: `f` maps the current word to the next one or to an
     /// early result.
     #[inline]

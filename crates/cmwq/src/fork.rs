@@ -1,0 +1,178 @@
+//! Fork (G26): after `fork()` the child can use cmwq at once.
+//!
+//! The child of a multithreaded process has one thread, the one that
+//! called `fork()`; every other thread, with what it was doing, is gone,
+//! and any lock one of them held stays held for ever. cmwq registers
+//! `pthread_atfork` handlers when its pools are created:
+//!
+//! * **prepare** (in the parent, before the fork): take every lock of the
+//!   library, in the lock order of `src/LOCKING.md`, so that no other
+//!   thread is inside any of them when the address space is copied;
+//! * **parent** (after the fork): release them all;
+//! * **child**: with every lock held by its only thread, reset what the
+//!   parent's threads owned: every pool forgets its workers and lets go of
+//!   its queued and throttled items (they become idle and never run in the
+//!   child), in-flight and active counts start from zero, armed timers are
+//!   disarmed, flushes and drains in progress are forgotten, and the
+//!   monitor, the timer thread and the rescuers start again on first use
+//!   (the first worker the child creates starts the monitor, which starts
+//!   the rescuers). Then the locks are released.
+//!
+//! Items pending, armed or running in the parent still run there, exactly
+//! once: the parent's state is not touched. An item that was just being
+//! queued by another thread at the instant of the fork (between taking
+//! its PENDING bit and linking it, a few instructions) stays pending in the
+//! child and never runs there.
+//!
+//! Why `pthread_atfork` rather than a process id check on first use: a pid
+//! check costs a system call on the queue path (glibc no longer caches
+//! `getpid`), and by the time it ran, a lock held by a vanished thread
+//! could not be released safely. The handlers make the copy consistent
+//! at the moment it is taken.
+//!
+//! A fork from inside a work item: in the child, the item runs on with no
+//! worker behind it; it should `exec` or exit. If it returns, the child
+//! exits with status 0 (reported as `Event::Misuse`).
+
+use std::cell::RefCell;
+use std::sync::{Arc, Once};
+
+use crate::pool::{pools_if_started, WorkerPool};
+use crate::workqueue::WqInner;
+
+/// What `prepare` locked, released by `parent` or `child` (the same thread,
+/// in both processes).
+struct Held {
+    wqs: Vec<Arc<WqInner>>,
+    pools: Vec<&'static WorkerPool>,
+}
+
+thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Register the handlers (once, when the pools are created).
+pub(crate) fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are `extern "C"` functions that live
+        // for the whole process and do not unwind.
+        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        if r != 0 {
+            crate::event::report(crate::Event::Misuse {
+                message: "pthread_atfork failed: a forked child cannot use cmwq",
+            });
+        }
+    });
+}
+
+extern "C" fn prepare() {
+    // Nothing may unwind out of a fork handler.
+    let _ = std::panic::catch_unwind(prepare_locks);
+}
+
+fn prepare_locks() {
+    let Some(pools) = pools_if_started() else {
+        return;
+    };
+    // The lock order (src/LOCKING.md): FREEZER, WORKQUEUES, per workqueue
+    // S, F, T; Pools::unbound, Pools::all; every pool lock; leaves.
+    std::mem::forget(crate::freeze::FREEZER.lock());
+    let wqs: Vec<Arc<WqInner>> = {
+        let list = crate::workqueue::WORKQUEUES.lock();
+        let wqs = list.iter().filter_map(std::sync::Weak::upgrade).collect();
+        std::mem::forget(list);
+        wqs
+    };
+    for wq in &wqs {
+        wq.fork_lock();
+    }
+    std::mem::forget(pools.unbound.lock());
+    let all = pools.all.write();
+    let pool_list: Vec<&'static WorkerPool> = all.clone();
+    std::mem::forget(all);
+    for p in &pool_list {
+        std::mem::forget(p.lock.lock());
+    }
+    for wq in &wqs {
+        wq.fork_lock_leaf();
+        if let Some(r) = &wq.shared.rescuer {
+            r.fork_lock();
+        }
+    }
+    crate::timer::fork_lock();
+    HELD.with(|h| {
+        *h.borrow_mut() = Some(Held {
+            wqs,
+            pools: pool_list,
+        })
+    });
+}
+
+/// Release every lock `prepare` took (in either process).
+///
+/// # Safety
+///
+/// Called once, on the thread that ran `prepare`, with `held` from it.
+unsafe fn unlock_all(held: &Held) {
+    let Some(pools) = pools_if_started() else {
+        return;
+    };
+    // SAFETY (whole block): each of these locks was taken by `prepare` on
+    // this thread and its guard forgotten; nothing released them since.
+    unsafe {
+        crate::timer::fork_unlock();
+        for wq in &held.wqs {
+            if let Some(r) = &wq.shared.rescuer {
+                r.fork_unlock();
+            }
+        }
+        for p in &held.pools {
+            p.lock.force_unlock(Default::default());
+        }
+        pools.all.force_unlock_write(Default::default());
+        pools.unbound.force_unlock(Default::default());
+        for wq in &held.wqs {
+            wq.fork_unlock();
+        }
+        crate::workqueue::WORKQUEUES.force_unlock(Default::default());
+        crate::freeze::FREEZER.force_unlock(Default::default());
+    }
+}
+
+extern "C" fn parent() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
+            // SAFETY: this thread ran `prepare`, which filled HELD.
+            unsafe { unlock_all(&held) };
+        }
+    });
+}
+
+extern "C" fn child() {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
+            return;
+        };
+        // Everything is locked by this thread, the child's only one.
+        for p in &held.pools {
+            // SAFETY: the pool lock is held by this thread (prepare).
+            let g = unsafe { &mut *p.lock.data_ptr() };
+            crate::pool::reset_after_fork(p, g);
+        }
+        for wq in &held.wqs {
+            // SAFETY: its locks are held by this thread (prepare).
+            unsafe { wq.reset_after_fork() };
+            if let Some(r) = &wq.shared.rescuer {
+                // SAFETY: as above, for its mayday-list lock.
+                unsafe { r.reset_after_fork() };
+            }
+        }
+        // SAFETY: the wheel lock is held by this thread (prepare).
+        unsafe { crate::timer::reset_after_fork() };
+        crate::monitor::reset_after_fork();
+        crate::worker::forget_self_after_fork();
+        // SAFETY: this thread ran `prepare`, which filled HELD.
+        unsafe { unlock_all(&held) };
+    });
+}
