@@ -157,6 +157,8 @@ impl Rescuer {
     /// As for [`fork_unlock`](Self::fork_unlock), and the lock is still
     /// held.
     pub(crate) unsafe fn reset_after_fork(&self) {
+        crate::fork::purge_waiters(&self.maydays);
+        crate::fork::purge_waiters(&self.thread);
         // SAFETY: the lock is held by this thread, the only one.
         let m = unsafe { &mut *self.maydays.data_ptr() };
         std::mem::forget(std::mem::take(m));

@@ -169,7 +169,7 @@ pub(crate) struct WqInner {
     /// F: flush colours.
     flush: Mutex<FlushCtl>,
     /// F: flushers waiting for a colour.
-    flush_cv: Condvar,
+    pub(crate) flush_cv: Condvar,
     /// S: unbound attributes in force.
     pub(crate) attrs: Mutex<Option<WqAttrs>>,
     /// I: a `MEM_RECLAIM` workqueue.
@@ -696,11 +696,22 @@ impl WqInner {
     /// As for [`fork_unlock`](Self::fork_unlock), and the locks are still
     /// held.
     pub(crate) unsafe fn reset_after_fork(&self) {
+        crate::fork::purge_waiters(&self.attrs);
+        crate::fork::purge_waiters(&self.flush);
+        crate::fork::purge_waiters(&self.all_pwqs);
+        crate::fork::purge_waiters(&self.retired);
+        crate::fork::purge_key(&self.flush_cv as *const _ as usize);
         // SAFETY: `F:` is held by this thread, the only one in the child.
         let c = unsafe { &mut *self.flush.data_ptr() };
         c.flush_color = c.work_color;
         c.flushing = false;
         let sh = &self.shared;
+        crate::fork::purge_key(&sh.nr_pwqs_to_flush as *const _ as usize);
+        // SAFETY: `T:` is held by this thread, the only one in the child.
+        for p in unsafe { &*self.all_pwqs.data_ptr() } {
+            // Freezers wait on a pwq's address.
+            crate::fork::purge_key(Arc::as_ptr(p) as usize);
+        }
         sh.nr_pwqs_to_flush.store(0, SeqCst);
         sh.nr_drainers.store(0, SeqCst);
         sh.nr_timers.store(0, SeqCst);

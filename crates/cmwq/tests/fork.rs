@@ -27,6 +27,31 @@ fn wait_child(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
             });
         }
         if Instant::now() > end {
+            // Say where it hung: each thread's name, kernel wait channel
+            // and system call.
+            if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                for t in tasks.flatten() {
+                    let rd = |f: &str| {
+                        std::fs::read_to_string(t.path().join(f))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string()
+                    };
+                    eprintln!(
+                        "hung child {pid} thread {:?}: {} wchan={} syscall={}",
+                        t.file_name(),
+                        rd("comm"),
+                        rd("wchan"),
+                        rd("syscall")
+                    );
+                }
+            }
+            // CMWQ_FORK_GDB=1: each thread's stack too.
+            if std::env::var_os("CMWQ_FORK_GDB").is_some() {
+                let _ = std::process::Command::new("gdb")
+                    .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+                    .status();
+            }
             // SAFETY: plain system calls on our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -178,6 +203,25 @@ fn g26_fork_from_a_busy_process() {
             items
         }));
     }
+    // Threads of the parent blocked in cmwq at the instant of the fork:
+    // flushers of items and of workqueues, and cancel_sync callers.
+    let mut waiters = Vec::new();
+    for k in 0..2 {
+        let (stop, all) = (stop.clone(), all.clone());
+        waiters.push(std::thread::spawn(move || {
+            let w = Work::new(|_| std::thread::sleep(Duration::from_micros(500)));
+            while !stop.load(SeqCst) {
+                let wq = &all[k % all.len()];
+                wq.queue(&w);
+                if k == 0 {
+                    w.flush();
+                } else {
+                    w.cancel_sync();
+                }
+                wq.flush();
+            }
+        }));
+    }
     let mut firsts = Vec::new();
     let mut failures = Vec::new();
     for round in 0..12 {
@@ -196,7 +240,7 @@ fn g26_fork_from_a_busy_process() {
             );
             code
         });
-        match wait_child(pid, Duration::from_secs(20)) {
+        match wait_child(pid, Duration::from_secs(10)) {
             Some(0) => {}
             Some(c) => failures.push(format!("round {round}: child exited {c}")),
             None => failures.push(format!("round {round}: child hung")),
@@ -204,6 +248,9 @@ fn g26_fork_from_a_busy_process() {
         firsts.push(first);
     }
     stop.store(true, SeqCst);
+    for h in waiters {
+        h.join().unwrap();
+    }
     let items: Vec<Work> = feeders
         .into_iter()
         .flat_map(|h| h.join().unwrap())

@@ -584,8 +584,11 @@ pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
 /// running. Counters of in-flight and active items start from zero; the
 /// pool creates workers afresh on its next queue.
 pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
+    // Threads of the parent waiting on these items (flush, cancel_sync)
+    // are taken off parking_lot's queues too (see `fork::purge_key`).
     let forget = |w: Work| {
         w.reset_after_fork();
+        crate::fork::purge_key(w.key());
         std::mem::forget(w);
     };
     while let Some(w) = g.worklist.pop_front() {
@@ -608,7 +611,9 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
             let inner = unsafe { c.work.as_ref() };
             let seq = inner.state.reset_after_fork();
             inner.done.store(seq, Release);
+            crate::fork::purge_key(c.work.as_ptr() as *const u8 as usize);
         }
+        crate::fork::purge_waiters(&ws.worker.detect);
     }
     // The workers' handles are leaked too: their threads' stacks hold
     // references nobody will drop, and their detection state may be locked.

@@ -383,11 +383,13 @@ pub(crate) unsafe fn reset_after_fork() {
     let Some(t) = TIMERS.get() else {
         return;
     };
+    crate::fork::purge_waiters(&t.wheel);
     // SAFETY: the wheel lock is held by this thread, the only one.
     let w = unsafe { &mut *t.wheel.data_ptr() };
     w.expire(u64::MAX, |_, target| {
         if let Some(work) = target.work.take() {
             work.reset_after_fork();
+            crate::fork::purge_key(work.key());
             std::mem::forget(work);
         }
         std::mem::forget(target.wq.take());
