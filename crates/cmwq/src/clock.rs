@@ -49,7 +49,7 @@ static MANUAL: AtomicBool = AtomicBool::new(false);
 /// Manual time, ns since the clock started.
 static MANUAL_NOW: AtomicU64 = AtomicU64::new(0);
 /// Serialises `advance` calls so timers fire in order.
-pub(crate) static ADVANCE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+pub(crate) static ADVANCE: crate::sync::Mutex<()> = crate::sync::Mutex::new(());
 /// CLOCK_MONOTONIC (ns) when the clock started.
 static START: OnceLock<u64> = OnceLock::new();
 

@@ -28,7 +28,10 @@
 //! check costs a system call on the queue path (glibc no longer caches
 //! `getpid`), and by the time it ran, a lock held by a vanished thread
 //! could not be released safely. The handlers make the copy consistent
-//! at the moment it is taken.
+//! at the moment it is taken. What makes releasing the locks in the child
+//! enough is that every lock and wait of the library is a bare futex
+//! (`sync.rs`): the kernel keeps futex waiters per process, so the child
+//! inherits none of the parent's.
 //!
 //! A fork from inside a work item: in the child, the item runs on with no
 //! worker behind it; it should `exec` or exit. If it returns, the child
@@ -66,36 +69,6 @@ pub(crate) fn register() {
     });
 }
 
-/// In the child: drop the parent's threads from the wait queue of the
-/// parking_lot lock `m`. They do not exist here, but parking_lot keeps its
-/// queues in this process's memory, linked through each waiting thread's
-/// thread-local data: an unlock would wake one of them instead of a live
-/// waiter, or (a fair unlock, which parking_lot does now and then) hand
-/// the lock to it, for ever; and glibc gives the dead threads' stacks to
-/// the child's new threads, whose thread-locals then overwrite the links
-/// and cut live waiters off their queue (a lost wake-up). Waking them is
-/// harmless (a futex wake nobody waits on) and takes them off the queue.
-/// Every key the library parks on is purged this way before the child
-/// starts a thread: its locks, condvar, and the items, pwqs and
-/// workqueues that flushers, cancellers and freezers wait on.
-pub(crate) fn purge_waiters<T: ?Sized>(m: &parking_lot::Mutex<T>) {
-    // SAFETY: only the raw lock's address is used (parking_lot's park key).
-    let raw = unsafe { m.raw() };
-    purge_key(raw as *const _ as usize);
-}
-
-/// [`purge_waiters`] for a parking key: a Condvar's or RwLock's address
-/// (an RwLock parks writers at its address + 1 too).
-pub(crate) fn purge_key(key: usize) {
-    for k in [key, key + 1] {
-        // SAFETY: unpark_all has no preconditions; in the child every
-        // thread it could find is one of the parent's, which do not run.
-        unsafe {
-            parking_lot_core::unpark_all(k, parking_lot_core::DEFAULT_UNPARK_TOKEN);
-        }
-    }
-}
-
 extern "C" fn prepare() {
     // Nothing may unwind out of a fork handler.
     let _ = std::panic::catch_unwind(prepare_locks);
@@ -120,7 +93,7 @@ fn prepare_locks() {
         wq.fork_lock();
     }
     std::mem::forget(pools.unbound.lock());
-    let all = pools.all.write();
+    let all = pools.all.lock();
     let pool_list: Vec<&'static WorkerPool> = all.clone();
     std::mem::forget(all);
     for p in &pool_list {
@@ -162,7 +135,7 @@ unsafe fn unlock_all(held: &Held) {
         for p in &held.pools {
             p.lock.force_unlock(Default::default());
         }
-        pools.all.force_unlock_write(Default::default());
+        pools.all.force_unlock(Default::default());
         pools.unbound.force_unlock(Default::default());
         for wq in &held.wqs {
             wq.fork_unlock();
@@ -187,19 +160,7 @@ extern "C" fn child() {
         let Some(held) = HELD.with(|h| h.borrow_mut().take()) else {
             return;
         };
-        // Everything is locked by this thread, the child's only one. First
-        // take the parent's threads off the locks' wait queues.
-        purge_waiters(&crate::clock::ADVANCE);
-        purge_waiters(&crate::freeze::FREEZER);
-        purge_waiters(&crate::workqueue::WORKQUEUES);
-        if let Some(pools) = pools_if_started() {
-            purge_waiters(&pools.unbound);
-            // SAFETY: only the raw lock's address is used.
-            purge_key(unsafe { pools.all.raw() } as *const _ as usize);
-        }
-        for p in &held.pools {
-            purge_waiters(&p.lock);
-        }
+        // Everything is locked by this thread, the child's only one.
         for p in &held.pools {
             // SAFETY: the pool lock is held by this thread (prepare).
             let g = unsafe { &mut *p.lock.data_ptr() };

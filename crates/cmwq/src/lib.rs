@@ -50,6 +50,7 @@ mod pwq;
 mod rcu;
 mod rescuer;
 mod stats;
+mod sync;
 mod timer;
 mod topology;
 mod trace;
@@ -187,7 +188,7 @@ pub fn nr_cpus() -> usize {
 ///
 /// If `cpu >= nr_cpus()`, or with `f`'s panic.
 pub fn work_on_cpu<R: Send + 'static>(cpu: usize, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let slot = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let slot = std::sync::Arc::new(crate::sync::Mutex::new(None));
     let s2 = slot.clone();
     let mut f = Some(f);
     let w = Work::named("work_on_cpu", move |_| {

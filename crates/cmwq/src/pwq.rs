@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use crate::list::WorkList;
 use crate::pool::{PoolState, WorkerPool};
-use crate::util;
 use crate::work::Work;
 use crate::WqFlags;
 
@@ -63,7 +62,7 @@ pub(crate) struct WqShared {
     pub(crate) dropped_logged: AtomicBool,
     /// A: pwqs that still have items of the colour being flushed, plus one
     /// while the flusher is still counting. The flusher parks on its address.
-    pub(crate) nr_pwqs_to_flush: AtomicUsize,
+    pub(crate) nr_pwqs_to_flush: AtomicU32,
     /// A: timers armed for this workqueue (G25 cancels them on destroy).
     pub(crate) nr_timers: AtomicUsize,
     /// I: the rescuer of a `MEM_RECLAIM` workqueue (G22).
@@ -326,7 +325,7 @@ pub(crate) fn dec_nr_in_flight(g: &mut PoolState, pwq: &Pwq, color: u8, active: 
     if st.flush_color == Some(color) && st.nr_in_flight[color as usize] == 0 {
         st.flush_color = None;
         if pwq.wq.nr_pwqs_to_flush.fetch_sub(1, AcqRel) == 1 {
-            util::wake_all(&pwq.wq.nr_pwqs_to_flush as *const _ as usize);
+            crate::sync::wake_all(&pwq.wq.nr_pwqs_to_flush);
         }
     }
     kick

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use crate::config::settings;
 use crate::pool::{need_to_create_worker, PoolState, WorkerPool};
@@ -157,8 +157,6 @@ impl Rescuer {
     /// As for [`fork_unlock`](Self::fork_unlock), and the lock is still
     /// held.
     pub(crate) unsafe fn reset_after_fork(&self) {
-        crate::fork::purge_waiters(&self.maydays);
-        crate::fork::purge_waiters(&self.thread);
         // SAFETY: the lock is held by this thread, the only one.
         let m = unsafe { &mut *self.maydays.data_ptr() };
         std::mem::forget(std::mem::take(m));

@@ -172,65 +172,29 @@ impl Parker {
     }
 }
 
-/// Park the calling thread on `key` until `ready()` holds. `ready` is
-/// checked under parking_lot_core's bucket lock, so a [`wake_all`] on the
-/// same key after the condition became true is never missed.
+/// Sleep on the futex word `word` until `ready()` holds. The word is read
+/// before each check of `ready`, and whoever makes `ready` true changes the
+/// word (or bumps it) and wakes it after, so no wake-up is lost.
 ///
 /// While some pool waits out a failed worker creation, the wait wakes every
 /// cooldown to retry it: what it waits for may need that worker, and at a
 /// thread limit nothing else may be left to retry (G4: items start once a
 /// thread can be had).
-pub(crate) fn wait_on(key: usize, ready: impl Fn() -> bool) {
-    while !ready() {
+pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, ready: impl Fn() -> bool) {
+    loop {
+        let seen = word.load(Acquire);
+        if ready() {
+            return;
+        }
         // Also while the monitor is not running (it could not start): a
         // creation that fails after this wait began would have nobody else
         // to retry it.
         let stalled = crate::pool::creation_stalled() || !crate::monitor::started();
         let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
-        // SAFETY: `key` is an address we own for the wait's duration; the
-        // closures do not panic and do not call into parking_lot_core.
-        unsafe {
-            parking_lot_core::park(
-                key,
-                || !ready(),
-                || {},
-                |_, _| {},
-                parking_lot_core::DEFAULT_PARK_TOKEN,
-                deadline,
-            );
-        }
+        crate::sync::wait(word, seen, deadline);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             crate::pool::help_stalled_creation();
         }
-    }
-}
-
-/// Like [`wait_on`] with a deadline; returns whether `ready()` held.
-pub(crate) fn wait_on_until(key: usize, deadline: Instant, ready: impl Fn() -> bool) -> bool {
-    while !ready() {
-        if Instant::now() >= deadline {
-            return ready();
-        }
-        // SAFETY: as in `wait_on`.
-        unsafe {
-            parking_lot_core::park(
-                key,
-                || !ready(),
-                || {},
-                |_, _| {},
-                parking_lot_core::DEFAULT_PARK_TOKEN,
-                Some(deadline),
-            );
-        }
-    }
-    true
-}
-
-/// Wake every thread parked on `key`.
-pub(crate) fn wake_all(key: usize) {
-    // SAFETY: unparking has no preconditions beyond a valid key value.
-    unsafe {
-        parking_lot_core::unpark_all(key, parking_lot_core::DEFAULT_UNPARK_TOKEN);
     }
 }
 

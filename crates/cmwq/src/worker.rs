@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
 use crate::event::{report, Event};
@@ -544,7 +544,7 @@ fn process_one_work(
         let next = match finished {
             Finished::Idle { waiters } | Finished::Handover { waiters } => {
                 if waiters {
-                    util::wake_all(work.key());
+                    work.wake_waiters();
                 }
                 matches!(finished, Finished::Handover { .. })
             }
@@ -688,7 +688,7 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work, since: u64) -> Exec {
     let pwq = unsafe { Arc::from_raw(pwq_ptr) };
     let (seq, waiters) = inner.state.start_handover();
     if waiters {
-        util::wake_all(work.key());
+        work.wake_waiters();
     }
     let exec = Exec {
         pwq,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use crate::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::config::settings;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
@@ -277,7 +277,7 @@ impl WorkqueueBuilder {
             refused: AtomicU64::new(0),
             refusal_logged: AtomicBool::new(false),
             dropped_logged: AtomicBool::new(false),
-            nr_pwqs_to_flush: AtomicUsize::new(0),
+            nr_pwqs_to_flush: AtomicU32::new(0),
             nr_timers: AtomicUsize::new(0),
             rescuer,
         });
@@ -696,22 +696,11 @@ impl WqInner {
     /// As for [`fork_unlock`](Self::fork_unlock), and the locks are still
     /// held.
     pub(crate) unsafe fn reset_after_fork(&self) {
-        crate::fork::purge_waiters(&self.attrs);
-        crate::fork::purge_waiters(&self.flush);
-        crate::fork::purge_waiters(&self.all_pwqs);
-        crate::fork::purge_waiters(&self.retired);
-        crate::fork::purge_key(&self.flush_cv as *const _ as usize);
         // SAFETY: `F:` is held by this thread, the only one in the child.
         let c = unsafe { &mut *self.flush.data_ptr() };
         c.flush_color = c.work_color;
         c.flushing = false;
         let sh = &self.shared;
-        crate::fork::purge_key(&sh.nr_pwqs_to_flush as *const _ as usize);
-        // SAFETY: `T:` is held by this thread, the only one in the child.
-        for p in unsafe { &*self.all_pwqs.data_ptr() } {
-            // Freezers wait on a pwq's address.
-            crate::fork::purge_key(Arc::as_ptr(p) as usize);
-        }
         sh.nr_pwqs_to_flush.store(0, SeqCst);
         sh.nr_drainers.store(0, SeqCst);
         sh.nr_timers.store(0, SeqCst);
@@ -865,7 +854,7 @@ impl WqInner {
                 Outcome::Refused => {
                     sh.note_refused();
                     if work.inner().state.release_pending() {
-                        util::wake_all(work.key());
+                        work.wake_waiters();
                     }
                     return false;
                 }
@@ -937,9 +926,10 @@ impl WqInner {
             }
         }
         if sh.nr_pwqs_to_flush.fetch_sub(1, SeqCst) != 1 {
-            let key = &sh.nr_pwqs_to_flush as *const _ as usize;
             MutexGuard::unlocked(c, || {
-                util::wait_on(key, || sh.nr_pwqs_to_flush.load(Acquire) == 0)
+                util::wait_on(&sh.nr_pwqs_to_flush, || {
+                    sh.nr_pwqs_to_flush.load(Acquire) == 0
+                })
             });
         }
     }

@@ -49,7 +49,13 @@ fn wait_child(pid: libc::pid_t, timeout: Duration) -> Option<i32> {
             // CMWQ_FORK_GDB=1: each thread's stack too.
             if std::env::var_os("CMWQ_FORK_GDB").is_some() {
                 let _ = std::process::Command::new("gdb")
-                    .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt"])
+                    .args([
+                        "-p",
+                        &pid.to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt",
+                    ])
                     .status();
             }
             // SAFETY: plain system calls on our own child.

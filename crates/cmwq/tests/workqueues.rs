@@ -625,13 +625,23 @@ fn g29_stats_count_like_wq_monitor() {
     assert_eq!(s.cpu_hog, 1, "30 ms of CPU without blocking");
     assert_eq!(s.panics, 0);
     assert_eq!((s.mayday, s.rescued), (0, 0));
-    // cm_wakeups: a blocking item with work waiting behind it.
-    let blocker2 = sleeper(20, &c);
+    // cm_wakeups: a blocking item with work waiting behind it. It blocks
+    // (hinted) only once the others are queued behind it.
+    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let go2 = go.clone();
+    let blocker2 = Work::new(move |_| {
+        while !go2.load(SeqCst) {
+            std::hint::spin_loop();
+        }
+        cmwq::blocking(|| std::thread::sleep(Duration::from_millis(20)));
+    });
     let after: Vec<Work> = (0..2).map(|_| counting_work(&c)).collect();
     assert!(wq.queue_on(0, &blocker2));
+    assert!(wait_until(Duration::from_secs(5), || blocker2.is_running()));
     for w in &after {
         assert!(wq.queue_on(0, w));
     }
+    go.store(true, SeqCst);
     wq.flush();
     assert!(wq.stats().cm_wakeups >= 1);
     let row = wq.stats().row("g29_stats", false, false);

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
 use crate::list::WorkList;
@@ -584,11 +584,8 @@ pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
 /// running. Counters of in-flight and active items start from zero; the
 /// pool creates workers afresh on its next queue.
 pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
-    // Threads of the parent waiting on these items (flush, cancel_sync)
-    // are taken off parking_lot's queues too (see `fork::purge_key`).
     let forget = |w: Work| {
         w.reset_after_fork();
-        crate::fork::purge_key(w.key());
         std::mem::forget(w);
     };
     while let Some(w) = g.worklist.pop_front() {
@@ -611,9 +608,7 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
             let inner = unsafe { c.work.as_ref() };
             let seq = inner.state.reset_after_fork();
             inner.done.store(seq, Release);
-            crate::fork::purge_key(c.work.as_ptr() as *const u8 as usize);
         }
-        crate::fork::purge_waiters(&ws.worker.detect);
     }
     // The workers' handles are leaked too: their threads' stacks hold
     // references nobody will drop, and their detection state may be locked.
@@ -641,7 +636,7 @@ pub(crate) struct Pools {
     /// attributes.
     pub(crate) unbound: Mutex<Vec<&'static WorkerPool>>,
     /// Its own lock: every pool by id (written when a pool is made).
-    pub(crate) all: RwLock<Vec<&'static WorkerPool>>,
+    pub(crate) all: Mutex<Vec<&'static WorkerPool>>,
 }
 
 static POOLS: OnceLock<Pools> = OnceLock::new();
@@ -678,7 +673,7 @@ pub(crate) fn pools() -> &'static Pools {
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),
-            all: RwLock::new(all),
+            all: Mutex::new(all),
         }
     })
 }
@@ -701,7 +696,7 @@ impl Pools {
         if let Some(p) = ub.iter().find(|p| &p.attrs == attrs) {
             return p;
         }
-        let mut all = self.all.write();
+        let mut all = self.all.lock();
         let pool: &'static WorkerPool = Box::leak(Box::new(WorkerPool::new(
             all.len() as u32,
             None,
@@ -715,11 +710,11 @@ impl Pools {
 
     /// Number of pools.
     pub(crate) fn count(&self) -> usize {
-        self.all.read().len()
+        self.all.lock().len()
     }
 
     /// Every pool, by id.
     pub(crate) fn all(&self) -> Vec<&'static WorkerPool> {
-        self.all.read().clone()
+        self.all.lock().clone()
     }
 }

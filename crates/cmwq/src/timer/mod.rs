@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use crate::clock;
-use crate::util::{self, Parker};
+use crate::util::Parker;
 use crate::work::{Work, WorkInner};
 use crate::workqueue::WqInner;
 use wheel::Wheel;
@@ -253,7 +253,7 @@ pub(crate) fn cancel_all_for(wq: &WqInner) -> usize {
     for target in cancelled {
         if let Some(work) = target.work {
             if work.inner().state.release_pending() {
-                util::wake_all(work.key());
+                work.wake_waiters();
             }
             crate::work::drop_contained(work);
         }
@@ -383,13 +383,11 @@ pub(crate) unsafe fn reset_after_fork() {
     let Some(t) = TIMERS.get() else {
         return;
     };
-    crate::fork::purge_waiters(&t.wheel);
     // SAFETY: the wheel lock is held by this thread, the only one.
     let w = unsafe { &mut *t.wheel.data_ptr() };
     w.expire(u64::MAX, |_, target| {
         if let Some(work) = target.work.take() {
             work.reset_after_fork();
-            crate::fork::purge_key(work.key());
             std::mem::forget(work);
         }
         std::mem::forget(target.wq.take());

@@ -43,6 +43,9 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     /// A: number of the last finished execution (wrapping, see `state`);
     /// written by the holder of RUNNING, read by flushers.
     pub(crate) done: AtomicU32,
+    /// A: bumped whenever a transition that saw WAITERS wakes them;
+    /// waiters sleep on it (a futex word).
+    pub(crate) wake: AtomicU32,
     /// A (written by the owner of PENDING, under that pool's lock): the
     /// pool whose lock guards the item while QUEUED. Pools live for the
     /// whole process, so a stale value is still a valid pool.
@@ -78,6 +81,12 @@ unsafe impl<F: ?Sized + Send> Sync for WorkInner<F> {}
 unsafe impl<F: ?Sized + Send> Send for WorkInner<F> {}
 
 impl WorkInner {
+    /// See [`Work::wake_waiters`].
+    pub(crate) fn wake_waiters(&self) {
+        self.wake.fetch_add(1, Release);
+        crate::sync::wake_all(&self.wake);
+    }
+
     /// Read the slot.
     ///
     /// # Safety
@@ -209,6 +218,7 @@ impl Work {
         let inner: Arc<WorkInner> = Arc::new(WorkInner {
             state: StateWord::new(),
             done: AtomicU32::new(0),
+            wake: AtomicU32::new(0),
             pool: AtomicPtr::new(ptr::null_mut()),
             link: LinkCell::new(),
             slot: UnsafeCell::new(Slot {
@@ -287,7 +297,7 @@ impl Work {
     pub fn cancel(&self) -> bool {
         let stolen = steal_pending(self);
         if stolen && self.inner.state.release_pending() {
-            util::wake_all(self.key());
+            self.wake_waiters();
         }
         stolen
     }
@@ -333,13 +343,13 @@ impl Work {
         match st.release_pending_disabled() {
             Ok(waiters) => {
                 if waiters {
-                    util::wake_all(self.key());
+                    self.wake_waiters();
                 }
                 true
             }
             Err(waiters) => {
                 if waiters {
-                    util::wake_all(self.key());
+                    self.wake_waiters();
                 }
                 self.disable_overflow()
             }
@@ -388,12 +398,10 @@ impl Work {
     /// that can end the wait clear WAITERS and wake us.
     fn wait_while(&self, must_wait: impl Fn(Snapshot) -> bool) {
         let st = &self.inner.state;
-        while st.set_waiters_if(&must_wait) {
-            util::wait_on(self.key(), || {
-                let s = st.load();
-                !(must_wait(s) && s.waiters())
-            });
-        }
+        // `wait_on` reads the wake word before each check: a waker that
+        // clears WAITERS after `set_waiters_if` set it bumps the word, so
+        // the sleep returns at once or is woken.
+        util::wait_on(&self.inner.wake, || !st.set_waiters_if(&must_wait));
     }
 
     /// After `fork()`, in the child: make an item that was pending or
@@ -403,10 +411,11 @@ impl Work {
         self.inner.done.store(seq, Release);
     }
 
-    /// The parking key of this item.
+    /// Wake the threads waiting for this item to change state (flush,
+    /// cancel_sync): called by whoever cleared WAITERS.
     #[inline]
-    pub(crate) fn key(&self) -> usize {
-        Arc::as_ptr(&self.inner) as *const u8 as usize
+    pub(crate) fn wake_waiters(&self) {
+        self.inner.wake_waiters();
     }
 
     #[inline]
