@@ -35,6 +35,12 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "Affinity Scopes");
     let _ = writeln!(o, "===============");
     let _ = writeln!(o, "wq_unbound_cpumask={}", topo.allowed.to_hex());
+    let _ = writeln!(o, "cpu_online={}", topo.online.to_hex());
+    let _ = write!(o, "cpu_node ");
+    for c in topo.possible.iter() {
+        let _ = write!(o, " [{c}]={}", topo.cpu_node[c]);
+    }
+    let _ = writeln!(o);
     for scope in Scope::ALL {
         let pt = topo.pod_type(scope);
         let _ = writeln!(o);

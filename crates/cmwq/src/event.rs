@@ -1,6 +1,10 @@
 //! Reports delivered to the log hook (`Config::log`).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::sync::Mutex;
 
 /// A report from the library: a contained panic (G5), a queue refused during
 /// a drain (G8), a worker that could not be created, and the like. Delivered
@@ -71,6 +75,18 @@ pub enum Event<'a> {
         /// comma-separated, `(blocked)` after those known to block.
         running: &'a str,
     },
+    /// Reports of one kind came faster than the rate limit allows (a
+    /// burst of [`RATELIMIT_BURST`](crate::RATELIMIT_BURST) per
+    /// [`RATELIMIT_INTERVAL`](crate::RATELIMIT_INTERVAL), as the kernel's
+    /// `printk_ratelimit`); this many were not delivered. Sent before the
+    /// next one that is. The counters (`WqStats::panics`) still count
+    /// every one.
+    ReportsSuppressed {
+        /// What was suppressed, e.g. "work item panic".
+        what: &'static str,
+        /// How many reports were suppressed.
+        count: u64,
+    },
     /// A misuse detected at run time (an unbalanced `enable`, for example).
     Misuse {
         /// What happened.
@@ -122,10 +138,114 @@ impl fmt::Display for Event<'_> {
                 for_ms / 1000,
                 for_ms % 1000 / 100
             ),
+            Event::ReportsSuppressed { what, count } => {
+                write!(f, "{count} {what} reports suppressed (rate limit)")
+            }
             Event::Misuse { message } => write!(f, "misuse: {message}"),
         }
     }
 }
+
+/// Reports of one rate-limited kind allowed per interval (the kernel's
+/// `DEFAULT_RATELIMIT_BURST`).
+pub const RATELIMIT_BURST: u32 = 10;
+/// The rate-limit interval (the kernel's `DEFAULT_RATELIMIT_INTERVAL`).
+pub const RATELIMIT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One rate-limit window: the kernel's `ratelimit_state`, as a pure
+/// transition so tests drive it without a clock.
+#[derive(Debug, Default)]
+struct Window {
+    begin: Option<Instant>,
+    printed: u32,
+    missed: u64,
+}
+
+impl Window {
+    /// A report at `now`: whether to deliver it, and how many suppressed
+    /// ones to announce first (when a new interval begins).
+    fn check(&mut self, now: Instant, burst: u32, interval: Duration) -> (bool, u64) {
+        let mut announce = 0;
+        match self.begin {
+            Some(b) if now.saturating_duration_since(b) < interval => {}
+            _ => {
+                announce = std::mem::take(&mut self.missed);
+                self.begin = Some(now);
+                self.printed = 0;
+            }
+        }
+        if self.printed < burst {
+            self.printed += 1;
+            (true, announce)
+        } else {
+            self.missed += 1;
+            (false, announce)
+        }
+    }
+}
+
+/// A rate-limited kind of report.
+pub(crate) struct RateLimit {
+    /// I: what it reports, for [`Event::ReportsSuppressed`].
+    what: &'static str,
+    /// Its own lock, a leaf: the window.
+    window: Mutex<Window>,
+    /// A: reports suppressed so far.
+    pub(crate) suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    const fn new(what: &'static str) -> RateLimit {
+        RateLimit {
+            what,
+            window: Mutex::new(Window {
+                begin: None,
+                printed: 0,
+                missed: 0,
+            }),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Deliver `ev` unless this kind exceeds its rate.
+    pub(crate) fn report(&self, ev: Event<'_>) {
+        let (deliver, announce) =
+            self.window
+                .lock()
+                .check(Instant::now(), RATELIMIT_BURST, RATELIMIT_INTERVAL);
+        if announce > 0 {
+            report(Event::ReportsSuppressed {
+                what: self.what,
+                count: announce,
+            });
+        }
+        if deliver {
+            report(ev);
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Fork: the window's lock, held across `fork()` like the others.
+    pub(crate) fn fork_lock(&self) {
+        std::mem::forget(self.window.lock());
+    }
+
+    /// Release what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took it with `fork_lock` and has not released it.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: held by this thread, guard forgotten (the contract).
+        unsafe { self.window.force_unlock(Default::default()) };
+    }
+}
+
+/// Panics of work functions (G5).
+pub(crate) static PANICS: RateLimit = RateLimit::new("work item panic");
+/// Panics of closures' destructors.
+pub(crate) static DROP_PANICS: RateLimit = RateLimit::new("work item destructor panic");
 
 /// Deliver an event to the configured hook.
 pub(crate) fn report(ev: Event<'_>) {
@@ -137,4 +257,26 @@ pub(crate) fn default_log(ev: &Event<'_>) {
     #[cfg(feature = "tracing")]
     tracing::warn!(target: "cmwq", "{ev}");
     eprintln!("cmwq: {ev}");
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_suppressed_then_announced() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut w = Window::default();
+        let iv = Duration::from_secs(5);
+        for i in 0..10 {
+            assert_eq!(w.check(ms(i), 10, iv), (true, 0), "burst {i}");
+        }
+        for i in 10..10_000 {
+            assert_eq!(w.check(ms(i / 10), 10, iv), (false, 0));
+        }
+        // The next interval: the 9,990 suppressed are announced once.
+        assert_eq!(w.check(ms(5_001), 10, iv), (true, 9_990));
+        assert_eq!(w.check(ms(5_002), 10, iv), (true, 0));
+    }
 }

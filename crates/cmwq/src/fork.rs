@@ -106,6 +106,8 @@ fn prepare_locks() {
         }
     }
     crate::timer::fork_lock();
+    crate::event::PANICS.fork_lock();
+    crate::event::DROP_PANICS.fork_lock();
     HELD.with(|h| {
         *h.borrow_mut() = Some(Held {
             wqs,
@@ -126,6 +128,8 @@ unsafe fn unlock_all(held: &Held) {
     // SAFETY (whole block): each of these locks was taken by `prepare` on
     // this thread and its guard forgotten; nothing released them since.
     unsafe {
+        crate::event::DROP_PANICS.fork_unlock();
+        crate::event::PANICS.fork_unlock();
         crate::timer::fork_unlock();
         for wq in &held.wqs {
             if let Some(r) = &wq.shared.rescuer {

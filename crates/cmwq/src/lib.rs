@@ -64,7 +64,7 @@ use std::sync::OnceLock;
 
 pub use config::{Config, Detect};
 pub use error::Error;
-pub use event::Event;
+pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
 pub use fault::{delay_after_spawn, fail_next_spawns};
 pub use freeze::{freeze, thaw};
 pub use stats::{monitor_table, workqueues, WqInfo, WqStats};
@@ -228,6 +228,14 @@ pub mod __bench {
     /// CPU hogs the monitor flagged so far.
     pub fn monitor_marked_hog() -> u64 {
         crate::monitor::MARKED_HOG.load(Relaxed)
+    }
+    /// Reports suppressed by the rate limit so far: (work item panics,
+    /// destructor panics).
+    pub fn reports_suppressed() -> (u64, u64) {
+        (
+            crate::event::PANICS.suppressed.load(Relaxed),
+            crate::event::DROP_PANICS.suppressed.load(Relaxed),
+        )
     }
     /// Idle workers that exited so another pool could have their thread.
     pub fn workers_gave_way() -> u64 {

@@ -48,10 +48,11 @@ impl WqStats {
     /// workqueue's kind print `-` (as `wq_monitor.py` does).
     pub fn row(&self, name: &str, unbound: bool, mem_reclaim: bool) -> String {
         let dash = |apply: bool, v: u64| if apply { v.to_string() } else { "-".into() };
-        let tail = if name.len() > 24 {
-            &name[name.len() - 24..]
-        } else {
-            name
+        // The last 24 characters (not bytes: names may be any UTF-8).
+        let skip = name.chars().count().saturating_sub(24);
+        let tail = match name.char_indices().nth(skip) {
+            Some((i, _)) => &name[i..],
+            None => name,
         };
         format!(
             "{:24} {:8} {:5} {:8.1} {:>7} {:>7} {:>7} {:>7} {:>6}",

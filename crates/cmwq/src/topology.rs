@@ -22,10 +22,6 @@
 //! after that is not tracked: like the kernel, pods are laid out over all
 //! *possible* CPUs, so a CPU coming online later already has its pod.
 
-// This module is the crate's shared vocabulary for CPUs; not every build of
-// the crate uses every helper (e.g. `to_hex` only serves diagnostics).
-#![allow(dead_code)]
-
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -158,11 +154,13 @@ impl CpuMask {
     }
 
     /// Returns the number of CPUs in the mask.
+    #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     /// Returns the lowest CPU in the mask.
+    #[cfg(test)]
     pub(crate) fn first(&self) -> Option<usize> {
         self.iter().next()
     }
@@ -216,6 +214,7 @@ impl CpuMask {
     }
 
     /// Returns whether every CPU of `self` is also in `other`.
+    #[cfg(test)]
     pub(crate) fn is_subset(&self, other: &CpuMask) -> bool {
         self.words
             .iter()
@@ -586,6 +585,7 @@ impl Topology {
     ///
     /// For an id that is not a possible CPU this is 0, as the kernel's
     /// zero-initialized `cpu_pod[]` would say.
+    #[cfg(test)]
     pub(crate) fn pod_of(&self, scope: Scope, cpu: usize) -> usize {
         self.pod_type(scope).cpu_pod.get(cpu).copied().unwrap_or(0)
     }

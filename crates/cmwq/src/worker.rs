@@ -707,7 +707,7 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work, since: u64) -> Exec {
 
 fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) {
     let msg = util::panic_message(&*payload);
-    report(Event::WorkPanicked {
+    crate::event::PANICS.report(Event::WorkPanicked {
         workqueue: &pwq.wq.name,
         work: work.name(),
         message: &msg,

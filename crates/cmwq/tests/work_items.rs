@@ -613,3 +613,34 @@ fn g11_disable_sync_waits_and_unbalanced_enable_is_reported() {
     assert!(!w.enable(), "not disabled");
     assert_eq!(events_matching("g11_item"), before + 1);
 }
+
+/// 10^4 panicking items do not write 10^4 reports: a burst, then the rest
+/// are counted (and announced as suppressed when the next interval
+/// begins); the stats still count every panic.
+#[test]
+fn g5_panic_reports_are_rate_limited() {
+    setup();
+    let _s = common::serial();
+    let wq = cmwq::Workqueue::new("g5_ratelimit").unwrap();
+    let before = common::events_matching("g5_ratelimit");
+    let (s0, _) = cmwq::__bench::reports_suppressed();
+    let w = cmwq::Work::new(|_| panic!("g5_ratelimit boom"));
+    for _ in 0..10_000 {
+        wq.queue(&w);
+        w.flush();
+    }
+    wq.flush();
+    let reported = common::events_matching("g5_ratelimit") - before;
+    let (s1, _) = cmwq::__bench::reports_suppressed();
+    assert_eq!(wq.stats().panics, 10_000);
+    assert!(
+        reported <= 2 * cmwq::RATELIMIT_BURST as usize,
+        "{reported} reports for 10^4 panics"
+    );
+    assert!(reported >= 1);
+    // (Other tests' panics may be counted meanwhile, hence >=.)
+    assert!(
+        reported as u64 + (s1 - s0) >= 10_000,
+        "each one reported or counted"
+    );
+}

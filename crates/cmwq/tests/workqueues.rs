@@ -648,3 +648,29 @@ fn g29_stats_count_like_wq_monitor() {
     assert!(row.starts_with("g29_stats"));
     assert!(cmwq::WqStats::header().contains("CPUitsv"));
 }
+
+/// Names are any UTF-8: the stats row and the monitor table cut them by
+/// characters, never inside one.
+#[test]
+fn g29_non_ascii_workqueue_names_in_stats_and_tables() {
+    setup();
+    let name = "очередь-工作队列-émoji-🦀-long-name-ü";
+    let wq = Workqueue::new(name).unwrap();
+    let w = Work::new(|_| {});
+    wq.queue(&w);
+    wq.flush();
+    let row = wq.stats().row(name, false, false);
+    assert!(
+        row.starts_with("émoji-🦀-long-name-ü") || row.contains("🦀"),
+        "{row}"
+    );
+    let table = cmwq::monitor_table();
+    assert!(table.contains("🦀-long-name-ü"), "{table}");
+    assert!(cmwq::dump().contains(name));
+    // The second cuts inside a character when counted in bytes.
+    for n in ["é", "🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀🦀é"]
+    {
+        let r = cmwq::WqStats::default().row(n, true, true);
+        assert!(r.contains('é') || r.contains('🦀'), "{r}");
+    }
+}

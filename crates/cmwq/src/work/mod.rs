@@ -489,7 +489,7 @@ pub(crate) fn drop_contained(work: Work) {
     let name = work.name();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(work)));
     if let Err(payload) = r {
-        report(Event::DropPanicked {
+        crate::event::DROP_PANICS.report(Event::DropPanicked {
             work: name,
             message: &util::panic_message(&*payload),
         });
