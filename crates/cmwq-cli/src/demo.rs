@@ -233,7 +233,7 @@ impl Demo {
         .collect();
         Ok(Demo {
             cpu_wq: Arc::new(Workqueue::new(CPU_CUSTOM)?),
-            // MEM_RECLAIM: a rescuer (`kworker/R-demo_io`) runs its items
+            // MEM_RECLAIM: a rescuer (`kworker/R-demo_`) runs its items
             // if new workers cannot be had (G22); the table shows its
             // mayday/rescued counts and the dump lists it.
             io_wq: Workqueue::builder(IO_CUSTOM)
@@ -779,6 +779,25 @@ impl Demo {
         self.report.fact(
             "items",
             format!("{all} executions, every queued item ran once"),
+        );
+        // demo_io is MEM_RECLAIM: its rescuer thread exists (ps -L shows
+        // it) and the dump lists it (G22).
+        // The name is cut to the 15 bytes a Linux thread name holds.
+        let name = &format!("kworker/R-{IO_CUSTOM}")[..15];
+        let rescuer = crate::util::thread_named(name);
+        let listed = cmwq::dump()
+            .lines()
+            .any(|l| l.starts_with(IO_CUSTOM) && l.contains(name));
+        self.report.check(rescuer && listed, || {
+            format!("{IO_CUSTOM} is MEM_RECLAIM but its rescuer thread {name} is missing (thread: {rescuer}, in dump: {listed})")
+        });
+        let st = self.io_wq.stats();
+        self.report.fact(
+            "rescuer",
+            format!(
+                "{name} stands by for {IO_CUSTOM} (mayday {}, rescued {}: workers could always be created)",
+                st.mayday, st.rescued
+            ),
         );
     }
 

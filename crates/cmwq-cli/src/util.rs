@@ -49,6 +49,17 @@ pub fn kworker_threads() -> usize {
         .count()
 }
 
+/// Whether this process has a thread named `name`.
+pub fn thread_named(name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .any(|comm| comm.trim_end() == name)
+}
+
 /// Counts how many executions of a group of work items are in their
 /// function at once, and remembers the peak.
 #[derive(Debug, Default)]

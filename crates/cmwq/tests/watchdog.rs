@@ -157,8 +157,22 @@ fn g23_the_watchdog_costs_nothing_while_idle() {
     // and the monitor's own hysteresis pass.
     std::thread::sleep(THRESH / 2);
     let a = cmwq::__bench::monitor_wakeups();
+    let cpu0 = process_cpu();
     std::thread::sleep(THRESH * 3);
+    let cpu = process_cpu() - cpu0;
     let b = cmwq::__bench::monitor_wakeups();
+    println!("process CPU while idle: {cpu:?} in {:?}", THRESH * 3);
+    assert!(cpu < Duration::from_millis(5), "{cpu:?} of CPU while idle");
     println!("monitor wake-ups while idle: {} in {:?}", b - a, THRESH * 3);
     assert_eq!(b - a, 0, "the monitor woke while the process was idle");
+}
+
+/// CPU time of the whole process (all threads).
+fn process_cpu() -> Duration {
+    // SAFETY: rusage is plain data; all zeroes is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
