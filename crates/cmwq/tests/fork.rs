@@ -115,14 +115,25 @@ fn child_checks(ledger: &[AtomicUsize], wqs: &[&Workqueue], first_item: &AtomicU
             return 30 + i as i32;
         }
     }
+    // A timer armed in the child fires no sooner than asked (the wheel's
+    // time was not disturbed by disarming the parent's timers).
     let r = ran.clone();
+    let armed = Instant::now();
+    let early = Arc::new(AtomicBool::new(false));
+    let e2 = early.clone();
     let d = Work::new(move |_| {
+        e2.store(armed.elapsed() < Duration::from_millis(30), SeqCst);
         r.fetch_add(1, SeqCst);
     });
-    cmwq::system_wq().queue_delayed(&d, Duration::from_millis(5));
-    d.flush();
+    cmwq::system_wq().queue_delayed(&d, Duration::from_millis(30));
+    while d.is_pending() || d.is_running() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     if ran.load(SeqCst) != 2 + wqs.len() {
         return 40;
+    }
+    if early.load(SeqCst) {
+        return 41;
     }
     for wq in wqs {
         wq.drain();

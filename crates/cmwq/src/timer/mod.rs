@@ -385,7 +385,7 @@ pub(crate) unsafe fn reset_after_fork() {
     };
     // SAFETY: the wheel lock is held by this thread, the only one.
     let w = unsafe { &mut *t.wheel.data_ptr() };
-    w.expire(u64::MAX, |_, target| {
+    w.disarm_all(|_, target| {
         if let Some(work) = target.work.take() {
             work.reset_after_fork();
             std::mem::forget(work);

@@ -310,6 +310,19 @@ impl<T: Default> Wheel<T> {
         self.next_expiration().map(|e| e.deadline)
     }
 
+    /// Disarm every armed entry, handing each to `f`, without moving time
+    /// (a forked child, where none of the parent's timers may fire).
+    pub(crate) fn disarm_all(&mut self, mut f: impl FnMut(u32, &mut T)) {
+        for id in 0..self.entries.len() as u32 {
+            if self.is_armed(id) {
+                self.unlink(id);
+                self.entries[id as usize].loc = Loc::Idle;
+                self.armed -= 1;
+                f(id, &mut self.entries[id as usize].data);
+            }
+        }
+    }
+
     /// Advance the wheel to `now` (ticks) and hand every entry whose
     /// deadline is at or before it to `fire` (disarmed), in no particular
     /// order within one tick.
@@ -396,6 +409,30 @@ mod tests {
         assert!(!w.is_armed(a));
         assert_eq!(w.armed(), 0);
         assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn disarm_all_keeps_time_and_empties_the_wheel() {
+        let mut w: Wheel<u64> = Wheel::new();
+        let ids: Vec<u32> = (0..5).map(|_| w.alloc()).collect();
+        for (i, &id) in ids.iter().enumerate() {
+            *w.data_mut(id) = i as u64;
+            w.insert(id, [0, 5, 70, 5000, 300_000][i]);
+        }
+        w.expire(10, |_, _| {});
+        let mut got = Vec::new();
+        w.disarm_all(|_, d| got.push(*d));
+        got.sort();
+        assert_eq!(got, vec![2, 3, 4], "the not yet fired ones");
+        assert_eq!(w.armed(), 0);
+        assert_eq!(w.next_deadline(), None);
+        // Time did not move: a new timer fires at its own deadline.
+        w.insert(ids[0], 20);
+        let mut fired = 0;
+        w.expire(19, |_, _| fired += 1);
+        assert_eq!(fired, 0);
+        w.expire(20, |_, _| fired += 1);
+        assert_eq!(fired, 1);
     }
 
     #[test]
