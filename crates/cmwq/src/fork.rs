@@ -19,10 +19,13 @@
 //!   the rescuers). Then the locks are released.
 //!
 //! Items pending, armed or running in the parent still run there, exactly
-//! once: the parent's state is not touched. An item that was just being
-//! queued by another thread at the instant of the fork (between taking
-//! its PENDING bit and linking it, a few instructions) stays pending in the
-//! child and never runs there.
+//! once: the parent's state is not touched. Items that other threads were
+//! queueing, firing, re-arming or cancelling at the instant of the fork
+//! (they owned the PENDING bit and had not linked the item yet, often
+//! because they waited for a pool lock the fork held) are orphans in the
+//! child: the state word records the fork generation of whoever took the
+//! bit, and a pending, unlinked item of an older generation reads idle and
+//! is taken back by the next queue, cancel, disable or flush.
 //!
 //! Why `pthread_atfork` rather than a process id check on first use: a pid
 //! check costs a system call on the queue path (glibc no longer caches
@@ -165,11 +168,17 @@ extern "C" fn child() {
             return;
         };
         // Everything is locked by this thread, the child's only one.
+        let own = crate::worker::current_exec().map(|(w, _)| w.as_ptr() as *const u8);
         for p in &held.pools {
             // SAFETY: the pool lock is held by this thread (prepare).
             let g = unsafe { &mut *p.lock.data_ptr() };
-            crate::pool::reset_after_fork(p, g);
+            crate::pool::reset_after_fork(p, g, own);
         }
+        // Items other threads owned the PENDING bit of at the instant of
+        // the fork (queueing, firing, re-arming them): nobody will link
+        // them here. They carry the parent's generation, which makes them
+        // read idle from now on (`work::state`, "fork generation").
+        crate::work::state::next_fork_generation();
         for wq in &held.wqs {
             // SAFETY: its locks are held by this thread (prepare).
             unsafe { wq.reset_after_fork() };

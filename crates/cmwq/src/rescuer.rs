@@ -165,6 +165,7 @@ impl Rescuer {
         }
         self.tid.store(0, SeqCst);
         self.attached.store(DETACHED, SeqCst);
+        self.parker.reset();
         if !self.stop.load(SeqCst) {
             self.needs_thread.store(true, SeqCst);
         }

@@ -163,6 +163,13 @@ impl Parker {
         }
     }
 
+    /// In a forked child: the thread that parked here does not exist; the
+    /// next thread to park starts from an empty word (a word left PARKED
+    /// would make every `park` return at once, a busy loop).
+    pub(crate) fn reset(&self) {
+        self.state.store(EMPTY, SeqCst);
+    }
+
     /// Make the parked (or next) `park` return.
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Release) == PARKED {

@@ -105,6 +105,17 @@ impl Watchdog {
         // looked at its pool sees ARMED down (we took that pool's lock
         // after clearing it) and arms it again.
         ARMED.store(false, SeqCst);
+        // Read the pool list after disarming: a pool made since the
+        // caller read it may have had its first item queued while ARMED
+        // was still up (so that queue did not arm it).
+        let fresh;
+        let pools = match crate::pool::pools_if_started() {
+            Some(p) if p.count() != pools.len() => {
+                fresh = p.all();
+                &fresh[..]
+            }
+            _ => pools,
+        };
         self.seen.resize(pools.len(), Seen::default());
         let mut any = false;
         let mut stalls = Vec::new();

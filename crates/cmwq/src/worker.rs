@@ -482,6 +482,13 @@ fn process_one_work(
     }
     // Acted on in the first unlocked section below, so one lock round trip
     // serves both the kick and the execution.
+    // A rescuer never creates workers itself (the kernel's only wakes idle
+    // ones): creation is what is failing; the monitor keeps retrying it.
+    let k = if k == Kick::NeedWorker && g.workers[w.slot].flags & WORKER_RESCUER != 0 {
+        Kick::Pending
+    } else {
+        k
+    };
     let mut kick = Some(k);
     loop {
         let since = acct.clock;
@@ -550,11 +557,11 @@ fn process_one_work(
             }
         };
         if !next {
-            retire_exec(&mut g, pool, exec, panicked);
+            retire_exec(&mut g, pool, w.slot, exec);
             break;
         }
         let prev = std::mem::replace(&mut exec, handover(&mut g, w, &work, acct.clock));
-        retire_exec(&mut g, pool, prev, panicked);
+        retire_exec(&mut g, pool, w.slot, prev);
     }
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
@@ -632,11 +639,14 @@ impl Deferred {
 }
 
 /// Count a finished execution on its pwq, while it still reads running.
-/// A pwq of another pool (after a handover) is counted in
-/// [`retire_exec`], which must take that pool's lock anyway.
-fn count_exec(g: &mut PoolState, pool: &'static WorkerPool, exec: &Exec, panicked: bool) {
+fn count_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: &Exec, panicked: bool) {
     if ptr::eq(exec.pwq.pool, pool) {
         count(g, exec, panicked);
+    } else {
+        // A pwq of another pool (after a handover): counted under that
+        // pool's lock, still before the item reads idle.
+        let other = exec.pwq.pool;
+        MutexGuard::unlocked(g, || count(&mut other.lock(), exec, panicked));
     }
 }
 
@@ -652,11 +662,11 @@ fn count(st: &mut PoolState, exec: &Exec, panicked: bool) {
 /// drop its in-flight count on its pwq (which may belong to another pool
 /// after a handover), releasing flushers. `g` is the worker's own pool
 /// lock.
-fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicked: bool) {
+fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, slot: usize, exec: Exec) {
     if ptr::eq(exec.pwq.pool, pool) {
         if pwq::dec_nr_in_flight(g, &exec.pwq, exec.color, exec.active) {
             let k = pool::kick_pool(g);
-            if k == Kick::NeedWorker {
+            if k == Kick::NeedWorker && g.workers[slot].flags & WORKER_RESCUER == 0 {
                 MutexGuard::unlocked(g, || pool::ensure_worker(pool));
             }
         }
@@ -664,7 +674,6 @@ fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: Exec, panicke
         let other = exec.pwq.pool;
         MutexGuard::unlocked(g, || {
             let mut g2 = other.lock();
-            count(&mut g2, &exec, panicked);
             let k = if pwq::dec_nr_in_flight(&mut g2, &exec.pwq, exec.color, exec.active) {
                 pool::kick_pool(&mut g2)
             } else {
@@ -778,8 +787,14 @@ pub(crate) fn rescue(r: &crate::rescuer::Rescuer, pwq: Arc<Pwq>) {
         g.pwqs[pwq.slot].on_mayday = true;
         r.push(pwq.clone());
     }
-    // Leave the rest to the pool's workers, if one can be had.
+    // Leave the rest to the pool's workers: wake an idle one if there is
+    // one (never create one, see process_one_work).
     let k = pool::kick_pool(&mut g);
+    let k = if k == Kick::NeedWorker {
+        Kick::Pending
+    } else {
+        k
+    };
     let ws = g.workers.remove(slot);
     drop(g);
     r.attached.store(u32::MAX, Relaxed);

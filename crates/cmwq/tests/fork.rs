@@ -144,6 +144,15 @@ fn child_checks(ledger: &[AtomicUsize], wqs: &[&Workqueue], first_item: &AtomicU
     if before != after {
         return 50;
     }
+    // The parent's rescuer runs again here, and sleeps while idle (its
+    // parker was left PARKED by the parent's thread: a busy loop).
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(ticks) = thread_cpu_ticks("kworker/R-g26_r") {
+        if ticks > 10 {
+            eprintln!("the child's rescuer used {ticks} ticks of CPU in 300 ms");
+            return 55;
+        }
+    }
     // A workqueue made in the child, with a rescuer.
     match Workqueue::builder("g26_child_reclaim")
         .flags(WqFlags::MEM_RECLAIM)
@@ -343,4 +352,110 @@ fn fork_child_in_item(returns: bool) -> libc::pid_t {
         return 0; // back into the worker, in the child
     }
     pid
+}
+
+/// CPU time (clock ticks) of this process's thread named `name`.
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 14 and 15 of stat (utime, stime): 12 and 13 after ")".
+        return Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?);
+    }
+    None
+}
+
+/// A fork from inside an item that queues that item again in the child:
+/// no second execution starts beside the one still running there.
+#[test]
+fn g26_g3_the_forking_item_does_not_run_twice_in_the_child() {
+    let _s = common::serial();
+    let entered = Arc::new(AtomicUsize::new(0));
+    let status = Arc::new(std::sync::Mutex::new(None));
+    let (e, st) = (entered.clone(), status.clone());
+    let w = Work::new(move |me| {
+        if e.fetch_add(1, SeqCst) > 0 {
+            return; // a second execution (must not happen in the child)
+        }
+        // SAFETY: see `fork_child`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            cmwq::system_wq().queue(me);
+            std::thread::sleep(Duration::from_millis(200));
+            let code = if e.load(SeqCst) > 1 { 5 } else { 0 };
+            // SAFETY: leaves the child.
+            unsafe { libc::_exit(code) };
+        }
+        *st.lock().unwrap() = Some(wait_child(pid, Duration::from_secs(20)));
+    });
+    cmwq::system_wq().queue(&w);
+    w.flush();
+    assert_eq!(
+        *status.lock().unwrap(),
+        Some(Some(0)),
+        "5: a second execution ran"
+    );
+}
+
+/// Items other threads are queueing at the instant of the fork (they own
+/// the PENDING bit and wait for a pool lock the fork holds) read idle in
+/// the child: cancel_sync returns, and they can be queued and run there.
+#[test]
+fn g26_items_being_queued_at_the_fork_are_usable_in_the_child() {
+    let _s = common::serial();
+    let items: Arc<Vec<Work>> = Arc::new((0..64).map(|_| Work::new(|_| {})).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeders: Vec<_> = (0..4)
+        .map(|t| {
+            let (items, stop) = (items.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(SeqCst) {
+                    cmwq::system_wq().queue(&items[i % items.len()]);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for round in 0..10 {
+        std::thread::sleep(Duration::from_millis(10));
+        let items = items.clone();
+        let pid = fork_child(move || {
+            for w in items.iter() {
+                w.cancel_sync();
+                if w.is_pending() {
+                    return 1;
+                }
+            }
+            let ran = Arc::new(AtomicUsize::new(0));
+            for w in items.iter() {
+                if !cmwq::system_wq().queue(w) {
+                    return 2;
+                }
+            }
+            for w in items.iter() {
+                w.flush();
+            }
+            ran.store(1, SeqCst);
+            0
+        });
+        match wait_child(pid, Duration::from_secs(10)) {
+            Some(0) => {}
+            c => failures.push(format!("round {round}: {c:?}")),
+        }
+    }
+    stop.store(true, SeqCst);
+    for f in feeders {
+        f.join().unwrap();
+    }
+    for w in items.iter() {
+        w.flush();
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }

@@ -637,8 +637,9 @@ fn g5_panic_reports_are_rate_limited() {
         reported <= 2 * cmwq::RATELIMIT_BURST as usize,
         "{reported} reports for 10^4 panics"
     );
-    assert!(reported >= 1);
-    // (Other tests' panics may be counted meanwhile, hence >=.)
+    // (Other tests' panics share the limit and may be counted meanwhile,
+    // or have used this interval's burst already: hence >=, and no lower
+    // bound on `reported`.)
     assert!(
         reported as u64 + (s1 - s0) >= 10_000,
         "each one reported or counted"

@@ -583,7 +583,7 @@ pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
 /// that may only be about to `exec`); so does every item a worker was
 /// running. Counters of in-flight and active items start from zero; the
 /// pool creates workers afresh on its next queue.
-pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
+pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option<*const u8>) {
     let forget = |w: Work| {
         w.reset_after_fork();
         std::mem::forget(w);
@@ -602,6 +602,12 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState) {
     }
     for (_, ws) in g.workers.iter() {
         if let Some(c) = ws.current {
+            if own == Some(c.work.as_ptr() as *const u8) {
+                // The forking thread's own item, still running in the
+                // child: it stays RUNNING (so no second execution can
+                // start beside it); the child exits when it returns.
+                continue;
+            }
             // SAFETY: the item was being run by a worker of the parent,
             // which held a reference to it: it is alive (that reference is
             // leaked with the worker's stack).

@@ -394,6 +394,7 @@ pub(crate) unsafe fn reset_after_fork() {
     });
     t.sleep_until.store(u64::MAX, SeqCst);
     t.started.store(false, SeqCst);
+    t.parker.reset();
 }
 
 /// Timer thread wake-ups (for benchmarks).

@@ -240,7 +240,17 @@ impl Work {
 
     /// Queued, throttled, or timer armed.
     pub fn is_pending(&self) -> bool {
-        self.inner.state.load().pending()
+        let s = self.inner.state.load();
+        s.pending() && !s.orphan()
+    }
+
+    /// An orphan after `fork()` (see `work::state`): give its PENDING bit
+    /// back. Cold: never true in a process that did not fork.
+    #[inline]
+    fn reclaim_if_orphan(&self) {
+        if self.inner.state.load().orphan() && self.inner.state.reclaim_orphan() {
+            self.wake_waiters();
+        }
     }
 
     /// An execution is in progress.
@@ -260,6 +270,7 @@ impl Work {
     /// after it), and returns `false`.
     pub fn flush(&self) -> bool {
         let inner = &*self.inner;
+        self.reclaim_if_orphan();
         let s = inner.state.load();
         if s.idle() || worker::executing(inner) {
             return false;
@@ -572,6 +583,13 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
                 return true;
             }
             continue;
+        }
+        if s.orphan() {
+            // In transit when this process was forked: nobody owns it.
+            if inner.state.reclaim_orphan() {
+                work.wake_waiters();
+            }
+            return false;
         }
         // In transit: being queued, or being handed over. Wait it out.
         spins += 1;

@@ -10,7 +10,7 @@
 //! ```text
 //!  63                         32 31            16 15          6 5 4 3 2 1 0
 //! +-----------------------------+----------------+-------------+-+-+-+-+-+-+
-//! |        start count          | disable count  |  (unused)   |W|T|R|C|Q|P|
+//! |        start count          | disable count  |  fork gen.  |W|T|R|C|Q|P|
 //! +-----------------------------+----------------+-------------+-+-+-+-+-+-+
 //! ```
 //!
@@ -34,6 +34,13 @@
 //! * `W` WAITERS: some thread is parked until this word changes (a flush or
 //!   a cancel-and-wait). Whoever clears `R`, `P` or `C` and sees `W` clears
 //!   it and wakes the parked threads.
+//! * fork generation (10 bits): the generation of the process in which
+//!   the current PENDING bit was taken (0, then one more in each forked
+//!   child, wrapping). After `fork()` an item that another thread was
+//!   queueing, firing or cancelling (PENDING set, on no list: "in
+//!   transit") has no owner in the child; its older generation marks it an
+//!   orphan ([`Snapshot::orphan`]), which reads idle and is taken back by
+//!   the next queue, cancel, disable or flush (G26).
 //! * disable count (16 bits): while above zero every queue attempt fails
 //!   (G11). `cancel_sync` is `disable_sync` followed by `enable`, as in the
 //!   kernel, so concurrent cancellers compose.
@@ -60,6 +67,25 @@ pub(crate) const COLLIDED: u64 = 1 << 2;
 pub(crate) const RUNNING: u64 = 1 << 3;
 pub(crate) const TIMER: u64 = 1 << 4;
 pub(crate) const WAITERS: u64 = 1 << 5;
+
+const GEN_SHIFT: u32 = 6;
+const GEN_MASK: u64 = 0x3ff << GEN_SHIFT;
+
+/// The fork generation of this process (see the module docs). Plain std
+/// atomic: it changes only in a forked child's handler, alone.
+static FORK_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The generation bits for a PENDING bit taken now.
+#[inline]
+fn gen_now() -> u64 {
+    (FORK_GEN.load(std::sync::atomic::Ordering::Relaxed) << GEN_SHIFT) & GEN_MASK
+}
+
+/// In a forked child (its handler): items in transit in the parent become
+/// orphans.
+pub(crate) fn next_fork_generation() {
+    FORK_GEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
 
 const DISABLE_SHIFT: u32 = 16;
 const DISABLE_ONE: u64 = 1 << DISABLE_SHIFT;
@@ -112,6 +138,12 @@ impl Snapshot {
     #[inline]
     pub(crate) fn idle(self) -> bool {
         self.0 & (PENDING | RUNNING) == 0
+    }
+    /// Pending, on no list, and taken in an older fork generation: its
+    /// owner was a thread of the parent process (see the module docs).
+    #[inline]
+    pub(crate) fn orphan(self) -> bool {
+        self.0 & (PENDING | QUEUED | COLLIDED | TIMER) == PENDING && self.0 & GEN_MASK != gen_now()
     }
 }
 
@@ -216,10 +248,13 @@ impl StateWord {
     /// early result.
     #[inline]
     fn update<T>(&self, mut f: impl FnMut(Snapshot) -> Result<u64, T>) -> Result<Snapshot, T> {
-        let mut cur = self.0.load(Relaxed);
+        // Acquire, also on failure: a decision that returns early (no CAS)
+        // may read other state the transition that wrote `cur` published
+        // (`set_waiters_if` reads `done`).
+        let mut cur = self.0.load(Acquire);
         loop {
             let next = f(Snapshot(cur))?;
-            match self.0.compare_exchange_weak(cur, next, AcqRel, Relaxed) {
+            match self.0.compare_exchange_weak(cur, next, AcqRel, Acquire) {
                 Ok(_) => return Ok(Snapshot(cur)),
                 Err(actual) => cur = actual,
             }
@@ -233,12 +268,26 @@ impl StateWord {
         self.update(|s| {
             if s.disable_count() > 0 {
                 Err(Refused::Disabled)
-            } else if s.pending() {
+            } else if s.pending() && !s.orphan() {
                 Err(Refused::Pending)
             } else {
-                Ok(s.0 | PENDING)
+                Ok((s.0 & !GEN_MASK) | PENDING | gen_now())
             }
         })
+    }
+
+    /// Give back the PENDING bit of an orphan (see the module docs).
+    /// Returns whether WAITERS was set.
+    #[cold]
+    pub(crate) fn reclaim_orphan(&self) -> bool {
+        self.update(|s| {
+            if s.orphan() {
+                Ok(s.0 & !(PENDING | WAITERS | GEN_MASK))
+            } else {
+                Err(())
+            }
+        })
+        .is_ok_and(|s| s.waiters())
     }
 
     /// The owner of PENDING linked the item on a list (under that pool's
