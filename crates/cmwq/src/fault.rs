@@ -33,7 +33,22 @@ pub(crate) fn after_spawn() {
     }
 }
 
+/// Microseconds every thread creation of the library takes before it
+/// starts the thread (slow creation, as under memory pressure).
+static SLOW_SPAWNS_US: AtomicU64 = AtomicU64::new(0);
+
+/// Make every thread creation of the library take `d` longer (testing
+/// support: creation that is slow rather than failing, G22).
+#[doc(hidden)]
+pub fn slow_spawns(d: std::time::Duration) {
+    SLOW_SPAWNS_US.store(d.as_micros() as u64, SeqCst);
+}
+
 pub(crate) fn check_spawn() -> io::Result<()> {
+    let slow = SLOW_SPAWNS_US.load(Relaxed);
+    if slow > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(slow));
+    }
     if FAIL_SPAWNS.load(Relaxed) == 0 {
         return Ok(());
     }

@@ -81,6 +81,20 @@ fn prepare_locks() {
     let Some(pools) = pools_if_started() else {
         return;
     };
+    // A system workqueue being created by another thread right now would
+    // wait for WORKQUEUES, which we are about to hold, inside its
+    // `OnceLock`: the child would inherit that `OnceLock` as "being
+    // initialised" for ever. Make sure they all exist first (only the
+    // first fork pays for it).
+    let _ = (
+        crate::system_wq(),
+        crate::system_highpri_wq(),
+        crate::system_long_wq(),
+        crate::system_unbound_wq(),
+        crate::system_freezable_wq(),
+        crate::system_power_efficient_wq(),
+        crate::system_freezable_power_efficient_wq(),
+    );
     // The lock order (src/LOCKING.md): the manual clock's advance lock,
     // FREEZER, WORKQUEUES, per workqueue S, F, T; Pools::unbound,
     // Pools::all; every pool lock; leaves.

@@ -66,7 +66,7 @@ use std::sync::OnceLock;
 pub use config::{Config, Detect};
 pub use error::Error;
 pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
-pub use fault::{delay_after_spawn, fail_next_spawns};
+pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
 pub use freeze::{freeze, thaw};
 pub use stats::{monitor_table, workqueues, WqInfo, WqStats};
 pub use work::Work;

@@ -138,6 +138,47 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     );
 }
 
+/// Creation that is slow rather than failing (each new thread takes 2 s):
+/// the rescuer runs the item within a few mayday timeouts, long before a
+/// worker could be had.
+#[test]
+fn g22_slow_creation_is_rescued() {
+    if is_child() {
+        return;
+    }
+    let _s = serial();
+    setup_log();
+    let reclaim = Workqueue::builder("g22_slow")
+        .flags(WqFlags::MEM_RECLAIM)
+        .build()
+        .unwrap();
+    let holders = Workqueue::new("g22_slow_h").unwrap();
+    let started = counter();
+    let gate = Gate::new();
+    // Hold every worker of CPU 0's pool, then make creation slow.
+    cmwq::fail_next_spawns(u64::MAX);
+    let items = saturate_cpu0(&holders, &started, &gate);
+    cmwq::fail_next_spawns(0);
+    cmwq::slow_spawns(Duration::from_secs(2));
+    let at = Arc::new(Mutex::new(None));
+    let b = item_b(&gate, &at);
+    let t = Instant::now();
+    assert!(reclaim.queue_on(0, &b));
+    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
+    cmwq::slow_spawns(Duration::ZERO);
+    assert!(ran, "B never ran");
+    let took = at.lock().unwrap().unwrap() - t;
+    println!("slow creation: queue -> rescued start {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "B waited {took:?}: not rescued"
+    );
+    for w in &items {
+        w.flush();
+    }
+    assert!(reclaim.stats().rescued >= 1, "{:?}", reclaim.stats());
+}
+
 /// Without `MEM_RECLAIM` the same item waits until a thread can be had:
 /// what the rescuer is for.
 #[test]
