@@ -37,8 +37,15 @@
 //! inherits none of the parent's.
 //!
 //! A fork from inside a work item: in the child, the item runs on with no
-//! worker behind it; it should `exec` or exit. If it returns, the child
+//! worker behind it (it stays RUNNING, so queueing it there never starts a
+//! second execution); it should `exec` or exit. If it returns, the child
 //! exits with status 0 (reported as `Event::Misuse`).
+//!
+//! Not supported: a fork from a library thread outside a work function (a
+//! log hook, or a closure's destructor run by a worker or the timer
+//! thread): that thread would carry on in the child as a worker or timer
+//! of pools that were reset. And the generation has 10 bits: an orphan
+//! left untouched across 1024 nested forks would read owned again.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Once};
@@ -203,6 +210,11 @@ extern "C" fn child() {
         }
         // SAFETY: the wheel lock is held by this thread (prepare).
         unsafe { crate::timer::reset_after_fork() };
+        if let Some((w, _)) = crate::worker::current_exec() {
+            // SAFETY: this thread is executing the item, whose handle its
+            // worker holds (on this thread's stack, still alive here).
+            unsafe { w.as_ref() }.state.running_only_after_fork();
+        }
         crate::monitor::reset_after_fork();
         crate::worker::forget_self_after_fork();
         // SAFETY: this thread ran `prepare`, which filled HELD.

@@ -78,27 +78,30 @@ thread_local! {
 
 /// In the child after `fork()`: if the forking thread was a worker, it is
 /// no longer one (its pool was reset); remember that it is inside an item.
+/// `CURRENT` stays: the thread still executes that item (`current_work()`
+/// returns it, and a `flush` or `cancel_sync` of it from its own function
+/// does not wait for itself).
 pub(crate) fn forget_self_after_fork() {
     let was_worker = !SELF.with(|s| s.replace(ptr::null())).is_null();
-    CURRENT.with(|c| c.set(None));
     BLOCKING.with(|b| b.set(0));
     if was_worker {
         FORKED_IN_ITEM.with(|f| f.set(true));
     }
 }
 
-/// The item that forked returned in the child: there is no worker to
-/// return to here. The child ends, as if the item's function had called
-/// `exit(0)` (document: a child forked from inside an item should `exec` or
-/// exit before the item returns).
+/// The item that forked returned (or panicked) in the child: there is no
+/// worker to return to here. The child ends, as if the item's function had
+/// called `exit(0)`, or with status 101 (a Rust panic's) if it panicked (a
+/// child forked from inside an item should `exec` or exit before the item
+/// returns).
 #[cold]
-fn item_returned_in_forked_child() -> ! {
+fn item_returned_in_forked_child(panicked: bool) -> ! {
     report(Event::Misuse {
         message: "a work item that called fork() returned in the child: there is no worker to return to, the child exits",
     });
     // SAFETY: ends the process without running the parent's exit handlers
     // or destructors in this copy.
-    unsafe { libc::_exit(0) }
+    unsafe { libc::_exit(if panicked { 101 } else { 0 }) }
 }
 
 /// The worker the calling thread is, if it is one.
@@ -505,7 +508,7 @@ fn process_one_work(
             // calls the function (G3).
             let r = catch_unwind(AssertUnwindSafe(|| unsafe { inner.call(&work) }));
             if FORKED_IN_ITEM.with(|f| f.get()) {
-                item_returned_in_forked_child();
+                item_returned_in_forked_child(r.is_err());
             }
             CURRENT.with(|c| c.set(None));
             crate::trace::execute_end!(exec.pwq.wq.name, work);

@@ -340,7 +340,8 @@ fn fork_child_in_item(returns: bool) -> libc::pid_t {
         });
         cmwq::system_wq().queue(&w);
         w.flush();
-        let ok = ran.load(SeqCst) == 1 && cmwq::current_work().is_none();
+        // Still inside the item: current_work() is that item.
+        let ok = ran.load(SeqCst) == 1 && cmwq::current_work().is_some();
         if !ok {
             // SAFETY: leaves the child.
             unsafe { libc::_exit(3) };
@@ -458,4 +459,78 @@ fn g26_items_being_queued_at_the_fork_are_usable_in_the_child() {
         w.flush();
     }
     assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// The forking item in every state it can be in at the fork (queued again
+/// and throttled, armed, handed over to by another CPU's worker): in the
+/// child it never runs a second time, cancelling it releases nothing twice
+/// (workqueue flushes still return), and its own flush and cancel_sync do
+/// not wait for itself.
+#[test]
+fn g26_g3_the_forking_item_in_any_state() {
+    let _s = common::serial();
+    let throttled = Arc::new(
+        Workqueue::builder("g26_throttled")
+            .max_active(1)
+            .build()
+            .unwrap(),
+    );
+    for variant in ["queued", "armed", "collided"] {
+        let entered = Arc::new(AtomicUsize::new(0));
+        let status = Arc::new(std::sync::Mutex::new(None));
+        let (e, st, q) = (entered.clone(), status.clone(), throttled.clone());
+        let w = Work::new(move |me| {
+            if e.fetch_add(1, SeqCst) > 0 {
+                return;
+            }
+            match variant {
+                // Pending behind itself on a max_active 1 workqueue.
+                "queued" => assert!(q.queue(me)),
+                "armed" => assert!(q.queue_delayed(me, Duration::from_millis(50))),
+                // Another CPU's worker dequeues it while it runs.
+                _ => {
+                    let other = (common::current_cpu() + 1) % cmwq::nr_cpus();
+                    assert!(cmwq::system_wq().queue_on(other, me));
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            // SAFETY: see `fork_child`.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    me.cancel();
+                    if me.flush() {
+                        return 3; // waited for itself
+                    }
+                    me.cancel_sync();
+                    // Nothing of the parent's accounting is released twice:
+                    // flushes return.
+                    cmwq::system_wq().flush();
+                    cmwq::system_unbound_wq().flush();
+                    // Queued again here, it never starts beside this
+                    // execution (and is cancelled before leaving).
+                    cmwq::system_wq().queue(me);
+                    std::thread::sleep(Duration::from_millis(150));
+                    me.cancel();
+                    if e.load(SeqCst) > 1 {
+                        return 5; // a second execution ran beside this one
+                    }
+                    0
+                }))
+                .unwrap_or(99);
+                // SAFETY: leaves the child.
+                unsafe { libc::_exit(code) };
+            }
+            *st.lock().unwrap() = Some(wait_child(pid, Duration::from_secs(20)));
+        });
+        throttled.queue(&w);
+        w.flush();
+        throttled.flush();
+        w.cancel_sync();
+        assert_eq!(
+            *status.lock().unwrap(),
+            Some(Some(0)),
+            "{variant}: 3 = waited for itself, 5 = ran twice, None = hung"
+        );
+    }
 }

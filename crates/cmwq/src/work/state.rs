@@ -244,6 +244,17 @@ impl StateWord {
         s.seq()
     }
 
+    /// In a child forked from inside this item's function, which goes on
+    /// running there: RUNNING alone (whatever instance was queued, armed or
+    /// handed over in the parent is dropped), so no second execution can
+    /// start beside it (G3) and nothing of the parent's accounting is
+    /// released twice.
+    pub(crate) fn running_only_after_fork(&self) {
+        let keep = DISABLE_MASK | (u64::MAX << SEQ_SHIFT);
+        self.0
+            .store((self.0.load(Acquire) & keep) | RUNNING, SeqCst);
+    }
+
     /// One CAS loop: `f` maps the current word to the next one or to an
     /// early result.
     #[inline]
