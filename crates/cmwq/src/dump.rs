@@ -164,10 +164,11 @@ pub(crate) fn dump() -> String {
             Some(r) => (r.tid.load(Relaxed).to_string(), r.name.as_str(), r.state()),
             None => ("-".into(), "-", "stopped".into()),
         };
+        let st = wq.stats();
         let _ = writeln!(
             o,
-            "{:NAME_LEN$} {cpus:cpus_len$} {tid:>6} {name:15} {state}",
-            wq.shared.name
+            "{:NAME_LEN$} {cpus:cpus_len$} {tid:>6} {name:15} {state}; mayday={} rescued={}",
+            wq.shared.name, st.mayday, st.rescued
         );
     }
 

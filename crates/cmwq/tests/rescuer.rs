@@ -129,6 +129,13 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     assert!(st.rescued >= 31, "{st:?}");
     assert_eq!(st.total, 31);
     assert_eq!(holders.stats().rescued, 0, "no rescuer for holders");
+    let dump = cmwq::dump();
+    assert!(
+        dump.lines().any(|l| l.starts_with("g22_reclaim")
+            && l.contains("kworker/R-g22_r")
+            && l.contains(&format!("rescued={}", st.rescued))),
+        "{dump}"
+    );
     assert!(
         cmwq::monitor_table()
             .lines()
