@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests.
+// Each test binary compiles this module and uses a part of it: helpers one
+// binary leaves unused are used by others (none is unused by all).
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

@@ -19,6 +19,8 @@
 //! library problem: the wall time of every CPU burn, how often each item
 //! was preempted and how long it waited for the CPU, and how often the
 //! library's monitor thread woke up.
+// Each test binary compiles this module and uses a part of it: helpers one
+// binary leaves unused are used by others (none is unused by all).
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
