@@ -17,7 +17,7 @@ use crate::monitor::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
     Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
-    WORKER_PREP, WORKER_RESCUER, WORKER_UNBOUND,
+    WORKER_PREP, WORKER_RESCUER,
 };
 use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
@@ -750,24 +750,12 @@ pub(crate) fn rescue(r: &crate::rescuer::Rescuer, pwq: Arc<Pwq>) {
         return;
     }
     g.pwqs[pwq.slot].on_mayday = false;
-    let slot = g.workers.next_key();
-    let w = Arc::new(Worker::new(pool, slot, 0));
+    let w = crate::pool::WorkerSlot::insert(&mut g, pool, 0, WORKER_RESCUER);
+    let slot = w.slot;
     w.tid.store(r.tid.load(Relaxed), Relaxed);
     if let Some(id) = util::own_cpu_clock() {
         w.cpu_clock.store(id, Relaxed);
     }
-    let flags = WORKER_PREP | WORKER_RESCUER | if pool.bound() { 0 } else { WORKER_UNBOUND };
-    let got = g.workers.insert(crate::pool::WorkerSlot {
-        worker: w.clone(),
-        flags,
-        sleeping: false,
-        sleeping_by_monitor: false,
-        slept: false,
-        hog: false,
-        current: None,
-        last_active: Instant::now(),
-    });
-    debug_assert_eq!(got, slot);
     r.attached.store(pool.id, Relaxed);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
     let mut acct = Acct::new();

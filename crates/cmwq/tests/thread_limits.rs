@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -55,24 +53,6 @@ fn g4_first_use_at_the_thread_limit_then_lifted() {
 
 /// Environment variable that selects a child scenario.
 const CHILD: &str = "CMWQ_THREAD_LIMIT_CHILD";
-
-/// Number of threads of this process.
-fn own_threads() -> u64 {
-    std::fs::read_dir("/proc/self/task").unwrap().count() as u64
-}
-
-/// Set the soft RLIMIT_NPROC (the hard limit stays, so it can be lifted).
-fn set_nproc_soft(soft: u64) {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid out pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) }, 0);
-    r.rlim_cur = soft.min(r.rlim_max);
-    // SAFETY: valid pointer to an initialised rlimit.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &r) }, 0);
-}
 
 /// Lift the soft limit to the hard one.
 fn lift_nproc() {
@@ -150,68 +130,6 @@ fn child_give_way() {
     );
 }
 
-/// Run this binary's child entry as uid/gid 65534 with `scenario`.
-fn run_child(scenario: &str) {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: switching to an unprivileged user needs root");
-        return;
-    }
-    // A copy any user may execute (the build tree may not be).
-    let dir = std::env::temp_dir().join(format!("cmwq-nproc-{}-{scenario}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("thread_limits");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut cmd = Command::new(&exe);
-    cmd.args(["thread_limit_child_entry", "--exact", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD, scenario)
-        .current_dir(&dir);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(65534) != 0
-                || libc::setuid(65534) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = status.unwrap_or_else(|| panic!("child {scenario} hung:\n{text}"));
-    assert!(
-        status.success() && text.contains("child scenario ok"),
-        "child {scenario} failed ({status}):\n{text}"
-    );
-}
-
 #[test]
 fn g4_thread_limit_unprivileged_first_use_then_lifted() {
     if std::env::var_os(CHILD).is_some() {
@@ -228,4 +146,9 @@ fn g4_thread_limit_unprivileged_idle_worker_gives_way() {
     }
     let _s = serial();
     run_child("give_way");
+}
+
+/// Run scenario `scenario` of [`thread_limit_child_entry`] as uid 65534.
+fn run_child(scenario: &str) -> String {
+    run_unprivileged_child("thread_limit_child_entry", CHILD, scenario)
 }

@@ -94,6 +94,32 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
+    /// Insert a new slot for a worker with `flags` (plus `WORKER_PREP`, and
+    /// `WORKER_UNBOUND` in an unbound pool) and return its worker, made
+    /// for the slot it gets.
+    pub(crate) fn insert(
+        g: &mut PoolState,
+        pool: &'static WorkerPool,
+        id: u32,
+        flags: u32,
+    ) -> Arc<Worker> {
+        let slot = g.workers.next_key();
+        let w = Arc::new(Worker::new(pool, slot, id));
+        let unbound = if pool.bound() { 0 } else { WORKER_UNBOUND };
+        let got = g.workers.insert(WorkerSlot {
+            worker: w.clone(),
+            flags: flags | WORKER_PREP | unbound,
+            sleeping: false,
+            sleeping_by_monitor: false,
+            slept: false,
+            hog: false,
+            current: None,
+            last_active: Instant::now(),
+        });
+        debug_assert_eq!(got, slot);
+        w
+    }
+
     /// Counted in `nr_running`.
     #[inline]
     fn counts(&self) -> bool {
@@ -521,23 +547,10 @@ pub(crate) fn create_worker(pool: &'static WorkerPool) -> io::Result<()> {
     let w = {
         let mut g = pool.lock();
         let id = g.ids.alloc();
-        let slot = g.workers.next_key();
-        let w = Arc::new(Worker::new(pool, slot, id));
-        let flags = WORKER_PREP | WORKER_IDLE | if pool.bound() { 0 } else { WORKER_UNBOUND };
-        let got = g.workers.insert(WorkerSlot {
-            worker: w.clone(),
-            flags,
-            sleeping: false,
-            sleeping_by_monitor: false,
-            slept: false,
-            hog: false,
-            current: None,
-            last_active: Instant::now(),
-        });
-        debug_assert_eq!(got, slot);
+        let w = WorkerSlot::insert(&mut g, pool, id, WORKER_IDLE);
         g.nr_workers += 1;
         g.nr_idle += 1;
-        g.idle.push(slot);
+        g.idle.push(w.slot);
         w
     };
     match worker::spawn(w.clone()) {

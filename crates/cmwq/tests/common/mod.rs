@@ -201,3 +201,88 @@ pub fn events_matching(s: &str) -> usize {
         .filter(|e| e.contains(s))
         .count()
 }
+
+/// Set the soft RLIMIT_NPROC (the hard limit stays, so it can be lifted).
+pub fn set_nproc_soft(soft: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) }, 0);
+    r.rlim_cur = soft.min(r.rlim_max);
+    // SAFETY: valid pointer to an initialised rlimit.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &r) }, 0);
+}
+
+/// Number of threads of this process.
+pub fn own_threads() -> u64 {
+    std::fs::read_dir("/proc/self/task").unwrap().count() as u64
+}
+
+/// Run this test binary's test `entry` again in a child process as uid/gid
+/// 65534, with `env=scenario` set, and check that it printed "child
+/// scenario ok". Needs root to switch users; prints "skipped" otherwise.
+/// Returns the child's output.
+pub fn run_unprivileged_child(entry: &str, env: &str, scenario: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: switching to an unprivileged user needs root");
+        return String::new();
+    }
+    // A copy any user may execute (the build tree may not be).
+    let dir = std::env::temp_dir().join(format!("cmwq-{entry}-{}-{scenario}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("test-binary");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args([entry, "--exact", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(env, scenario)
+        .current_dir(&dir);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = status.unwrap_or_else(|| panic!("child {scenario} hung:\n{text}"));
+    assert!(
+        status.success() && text.contains("child scenario ok"),
+        "child {scenario} failed ({status}):\n{text}"
+    );
+    text
+}
