@@ -91,7 +91,9 @@ macro_rules! system_workqueue {
 }
 
 system_workqueue!(
-    /// `events`: the default bound workqueue ([`schedule_work`]).
+    /// `events`: the default bound workqueue ([`schedule_work`]). Bound: an
+    /// item runs on the CPU it is queued from (or the one `queue_on`
+    /// names), so items queued from one thread all run on its CPU.
     system_wq, "events", WqFlags::empty(), WQ_DFL_ACTIVE
 );
 system_workqueue!(

@@ -450,6 +450,11 @@ impl Workqueue {
 
     /// Queue `work` on the pool of the calling thread's CPU (or its pod's,
     /// unbound). `true` if this call made it pending (G1).
+    ///
+    /// On a bound (per-CPU) workqueue the item runs on the caller's CPU,
+    /// as in the kernel (G14): items queued from one thread all run on that
+    /// thread's CPU. Use [`queue_on`](Self::queue_on) to spread them, or an
+    /// unbound workqueue.
     #[inline]
     pub fn queue(&self, work: &Work) -> bool {
         self.inner.queue(None, work)
@@ -516,7 +521,8 @@ impl Workqueue {
     }
 
     /// One-shot convenience: a `Work` for `f`, queued; returns it (so it can
-    /// be flushed or cancelled).
+    /// be flushed or cancelled). Queued like [`queue`](Self::queue): on a
+    /// bound workqueue it runs on the caller's CPU.
     pub fn spawn<F>(&self, f: F) -> Work
     where
         F: FnOnce() + Send + 'static,
