@@ -178,9 +178,14 @@ impl WorkList {
         self.len += std::mem::take(&mut other.len);
     }
 
-    /// Move the items for which `pred` holds to a new list, keeping order.
-    pub(crate) fn extract(&mut self, mut pred: impl FnMut(&WorkInner) -> bool) -> WorkList {
-        let mut out = WorkList::new();
+    /// Unlink the items for which `pred` holds, first to last, handing each
+    /// to `take`; stop after the first if `only_first`.
+    fn unlink_matching(
+        &mut self,
+        only_first: bool,
+        mut pred: impl FnMut(&WorkInner) -> bool,
+        mut take: impl FnMut(Work),
+    ) {
         let mut cur = self.head;
         while let Some(p) = cur {
             // SAFETY: `p` is on this list, guarded by the lock we hold
@@ -189,30 +194,31 @@ impl WorkList {
                 cur = Self::link(p).next;
                 if pred(p.as_ref()) {
                     self.unlink(p);
-                    out.push_back(Work::from_raw(p));
+                    take(Work::from_raw(p));
+                    if only_first {
+                        return;
+                    }
                 }
             }
         }
+    }
+
+    /// Move the items for which `pred` holds to a new list, keeping order.
+    pub(crate) fn extract(&mut self, pred: impl FnMut(&WorkInner) -> bool) -> WorkList {
+        let mut out = WorkList::new();
+        // SAFETY: each item was just unlinked from this list and is on no
+        // other; `out` is guarded by the same lock.
+        self.unlink_matching(false, pred, |w| unsafe { out.push_back(w) });
         out
     }
 
     /// Unlink and return the first item for which `pred` holds (a rescuer
     /// taking its workqueue's items off a pool's worklist, one at a time so
     /// that the others stay where cancellers look for them).
-    pub(crate) fn take_first(&mut self, mut pred: impl FnMut(&WorkInner) -> bool) -> Option<Work> {
-        let mut cur = self.head;
-        while let Some(p) = cur {
-            // SAFETY: as in `extract`: `p` is on this list, guarded by the
-            // lock we hold; `next` is read before anything is unlinked.
-            unsafe {
-                cur = Self::link(p).next;
-                if pred(p.as_ref()) {
-                    self.unlink(p);
-                    return Some(Work::from_raw(p));
-                }
-            }
-        }
-        None
+    pub(crate) fn take_first(&mut self, pred: impl FnMut(&WorkInner) -> bool) -> Option<Work> {
+        let mut got = None;
+        self.unlink_matching(true, pred, |w| got = Some(w));
+        got
     }
 
     /// Visit every item, first to last.

@@ -59,6 +59,32 @@ fn item_b(gate: &Arc<Gate>, at: &Arc<Mutex<Option<Instant>>>) -> Work {
     })
 }
 
+/// A `MEM_RECLAIM` workqueue.
+fn reclaim_wq(name: &str) -> Workqueue {
+    Workqueue::builder(name)
+        .flags(WqFlags::MEM_RECLAIM)
+        .build()
+        .unwrap()
+}
+
+/// Queue on `wq`, CPU 0, an item that records when it starts and opens
+/// `gate` (if any); wait up to 5 s for it to start. Returns the time from
+/// the queue to its start, or `None` if it did not start.
+fn queue_timed(wq: &Workqueue, gate: Option<&Arc<Gate>>) -> Option<Duration> {
+    let at = Arc::new(Mutex::new(None));
+    let (a2, gate) = (at.clone(), gate.cloned());
+    let w = Work::named("item_b", move |_| {
+        a2.lock().unwrap().get_or_insert_with(Instant::now);
+        if let Some(g) = &gate {
+            g.open();
+        }
+    });
+    let t = Instant::now();
+    assert!(wq.queue_on(0, &w));
+    wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some())
+        .then(|| at.lock().unwrap().unwrap() - t)
+}
+
 /// The classic case with injected creation failures: B runs within a few
 /// mayday timeouts, on the rescuer, and the holders then finish.
 #[test]
@@ -68,26 +94,18 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     }
     let _s = serial();
     setup_log();
-    let reclaim = Workqueue::builder("g22_reclaim")
-        .flags(WqFlags::MEM_RECLAIM)
-        .build()
-        .unwrap();
+    let reclaim = reclaim_wq("g22_reclaim");
     let holders = Workqueue::new("g22_holders").unwrap();
     let started = counter();
     let gate = Gate::new();
     cmwq::fail_next_spawns(u64::MAX);
     let items = saturate_cpu0(&holders, &started, &gate);
-    let at = Arc::new(Mutex::new(None));
-    let b = item_b(&gate, &at);
-    let t = Instant::now();
-    assert!(reclaim.queue_on(0, &b));
-    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
+    let took = queue_timed(&reclaim, Some(&gate));
     let dump = cmwq::dump();
-    if !ran {
+    if took.is_none() {
         cmwq::fail_next_spawns(0);
     }
-    assert!(ran, "B never ran: no rescue\n{dump}");
-    let took = at.lock().unwrap().unwrap() - t;
+    let took = took.unwrap_or_else(|| panic!("B never ran: no rescue\n{dump}"));
     // The mayday timeout is 10 ms; allow for a slow, noisy machine.
     assert!(
         took < Duration::from_millis(1500),
@@ -97,18 +115,7 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     // each is rescued about one mayday timeout after it is queued.
     let mut lat = vec![took];
     for _ in 0..30 {
-        let at = Arc::new(Mutex::new(None));
-        let a2 = at.clone();
-        let c = Work::new(move |_| {
-            a2.lock().unwrap().get_or_insert_with(Instant::now);
-        });
-        let t = Instant::now();
-        assert!(reclaim.queue_on(0, &c));
-        assert!(wait_until(Duration::from_secs(5), || at
-            .lock()
-            .unwrap()
-            .is_some()));
-        lat.push(at.lock().unwrap().unwrap() - t);
+        lat.push(queue_timed(&reclaim, None).expect("not rescued"));
     }
     cmwq::fail_next_spawns(0);
     lat.sort();
@@ -153,10 +160,7 @@ fn g22_slow_creation_is_rescued() {
     }
     let _s = serial();
     setup_log();
-    let reclaim = Workqueue::builder("g22_slow")
-        .flags(WqFlags::MEM_RECLAIM)
-        .build()
-        .unwrap();
+    let reclaim = reclaim_wq("g22_slow");
     let holders = Workqueue::new("g22_slow_h").unwrap();
     let started = counter();
     let gate = Gate::new();
@@ -165,14 +169,9 @@ fn g22_slow_creation_is_rescued() {
     let items = saturate_cpu0(&holders, &started, &gate);
     cmwq::fail_next_spawns(0);
     cmwq::slow_spawns(Duration::from_secs(2));
-    let at = Arc::new(Mutex::new(None));
-    let b = item_b(&gate, &at);
-    let t = Instant::now();
-    assert!(reclaim.queue_on(0, &b));
-    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
+    let took = queue_timed(&reclaim, Some(&gate));
     cmwq::slow_spawns(Duration::ZERO);
-    assert!(ran, "B never ran");
-    let took = at.lock().unwrap().unwrap() - t;
+    let took = took.expect("B never ran");
     println!("slow creation: queue -> rescued start {took:?}");
     assert!(
         took < Duration::from_millis(1000),
@@ -283,10 +282,7 @@ fn g22_rescuer_thread_lives_and_dies_with_its_workqueue() {
     }
     let _s = serial();
     setup_log();
-    let wq = Workqueue::builder("g22_lifecycle_long_name")
-        .flags(WqFlags::MEM_RECLAIM)
-        .build()
-        .unwrap();
+    let wq = reclaim_wq("g22_lifecycle_long_name");
     let name = "kworker/R-g22_l";
     let has = |n: &str| thread_names().iter().any(|t| t == n);
     assert!(
@@ -340,23 +336,15 @@ fn rescuer_child_entry() {
 /// Room for two workers in all: CPU 0's pool takes both for holders, then
 /// no thread can be had; B, on a MEM_RECLAIM workqueue, is rescued.
 fn child_classic() {
-    let reclaim = Workqueue::builder("g22_child")
-        .flags(WqFlags::MEM_RECLAIM)
-        .build()
-        .unwrap();
+    let reclaim = reclaim_wq("g22_child");
     let holders = Workqueue::new("g22_child_h").unwrap();
     set_nproc_soft(own_threads() + 2);
     let started = counter();
     let gate = Gate::new();
     let items = saturate_cpu0(&holders, &started, &gate);
     assert!(events_matching("could not create a worker") >= 1);
-    let at = Arc::new(Mutex::new(None));
-    let b = item_b(&gate, &at);
-    let t = Instant::now();
-    assert!(reclaim.queue_on(0, &b));
-    let ran = wait_until(Duration::from_secs(5), || at.lock().unwrap().is_some());
-    assert!(ran, "B never ran\n{}", cmwq::dump());
-    let took = at.lock().unwrap().unwrap() - t;
+    let took = queue_timed(&reclaim, Some(&gate))
+        .unwrap_or_else(|| panic!("B never ran\n{}", cmwq::dump()));
     println!("mayday -> rescued item start: {took:?}");
     assert!(
         took < Duration::from_millis(1500),
