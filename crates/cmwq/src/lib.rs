@@ -124,6 +124,59 @@ system_workqueue!(
     WQ_DFL_ACTIVE
 );
 
+/// `events_dfl`: the default workqueue for work that should use every
+/// CPU, whichever thread queues it (the kernel's `system_dfl_wq`).
+/// Unbound and concurrency managed (G19): one pool over every CPU the
+/// process may use (affinity scope [`AffinityScope::System`]) that keeps
+/// as many workers running as there are CPUs while it has pending work,
+/// and starts another when one blocks, found automatically like on a
+/// bound pool. max_active 2048. [`spawn`] queues on it.
+pub fn system_dfl_wq() -> &'static Workqueue {
+    static WQ: OnceLock<Workqueue> = OnceLock::new();
+    WQ.get_or_init(|| {
+        Workqueue::builder("events_dfl")
+            .flags(WqFlags::UNBOUND)
+            .max_active(WQ_MAX_ACTIVE)
+            .attrs(WqAttrs {
+                affinity_scope: AffinityScope::System,
+                ..WqAttrs::default()
+            })
+            .build()
+            .expect("system workqueue attributes are valid")
+    })
+}
+
+/// Run `f` on a worker of [`system_dfl_wq`] and return its item (to
+/// [`flush`](Work::flush) or [`cancel`](Work::cancel) it). Items spawned
+/// from one thread run on every CPU, as many at once as there are CPUs,
+/// more while some of them block (G19):
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let done = Arc::new(AtomicUsize::new(0));
+/// let items: Vec<cmwq::Work> = (0..8)
+///     .map(|_| {
+///         let done = done.clone();
+///         cmwq::spawn(move || {
+///             done.fetch_add(1, Ordering::Relaxed);
+///         })
+///     })
+///     .collect();
+/// for w in &items {
+///     w.flush();
+/// }
+/// assert_eq!(done.load(Ordering::Relaxed), 8);
+/// ```
+///
+/// Unlike [`Workqueue::spawn`] on a bound workqueue such as [`system_wq`],
+/// which runs every item on the caller's CPU, this is the call for "run
+/// this on some thread".
+pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> Work {
+    system_dfl_wq().spawn(f)
+}
+
 /// Queue `work` on [`system_wq`].
 pub fn schedule_work(work: &Work) -> bool {
     system_wq().queue(work)
@@ -176,6 +229,7 @@ pub fn detection() -> Detect {
         monitor::Mode::Proc => Detect::Proc,
         monitor::Mode::Progress => Detect::Progress,
         monitor::Mode::Hint => Detect::Hint,
+        monitor::Mode::Sentinel => Detect::Sentinel,
     }
 }
 
@@ -224,7 +278,13 @@ pub mod __bench {
     pub fn monitor_wakeups() -> u64 {
         crate::monitor::WAKEUPS.load(Relaxed)
     }
-    /// Runners the monitor marked blocked so far.
+    /// The sentinels' picks, runners they marked blocked, and picks that
+    /// found every runner runnable, so far.
+    pub fn sentinel_counts() -> (u64, u64, u64) {
+        crate::monitor::sentinel::totals()
+    }
+
+    /// Runners marked blocked by the monitor or the sentinels.
     pub fn monitor_marked_blocked() -> u64 {
         crate::monitor::MARKED_BLOCKED.load(Relaxed)
     }

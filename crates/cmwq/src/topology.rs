@@ -154,7 +154,6 @@ impl CpuMask {
     }
 
     /// Returns the number of CPUs in the mask.
-    #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }

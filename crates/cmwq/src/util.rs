@@ -49,6 +49,11 @@ impl<T> Slab<T> {
         v
     }
 
+    /// The value at `i`, if the slot is occupied.
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
+        self.slots.get(i).and_then(Option::as_ref)
+    }
+
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
         self.slots
             .iter_mut()
@@ -327,5 +332,18 @@ mod tests {
         let id = own_cpu_clock().unwrap();
         assert!(read_cpu_clock(id).unwrap() > 0);
         assert!(current_cpu() < 4096);
+    }
+}
+
+/// Put the calling thread back at `SCHED_OTHER` if it inherited another
+/// normal policy (`SCHED_BATCH` from the monitor thread that created it).
+pub(crate) fn normal_policy() {
+    // SAFETY: plain scheduler calls on the calling thread (pid 0) with a
+    // valid parameter.
+    unsafe {
+        if libc::sched_getscheduler(0) != libc::SCHED_OTHER {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &param);
+        }
     }
 }

@@ -6,13 +6,14 @@ use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
 use crate::event::{report, Event};
+use crate::monitor::procstat::TaskStat;
 use crate::monitor::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
@@ -47,6 +48,9 @@ pub(crate) struct Worker {
     /// D: the monitor's per-worker detection state (perf ring, /proc
     /// fds); see "Detection state" in `src/LOCKING.md`.
     pub(crate) detect: Mutex<DetectState>,
+    /// I (set once, by the first sentinel that samples the worker): its
+    /// `/proc` state files, read by the sentinels (`monitor/sentinel.rs`).
+    pub(crate) sentinel_stat: OnceLock<Option<TaskStat>>,
 }
 
 impl Worker {
@@ -60,6 +64,7 @@ impl Worker {
             exec_seq: AtomicU64::new(0),
             cpu_clock: AtomicI32::new(-1),
             detect: Mutex::new(DetectState::default()),
+            sentinel_stat: OnceLock::new(),
         }
     }
 }
@@ -403,6 +408,9 @@ fn enter_idle(g: &mut PoolState, slot: usize) {
 fn setup_thread(w: &Worker) {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     w.tid.store(tid, Relaxed);
+    // A worker made by the monitor inherits its SCHED_BATCH: workers run
+    // at the normal policy.
+    util::normal_policy();
     if let Some(id) = util::own_cpu_clock() {
         w.cpu_clock.store(id, Relaxed);
     }

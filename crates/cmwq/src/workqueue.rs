@@ -27,8 +27,10 @@ bitflags::bitflags! {
     /// Workqueue flags (the kernel's `WQ_*`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct WqFlags: u32 {
-        /// Not bound to a CPU: no concurrency management; workers are
-        /// confined to an affinity pod (G19).
+        /// Not bound to a CPU: items go to the pool of the queueing CPU's
+        /// affinity pod, which keeps as many workers running as the pod
+        /// has CPUs (concurrency managed over the pod, G19; not with
+        /// `CPU_INTENSIVE`).
         const UNBOUND         = 1 << 1;
         /// Stopped by [`freeze`](crate::freeze) (G24).
         const FREEZABLE       = 1 << 2;
@@ -36,7 +38,10 @@ bitflags::bitflags! {
         const MEM_RECLAIM     = 1 << 3;
         /// Served by the highpri pools, nice -20 (G20).
         const HIGHPRI         = 1 << 4;
-        /// Items do not count toward concurrency (G16).
+        /// Items do not count toward concurrency (G16). On an unbound
+        /// workqueue: its pools are not concurrency managed (every item
+        /// starts as soon as a worker can be had, the kernel's unbound
+        /// behaviour, G19).
         const CPU_INTENSIVE   = 1 << 5;
         /// Unbound when `Config::power_efficient(true)`, else per-CPU.
         const POWER_EFFICIENT = 1 << 7;
@@ -238,9 +243,6 @@ impl WorkqueueBuilder {
         if flags.contains(WqFlags::POWER_EFFICIENT) && settings().power_efficient {
             flags |= WqFlags::UNBOUND;
         }
-        if flags.contains(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE) {
-            return Err(Error::InvalidFlags(self.flags));
-        }
         let max_active = self.max_active.unwrap_or(WQ_DFL_ACTIVE);
         if !(1..=WQ_MAX_ACTIVE).contains(&max_active) {
             return Err(Error::InvalidMaxActive(max_active));
@@ -352,11 +354,15 @@ fn make_table(
     } else {
         wq_cpus.and(&topo.allowed)
     };
+    // G19: unbound pools are concurrency managed over their pod, except
+    // for CPU_INTENSIVE workqueues (the kernel's unbound behaviour).
+    let managed = !shared.flags.contains(WqFlags::CPU_INTENSIVE);
     let dfl = pwq_for(pools.unbound_pool(&PoolAttrs {
         nice: attrs.nice,
         cpus: wq_cpus.clone(),
         pod_cpus: wq_cpus.clone(),
         strict: attrs.affinity_strict,
+        managed,
     }));
     if shared.ordered {
         let per_cpu = (0..topo.nr_cpus).map(|_| dfl.clone()).collect();
@@ -386,6 +392,7 @@ fn make_table(
                     },
                     pod_cpus,
                     strict: attrs.affinity_strict,
+                    managed,
                 }))
             };
             pod_pwq[pod] = Some(p.clone());

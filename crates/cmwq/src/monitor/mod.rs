@@ -1,10 +1,16 @@
-//! The monitor: automatic block detection and CPU-hog detection for bound
-//! pools (G15, G16), and retries of failed worker creation.
+//! The monitor: automatic block detection and CPU-hog detection for
+//! managed pools (G15, G16, G19), and retries of failed worker creation.
 //!
 //! The kernel learns that a worker blocks from the scheduler
 //! (`wq_worker_sleeping`); userspace has no such hook, so one monitor
-//! thread watches the workers that matter, in the best mode available:
+//! thread (and, in the default mode, a sentinel thread per CPU) watches the
+//! workers that matter, in the best mode available:
 //!
+//! * **sentinel**: a thread per CPU at `SCHED_IDLE`, armed while a pool
+//!   there has work pending behind a running worker, runs only when its
+//!   CPU would otherwise go idle and marks the runner it finds blocked
+//!   (`sentinel.rs`); the monitor samples `/proc` as a backstop, rarely
+//!   while the runner has its CPU alone.
 //! * **perf**: every worker opens a dummy perf event with `context_switch`
 //!   on itself. Its ring receives a record at each switch; a switch-out
 //!   without the preempt flag means the worker blocked, a switch-in that it
@@ -20,13 +26,15 @@
 //!   whose items stopped completing for a while gets another worker.
 //! * **hint**: only the explicit [`blocking`](crate::blocking) hint.
 //!
-//! The monitor sleeps (no timer) while no bound pool has work pending
+//! The monitor sleeps (no timer) while no managed pool has work pending
 //! behind a running worker: queuers flag such a pool (`watched`) and wake
-//! the monitor once per busy period. See `pool/README.md` for the whole
-//! picture.
+//! the monitor once per busy period. The rules are pure functions in
+//! `policy.rs`; `README.md` beside this file has the whole picture.
 
 pub(crate) mod perf;
+pub(crate) mod policy;
 pub(crate) mod procstat;
+pub(crate) mod sentinel;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
@@ -50,12 +58,11 @@ pub(crate) struct DetectState {
     seen_exec: u64,
     /// perf: switched out (blocked) since this time, not switched in yet.
     out_since: Option<u64>,
-    /// proc: first sample that found it blocked (time, run time).
-    blocked_since: Option<(u64, Option<u64>)>,
-    /// proc: next sample due (mono ns).
-    next_sample: u64,
-    /// proc: current sampling interval (ns), backs off while running.
-    interval: u64,
+    /// proc and sentinel backstop: what the samples of this execution
+    /// established (`policy::proc_sample`).
+    track: policy::ProcTrack,
+    /// sentinel backstop: (time, CPU clock) of the last sample.
+    last_cpu: Option<(u64, u64)>,
     /// hog: CPU clock of the worker when the execution was first seen or
     /// last woke.
     cpu_base: Option<u64>,
@@ -125,7 +132,7 @@ fn ring_watch(w: &Worker, watch: bool) {
 /// or is back to work: no records while it is quiet. Returns whether this
 /// switched its ring on (its pool is watched).
 pub(crate) fn worker_quiet(w: &Worker, quiet: bool) -> bool {
-    if mode() != Mode::Perf || !w.pool.bound() {
+    if mode() != Mode::Perf || !w.pool.managed() {
         return false;
     }
     let mut d = w.detect.lock();
@@ -141,6 +148,7 @@ pub(crate) enum Mode {
     Proc = 2,
     Progress = 3,
     Hint = 4,
+    Sentinel = 5,
 }
 
 impl Mode {
@@ -150,6 +158,7 @@ impl Mode {
             Mode::Proc => "proc",
             Mode::Progress => "progress",
             Mode::Hint => "hint",
+            Mode::Sentinel => "sentinel",
         }
     }
 }
@@ -183,11 +192,19 @@ fn resolve_mode() -> (Mode, Option<String>) {
             Ok(()) => (Mode::Proc, None),
             Err(e) => (Mode::Progress, Some(format!("proc: {e}"))),
         },
+        // The sentinels need /proc to tell a blocked runner from a
+        // preempted one; each CPU whose sentinel cannot run falls back to
+        // /proc sampling at run time (`dump()` says which).
+        Detect::Sentinel => match procstat::probe() {
+            Ok(()) => (Mode::Sentinel, None),
+            Err(e) => (Mode::Progress, Some(format!("sentinel: {e}"))),
+        },
+        Detect::Auto if procstat::probe().is_ok() => (Mode::Sentinel, None),
         Detect::Perf | Detect::Auto => match perf::probe() {
             Ok(()) => (Mode::Perf, None),
             Err(e) if want == Detect::Auto => {
                 let (m, _) = proc_or_progress(String::new());
-                (m, Some(format!("perf: {e}")))
+                (m, Some(format!("sentinel: /proc unreadable; perf: {e}")))
             }
             Err(e) => proc_or_progress(format!("perf: {e}")),
         },
@@ -201,6 +218,7 @@ pub(crate) fn mode() -> Mode {
         2 => Mode::Proc,
         3 => Mode::Progress,
         4 => Mode::Hint,
+        5 => Mode::Sentinel,
         _ => MONITOR.get().map_or(Mode::Hint, |m| m.mode),
     }
 }
@@ -219,6 +237,12 @@ pub(crate) fn describe() -> String {
             }
             if !m.running.load(Relaxed) {
                 s.push_str("; monitor thread not running: hint only");
+            }
+            if m.mode == Mode::Sentinel {
+                for line in sentinel::describe() {
+                    s.push_str("\n  ");
+                    s.push_str(&line);
+                }
             }
             s
         }
@@ -243,6 +267,9 @@ pub(crate) fn start() {
         }
     });
     spawn_monitor();
+    if mode() == Mode::Sentinel {
+        sentinel::start_all();
+    }
 }
 
 /// A start of the monitor thread is in flight or done.
@@ -339,6 +366,7 @@ pub(crate) fn reset_after_fork() {
         }
     }
     m.running.store(false, SeqCst);
+    sentinel::reset_after_fork();
     STARTED.store(false, SeqCst);
     SLEEP_UNTIL.store(0, SeqCst);
     ANNOUNCED.store(false, SeqCst);
@@ -360,7 +388,7 @@ pub(crate) fn wake() {
 /// Called by each worker thread at start: set up what the monitor needs to
 /// watch it.
 pub(crate) fn worker_started(w: &Worker) {
-    if !w.pool.bound() {
+    if !w.pool.managed() {
         return;
     }
     let mut d = w.detect.lock();
@@ -376,18 +404,12 @@ pub(crate) fn worker_started(w: &Worker) {
                 d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
             }
         }
-        Mode::Proc => d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok(),
+        Mode::Proc | Mode::Sentinel => d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok(),
         Mode::Progress | Mode::Hint => {}
     }
 }
 
-/// After the monitor woke a worker for a pool: when to look again, so that
-/// the new runner is followed from its start (ns).
-const NEW_RUNNER_LOOK_NS: u64 = 1_000_000;
-
-/// proc: the longest interval between two samples of a runner that keeps
-/// running (ns).
-const PROC_MAX_INTERVAL: u64 = 1_000_000;
+use policy::{NEW_RUNNER_LOOK_NS, PROC_MAX_INTERVAL_NS};
 
 /// A runner being watched in one pass.
 struct Runner {
@@ -419,6 +441,9 @@ fn monitor_main() {
     IS_MONITOR.with(|m| m.set(true));
     let m = MONITOR.get().expect("monitor initialised");
     m.running.store(true, Relaxed);
+    if m.mode == Mode::Sentinel {
+        sentinel::start_all();
+    }
     if RESTART_RESCUERS.swap(false, SeqCst) {
         for wq in crate::workqueue::all_workqueues() {
             if let Some(r) = &wq.shared.rescuer {
@@ -446,9 +471,9 @@ fn monitor_main() {
     let stall = settings().stall_window.as_nanos() as u64;
     let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
     // Progress mode: a pool whose items stopped completing for this long.
-    let progress_window = (stall * 5).max(1_000_000);
+    let progress_window = policy::progress_window(stall);
     // Hysteresis before a pool with nothing pending stops being watched.
-    let unwatch_after = 20_000_000u64;
+    let unwatch_after = policy::UNWATCH_AFTER_NS;
     let mut idle_since: Vec<Option<u64>> = Vec::new();
     let mut last_completed: Vec<(u64, u64)> = Vec::new();
     // Buffers reused across passes: the monitor does not allocate in its
@@ -479,6 +504,13 @@ fn monitor_main() {
             set_timeout(now + NEW_RUNNER_LOOK_NS);
         }
         poll_fds.clear();
+        if sentinel::CREATE_WANTED.swap(false, Relaxed) {
+            // A sentinel found a pool that needs a worker it may not
+            // create (it would inherit SCHED_IDLE).
+            for pool in all.iter().copied() {
+                pool::ensure_worker(pool);
+            }
+        }
 
         if let Some(t) = watchdog.poll(&all, now) {
             set_timeout(t);
@@ -486,7 +518,7 @@ fn monitor_main() {
         for pool in all.iter().copied() {
             // Failed creations: retry after the cooldown; mayday timers.
             pool_timers(pool, &mut set_timeout, &mut rescuers);
-            if !pool.bound() || !pool.watched.load(Relaxed) {
+            if !pool.managed() || !pool.watched.load(Relaxed) {
                 continue;
             }
             runners.clear();
@@ -541,13 +573,15 @@ fn monitor_main() {
                 continue;
             }
             set_timeout(now + unwatch_after);
+            let max_interval = max_interval(m.mode, pool);
             if m.mode == Mode::Proc
+                || m.mode == Mode::Sentinel
                 || (m.mode == Mode::Perf
                     && runners.iter().any(|r| r.w.detect.lock().ring.is_none()))
             {
                 // Without switch records nothing wakes us when a watched
-                // pool gets a new runner: look at least every millisecond.
-                set_timeout(now + PROC_MAX_INTERVAL);
+                // pool gets a new runner: look at least this often.
+                set_timeout(now + max_interval);
             }
 
             if m.mode == Mode::Progress {
@@ -572,7 +606,15 @@ fn monitor_main() {
             }
 
             for r in &runners {
-                let woke = match check_runner(m.mode, r, now, stall, hog, &mut set_timeout) {
+                let woke = match check_runner(
+                    m.mode,
+                    r,
+                    now,
+                    stall,
+                    hog,
+                    max_interval,
+                    &mut set_timeout,
+                ) {
                     Verdict::Nothing => false,
                     Verdict::Blocked => mark(&r.w, r.exec, true),
                     Verdict::Running => mark(&r.w, r.exec, false),
@@ -669,27 +711,46 @@ fn pool_timers(
     }
 }
 
+/// The longest interval between two `/proc` samples of a runner of
+/// `pool` that keeps running: in sentinel mode, where a sentinel watches
+/// every CPU of the pool, sampling is only the backstop.
+fn max_interval(mode: Mode, pool: &WorkerPool) -> u64 {
+    if mode == Mode::Sentinel && sentinel::covers_pool(pool) {
+        policy::BACKSTOP_MAX_INTERVAL_NS
+    } else {
+        PROC_MAX_INTERVAL_NS
+    }
+}
+
 /// Decide about one runner.
+#[allow(clippy::too_many_arguments)]
 fn check_runner(
     mode: Mode,
     r: &Runner,
     now: u64,
     stall: u64,
     hog: Option<u64>,
+    max_interval: u64,
     set_timeout: &mut impl FnMut(u64),
 ) -> Verdict {
     debug_assert!(on_monitor(), "only the monitor decides about runners");
     let mut d = r.w.detect.lock();
     if d.seen_exec != r.exec {
-        // A new execution: start following it.
+        // A new execution: start following it. The sentinel's backstop
+        // keeps its cadence across the executions of a worker that does
+        // not block (B9: short CPU-bound items would otherwise be sampled
+        // fast at each start).
+        let track = match mode {
+            Mode::Sentinel if d.track.interval > 0 && d.track.blocked_since.is_none() => d.track,
+            _ => policy::ProcTrack::new(now, stall),
+        };
         *d = DetectState {
             ring: d.ring.take(),
             stat: d.stat.take(),
             seen_exec: r.exec,
             out_since: d.out_since,
-            blocked_since: None,
-            next_sample: now + stall / 2,
-            interval: stall / 2,
+            track,
+            last_cpu: d.last_cpu,
             cpu_base: None,
             hog_at: 0,
             marked: false,
@@ -741,41 +802,55 @@ fn check_runner(
                 None => blocked = Some(false),
             }
         }
-        Mode::Perf | Mode::Proc => {
+        Mode::Perf | Mode::Proc | Mode::Sentinel => {
             if d.stat.is_none() {
                 d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
             }
-            if now >= d.next_sample {
-                if let Some(s) = d.stat.as_ref().and_then(|s| s.sample().ok()) {
-                    if s.is_blocked() {
-                        match d.blocked_since {
-                            Some((t, run)) if run == s.run_ns || s.run_ns.is_none() => {
-                                if now.saturating_sub(t) >= stall {
-                                    blocked = Some(true);
-                                }
-                            }
-                            _ => d.blocked_since = Some((now, s.run_ns)),
-                        }
-                        d.interval = if d.marked {
-                            // Known blocked: noticing its return is not
-                            // urgent (it counts again at its item's end).
-                            (d.interval * 2).min(PROC_MAX_INTERVAL)
-                        } else {
-                            stall / 2
-                        };
+            if now >= d.track.next_sample {
+                if let Some(x) = d.stat.as_ref().and_then(|s| s.sample().ok()) {
+                    let sample = policy::ProcSample {
+                        blocked: x.is_blocked(),
+                        run_ns: x.run_ns,
+                    };
+                    let marked = d.marked;
+                    // A marked runner's return is looked for at the /proc
+                    // cadence whatever the mode.
+                    let max = if marked {
+                        max_interval.min(PROC_MAX_INTERVAL_NS)
                     } else {
-                        if d.blocked_since.take().is_some() || d.marked {
-                            d.rebase_cpu(&r.w, now, hog);
+                        max_interval
+                    };
+                    match policy::proc_sample(&mut d.track, sample, now, stall, marked, max) {
+                        policy::ProcVerdict::Blocked => blocked = Some(true),
+                        policy::ProcVerdict::Running { woke } => {
+                            if woke {
+                                d.rebase_cpu(&r.w, now, hog);
+                            }
+                            blocked = Some(false);
+                            if mode == Mode::Sentinel && max_interval > PROC_MAX_INTERVAL_NS {
+                                // The backstop: slow while the runner has
+                                // its CPU alone (its sentinel is not
+                                // starved), fast while it shares it.
+                                let cpu = read_cpu(&r.w);
+                                if let (Some((t0, c0)), Some(c)) = (d.last_cpu, cpu) {
+                                    let prev = d.track.interval / 2;
+                                    d.track.interval = policy::backstop_interval(
+                                        prev,
+                                        c.saturating_sub(c0),
+                                        now.saturating_sub(t0),
+                                    );
+                                    d.track.next_sample = now + d.track.interval;
+                                }
+                                d.last_cpu = cpu.map(|c| (now, c));
+                            }
                         }
-                        blocked = Some(false);
-                        // Back off while it keeps running: cheap on CPU-bound
-                        // items, still under a millisecond to notice a block.
-                        d.interval = (d.interval * 2).min(PROC_MAX_INTERVAL);
+                        policy::ProcVerdict::Undecided => {}
                     }
+                } else {
+                    d.track.next_sample = now + d.track.interval.max(policy::PROC_MIN_INTERVAL_NS);
                 }
-                d.next_sample = now + d.interval;
             }
-            set_timeout(d.next_sample);
+            set_timeout(d.track.next_sample);
         }
         Mode::Progress | Mode::Hint => {}
     }
@@ -810,13 +885,13 @@ fn read_cpu(w: &Worker) -> Option<u64> {
 /// Mark a runner sleeping (blocked) or running again, if it still runs the
 /// execution the verdict is about. Returns whether that woke another
 /// worker.
-fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
+pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
     let mut g = w.pool.lock();
-    if w.exec_seq.load(Relaxed) != exec || g.workers[w.slot].current.is_none() {
+    let Some(ws) = g.running_slot(w, exec) else {
         return false;
-    }
+    };
     if sleeping {
-        if !g.workers[w.slot].sleeping {
+        if !ws.sleeping {
             MARKED_BLOCKED.fetch_add(1, Relaxed);
         }
         worker::sleeping_locked(&mut g, w.slot, true)
@@ -830,8 +905,10 @@ fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
 /// it no longer counts toward concurrency (G16).
 fn mark_hog(w: &Worker, exec: u64) -> bool {
     let mut g = w.pool.lock();
-    let ws = &g.workers[w.slot];
-    if w.exec_seq.load(Relaxed) != exec || ws.current.is_none() || ws.hog {
+    let Some(ws) = g.running_slot(w, exec) else {
+        return false;
+    };
+    if ws.hog {
         return false;
     }
     let c = ws.current.unwrap();

@@ -33,7 +33,8 @@ pub(crate) const WORKER_IDLE: u32 = 1 << 2;
 pub(crate) const WORKER_PREP: u32 = 1 << 3;
 /// The worker runs an item of a CPU_INTENSIVE workqueue, or a CPU hog.
 pub(crate) const WORKER_CPU_INTENSIVE: u32 = 1 << 6;
-/// The worker belongs to an unbound pool (never concurrency managed).
+/// The worker belongs to an unmanaged unbound pool (one serving a
+/// `CPU_INTENSIVE` unbound workqueue): it never counts in `nr_running`.
 pub(crate) const WORKER_UNBOUND: u32 = 1 << 7;
 /// A rescuer attached to the pool for a while (G22). It keeps
 /// `WORKER_PREP` (as the kernel's rescuer does), so it never counts in
@@ -53,6 +54,10 @@ pub(crate) struct PoolAttrs {
     pub(crate) pod_cpus: CpuMask,
     /// Workers confined to the pod.
     pub(crate) strict: bool,
+    /// Concurrency managed over the pod (G19): false only for the pools of
+    /// `CPU_INTENSIVE` unbound workqueues, which keep the kernel's unbound
+    /// behaviour (every item starts as soon as a worker can be had).
+    pub(crate) managed: bool,
 }
 
 /// What the pool knows of the item a worker executes. L.
@@ -95,7 +100,7 @@ pub(crate) struct WorkerSlot {
 
 impl WorkerSlot {
     /// Insert a new slot for a worker with `flags` (plus `WORKER_PREP`, and
-    /// `WORKER_UNBOUND` in an unbound pool) and return its worker, made
+    /// `WORKER_UNBOUND` in an unmanaged pool) and return its worker, made
     /// for the slot it gets.
     pub(crate) fn insert(
         g: &mut PoolState,
@@ -105,7 +110,7 @@ impl WorkerSlot {
     ) -> Arc<Worker> {
         let slot = g.workers.next_key();
         let w = Arc::new(Worker::new(pool, slot, id));
-        let unbound = if pool.bound() { 0 } else { WORKER_UNBOUND };
+        let unbound = if pool.managed() { 0 } else { WORKER_UNBOUND };
         let got = g.workers.insert(WorkerSlot {
             worker: w.clone(),
             flags: flags | WORKER_PREP | unbound,
@@ -131,9 +136,14 @@ impl WorkerSlot {
 pub(crate) struct PoolState {
     /// L: active items waiting for a worker, FIFO.
     pub(crate) worklist: WorkList,
-    /// L: workers executing and not blocked (bound pools only); changed
+    /// L: workers executing and not blocked (managed pools only); changed
     /// only by `update_worker`.
     pub(crate) nr_running: u32,
+    /// I: how many running workers the pool keeps while it has pending
+    /// work: 1 for a bound pool, the pod's usable CPUs for a managed
+    /// unbound one (G15, G19). Kept here, beside `nr_running`, so the
+    /// rules below read one cache line.
+    pub(crate) concurrency: u32,
     /// L: workers of the pool (idle or not).
     pub(crate) nr_workers: u32,
     /// L: workers on the idle list.
@@ -162,6 +172,19 @@ pub(crate) struct PoolState {
     pub(crate) mayday_at: Option<Instant>,
 }
 
+impl PoolState {
+    /// The slot of worker `w` if it is still in the pool and still runs
+    /// execution `exec` (a worker seen running may have finished, gone
+    /// idle and exited since, and its slot been reused by another).
+    pub(crate) fn running_slot(&self, w: &Worker, exec: u64) -> Option<&WorkerSlot> {
+        let ws = self.workers.get(w.slot)?;
+        (std::ptr::eq(Arc::as_ptr(&ws.worker), w)
+            && ws.current.is_some()
+            && w.exec_seq.load(Relaxed) == exec)
+            .then_some(ws)
+    }
+}
+
 /// A worker pool.
 pub(crate) struct WorkerPool {
     /// I: the pool id shown by `dump()`.
@@ -184,6 +207,10 @@ pub(crate) struct WorkerPool {
     pub(crate) watched: AtomicBool,
     /// A: copy of `nr_completed` for lock-free progress checks.
     pub(crate) completed: AtomicU64,
+    /// A: the sentinels of the pool's CPUs are armed (or there are no
+    /// sentinels). Set by queuers that put an item behind a running
+    /// worker, cleared by a sentinel that disarms (`monitor/sentinel.rs`).
+    pub(crate) sentinels_armed: AtomicBool,
 }
 
 /// The pool lock's guard.
@@ -191,6 +218,11 @@ pub(crate) type PoolGuard = MutexGuard<'static, PoolState>;
 
 impl WorkerPool {
     fn new(id: u32, cpu: Option<usize>, highpri: bool, attrs: PoolAttrs) -> WorkerPool {
+        let concurrency = if cpu.is_some() {
+            1
+        } else {
+            pod_concurrency(&attrs.pod_cpus)
+        };
         WorkerPool {
             id,
             cpu,
@@ -200,6 +232,7 @@ impl WorkerPool {
             lock: Mutex::new(PoolState {
                 worklist: WorkList::new(),
                 nr_running: 0,
+                concurrency,
                 nr_workers: 0,
                 nr_idle: 0,
                 idle: Vec::new(),
@@ -215,6 +248,7 @@ impl WorkerPool {
             refcnt: AtomicU32::new(0),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
+            sentinels_armed: AtomicBool::new(false),
         }
     }
 
@@ -223,10 +257,17 @@ impl WorkerPool {
         self.lock.lock()
     }
 
-    /// Concurrency managed (a per-CPU pool).
+    /// A per-CPU pool.
     #[inline]
     pub(crate) fn bound(&self) -> bool {
         self.cpu.is_some()
+    }
+
+    /// Concurrency managed: a bound pool, or an unbound one that does not
+    /// serve a `CPU_INTENSIVE` workqueue (G15, G19).
+    #[inline]
+    pub(crate) fn managed(&self) -> bool {
+        self.attrs.managed
     }
 
     /// The thread name of worker `id` (G28).
@@ -243,15 +284,33 @@ impl WorkerPool {
         match self.cpu {
             Some(c) if self.highpri => format!("cpu {c} highpri (pool {})", self.id),
             Some(c) => format!("cpu {c} (pool {})", self.id),
-            None => format!("unbound pool {}", self.id),
+            None if self.managed() => format!(
+                "unbound pool {} cpus {} (managed, {} running)",
+                self.id,
+                self.attrs.pod_cpus.to_list(),
+                pod_concurrency(&self.attrs.pod_cpus)
+            ),
+            None => format!(
+                "unbound pool {} cpus {} (unmanaged)",
+                self.id,
+                self.attrs.pod_cpus.to_list()
+            ),
         }
     }
 }
 
-/// Need to wake up a worker? (the kernel's need_more_worker)
+/// The running workers a managed unbound pool keeps: the CPUs of its pod
+/// the process may use (at least one).
+fn pod_concurrency(pod: &CpuMask) -> u32 {
+    let usable = pod.and(&topology().allowed).count();
+    usable.max(1) as u32
+}
+
+/// Need to wake up a worker? (the kernel's need_more_worker, for a pool
+/// that keeps `concurrency` workers running: 1 on a bound pool)
 #[inline]
 pub(crate) fn need_more_worker(g: &PoolState) -> bool {
-    !g.worklist.is_empty() && g.nr_running == 0
+    !g.worklist.is_empty() && g.nr_running < g.concurrency
 }
 
 /// Items wait with nobody running and no idle worker to wake: only a new
@@ -267,10 +326,11 @@ pub(crate) fn may_start_working(g: &PoolState) -> bool {
     g.nr_idle > 0
 }
 
-/// Should a running worker go on with the next item? (keep_working)
+/// Should a running worker go on with the next item? (keep_working: at
+/// most one worker more than the pool keeps running goes on)
 #[inline]
 pub(crate) fn keep_working(g: &PoolState) -> bool {
-    !g.worklist.is_empty() && g.nr_running <= 1
+    !g.worklist.is_empty() && g.nr_running <= g.concurrency
 }
 
 /// Too many idle workers? (too_many_workers: more than 2 idle and
@@ -334,14 +394,22 @@ pub(crate) fn kick_pool(g: &mut PoolState) -> Kick {
     }
 }
 
-/// After queueing on a bound pool without waking anyone: the new item waits
-/// behind a running worker, so ask the monitor to watch for that worker
-/// blocking (G15).
+/// After queueing on a managed pool without waking anyone: the new item
+/// waits behind running workers, so ask the monitor to watch for one of
+/// them blocking (G15, G19).
 #[inline]
 pub(crate) fn note_pending_behind_runner(pool: &'static WorkerPool, g: &PoolState) {
-    if pool.bound() && g.nr_running > 0 && !pool.watched.load(Relaxed) {
-        pool.watched.store(true, Relaxed);
-        crate::monitor::wake();
+    if pool.managed() && g.nr_running > 0 {
+        if !pool.watched.load(Relaxed) {
+            pool.watched.store(true, Relaxed);
+            crate::monitor::wake();
+        }
+        if !pool.sentinels_armed.load(Relaxed) {
+            // Under the pool lock, after the item was put on the worklist:
+            // see `sentinel::arm` for why no arming is lost.
+            pool.sentinels_armed.store(true, Relaxed);
+            crate::monitor::sentinel::arm(pool);
+        }
     }
 }
 
@@ -362,6 +430,12 @@ pub(crate) fn after_kick(pool: &'static WorkerPool, k: Kick) {
 /// unbound pool's last pwq was released meanwhile and its idle workers
 /// left; or one gave its thread way).
 pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
+    if crate::monitor::sentinel::on_sentinel() {
+        // A thread made here would inherit SCHED_IDLE: the monitor makes
+        // it.
+        crate::monitor::sentinel::CREATE_WANTED.store(true, Relaxed);
+        return;
+    }
     let mut g = pool.lock();
     loop {
         if let Some(t) = g.create_retry_at {
@@ -680,6 +754,7 @@ pub(crate) fn pools() -> &'static Pools {
                         cpus: mask.clone(),
                         pod_cpus: mask,
                         strict: true,
+                        managed: true,
                     },
                 )));
                 all.push(pool);

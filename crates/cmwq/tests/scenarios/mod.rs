@@ -42,11 +42,17 @@ pub const SLEEP: Duration = Duration::from_millis(10 * SCALE);
 /// shorter than one scaled burn, G16).
 pub const HOG_THRESH: Duration = Duration::from_millis(10 * SCALE);
 
+/// The stall window these binaries set (the default is 0, the kernel's:
+/// any block that idles the CPU starts the next worker); with a window, a
+/// shorter block starts none, which `check_short_blocks` checks.
+pub const STALL_WINDOW: Duration = Duration::from_micros(200);
+
 /// The process-wide configuration of a scenarios test binary.
 pub fn config(mode: Detect) -> Config {
     Config::default()
         .detect(mode)
         .cpu_intensive_thresh(HOG_THRESH)
+        .stall_window(STALL_WINDOW)
 }
 
 /// Apply [`config`] once per test binary, before first use, and check that
@@ -65,7 +71,7 @@ pub fn setup(mode: Detect) -> bool {
         }
         let probe = match mode {
             Detect::Perf => perf_probe().map_err(|e| format!("perf_event_open not permitted ({e})")),
-            Detect::Proc => proc_probe().map_err(|e| format!("/proc/self/task/TID/stat not readable ({e})")),
+            Detect::Proc | Detect::Sentinel => proc_probe().map_err(|e| format!("/proc/self/task/TID/stat not readable ({e})")),
             _ => Ok(()),
         };
         match probe {
@@ -979,8 +985,8 @@ fn until_ok(
     Err(all)
 }
 
-/// G15: "A block shorter than the stall window (default 200 us) does not
-/// start a new worker", with the positive control that shows the same
+/// G15: "A block shorter than the stall window (here [`STALL_WINDOW`])
+/// does not start a new worker", with the positive control that shows the same
 /// setup does see a worker start when it should.
 pub fn check_short_blocks(mode: Detect) {
     let burn = Duration::from_millis(1);

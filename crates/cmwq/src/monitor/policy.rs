@@ -1,0 +1,346 @@
+//! The detection policy: the rules that turn what the monitor and the
+//! sentinels observe into verdicts, as pure functions of the observation
+//! and the time, with every knob a named constant here.
+//!
+//! The I/O lives elsewhere: `sentinel.rs` (the per-CPU `SCHED_IDLE`
+//! threads), `procstat.rs` (`/proc` samples), `perf.rs` (switch records),
+//! and `mod.rs` (the monitor loop that applies the verdicts to the pools).
+//! The unit tests at the bottom drive each rule without threads or clocks.
+//! `README.md` beside this file explains why the rules are what they are.
+
+/// A managed pool with nothing pending for this long stops being watched
+/// (its sentinels disarm, its rings stop recording) (ns).
+pub(crate) const UNWATCH_AFTER_NS: u64 = 20_000_000;
+
+/// After the monitor woke a worker for a pool: when to look again, so that
+/// the new runner is followed from its start (ns).
+pub(crate) const NEW_RUNNER_LOOK_NS: u64 = 1_000_000;
+
+/// proc: the longest interval between two samples of a runner that keeps
+/// running, where `/proc` sampling is the detection (ns).
+pub(crate) const PROC_MAX_INTERVAL_NS: u64 = 1_000_000;
+
+/// proc: the shortest interval between two samples (ns): with a stall
+/// window of 0 the first blocked sample is confirmed by the next one.
+pub(crate) const PROC_MIN_INTERVAL_NS: u64 = 20_000;
+
+/// sentinel: the longest interval between two backstop samples of a runner
+/// that keeps its CPU to itself (ns). The sentinel reacts to blocks on its
+/// own; the backstop only matters where the sentinel is starved (another
+/// process keeps the CPU busy), so it samples rarely while the runner gets
+/// its CPU alone and fast while it does not ([`backstop_interval`]).
+pub(crate) const BACKSTOP_MAX_INTERVAL_NS: u64 = 20_000_000;
+
+/// sentinel: the backstop interval while a runner shares its CPU with
+/// other load (or is blocked): where the sentinel may be starved (ns).
+pub(crate) const BACKSTOP_FAST_NS: u64 = 1_000_000;
+
+/// sentinel: a runner that was on a CPU at least this share (percent) of
+/// the time since the last sample has its CPU alone: no other load starves
+/// its sentinel.
+pub(crate) const BACKSTOP_ALONE_PERCENT: u64 = 90;
+
+/// sentinel backstop: the interval after a sample that found the runner
+/// runnable, given the CPU time it gained over the wall time since the
+/// previous sample.
+pub(crate) fn backstop_interval(interval: u64, cpu_gained: u64, wall: u64) -> u64 {
+    if wall > 0 && cpu_gained * 100 >= wall * BACKSTOP_ALONE_PERCENT {
+        (interval * 2).clamp(BACKSTOP_FAST_NS, BACKSTOP_MAX_INTERVAL_NS)
+    } else {
+        BACKSTOP_FAST_NS
+    }
+}
+
+/// sentinel: first wait after a pick that found every runner runnable (it
+/// was picked for its small fair share, not because its CPU went idle).
+/// The wait doubles with each such pick, up to the maximum, so a CPU-bound
+/// runner sees few picks; a block during the wait is found when it ends.
+pub(crate) const SENTINEL_BACKOFF_MIN_NS: u64 = 50_000;
+
+/// sentinel: the longest wait after picks that found the runners runnable.
+pub(crate) const SENTINEL_BACKOFF_MAX_NS: u64 = 2_000_000;
+
+/// progress: a watched pool that completed nothing for this long with work
+/// pending has its longest runner presumed blocked (ns, from the stall
+/// window).
+pub(crate) fn progress_window(stall: u64) -> u64 {
+    (stall * 5).max(1_000_000)
+}
+
+/// What a sentinel pick found, for [`sentinel_wait`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// It marked a runner blocked (a spare was woken).
+    Acted,
+    /// A runner is blocked but not yet for the stall window: look again at
+    /// this time.
+    Window(u64),
+    /// Items wait but every runner is runnable: picked for its fair share.
+    Runnable,
+    /// Nothing waits behind a runner in the pools of its CPU: it disarms
+    /// (the next queue behind a runner arms it again).
+    NothingPending,
+}
+
+/// How long a sentinel waits after a pick (ns; 0: run again at once) and
+/// the back-off to use after the next `Runnable` pick.
+pub(crate) fn sentinel_wait(pick: Pick, backoff: u64, now: u64) -> (u64, u64) {
+    match pick {
+        // The woken worker preempts it at once; when it runs again its
+        // CPU went idle again.
+        Pick::Acted => (0, SENTINEL_BACKOFF_MIN_NS),
+        Pick::Window(t) => (t.saturating_sub(now), backoff),
+        Pick::Runnable => {
+            let b = backoff.clamp(SENTINEL_BACKOFF_MIN_NS, SENTINEL_BACKOFF_MAX_NS);
+            (b, (b * 2).min(SENTINEL_BACKOFF_MAX_NS))
+        }
+        Pick::NothingPending => (0, SENTINEL_BACKOFF_MIN_NS),
+    }
+}
+
+/// A sentinel found a runner not runnable. `first_seen`: when a pick first
+/// found this execution blocked (None: now is the first). Blocked for the
+/// whole stall window: mark it; else look again when the window ends.
+pub(crate) fn sentinel_blocked(first_seen: Option<u64>, now: u64, stall: u64) -> Result<(), u64> {
+    let since = first_seen.unwrap_or(now);
+    if now.saturating_sub(since) >= stall {
+        Ok(())
+    } else {
+        Err(since + stall)
+    }
+}
+
+/// One `/proc` sample of a runner: not runnable, and its run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProcSample {
+    /// The state letter is not `R`.
+    pub(crate) blocked: bool,
+    /// Time on CPU so far (schedstat), if known.
+    pub(crate) run_ns: Option<u64>,
+}
+
+/// What the sampling of one execution has established so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcTrack {
+    /// First sample that found it blocked: (time, run time then).
+    pub(crate) blocked_since: Option<(u64, Option<u64>)>,
+    /// Current sampling interval (ns).
+    pub(crate) interval: u64,
+    /// Next sample due (mono ns).
+    pub(crate) next_sample: u64,
+}
+
+impl ProcTrack {
+    /// Start following a new execution.
+    pub(crate) fn new(now: u64, stall: u64) -> ProcTrack {
+        let interval = (stall / 2).max(PROC_MIN_INTERVAL_NS);
+        ProcTrack {
+            blocked_since: None,
+            interval,
+            next_sample: now + interval,
+        }
+    }
+}
+
+/// Verdict of a `/proc` sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProcVerdict {
+    /// Not runnable, with no run time gained, over a whole stall window.
+    Blocked,
+    /// Runnable. `woke`: it had been seen blocked (or was marked): its CPU
+    /// use restarts from now for hog detection.
+    Running {
+        /// It had been seen blocked or was marked.
+        woke: bool,
+    },
+    /// Seen blocked, not yet for a whole window.
+    Undecided,
+}
+
+/// Apply one sample taken at `now`. `marked`: the runner is known blocked
+/// (its return is not urgent: it counts again at its item's end anyway);
+/// `max_interval`: the back-off limit of the mode. Sets the next sample.
+pub(crate) fn proc_sample(
+    t: &mut ProcTrack,
+    s: ProcSample,
+    now: u64,
+    stall: u64,
+    marked: bool,
+    max_interval: u64,
+) -> ProcVerdict {
+    let fast = (stall / 2).max(PROC_MIN_INTERVAL_NS);
+    let v = if s.blocked {
+        let v = match t.blocked_since {
+            Some((since, run)) if run == s.run_ns || s.run_ns.is_none() => {
+                if now.saturating_sub(since) >= stall {
+                    ProcVerdict::Blocked
+                } else {
+                    ProcVerdict::Undecided
+                }
+            }
+            _ => {
+                t.blocked_since = Some((now, s.run_ns));
+                ProcVerdict::Undecided
+            }
+        };
+        t.interval = if marked {
+            (t.interval * 2).clamp(fast, max_interval)
+        } else {
+            fast
+        };
+        v
+    } else {
+        let woke = t.blocked_since.take().is_some() || marked;
+        // Back off while it keeps running: cheap on CPU-bound items.
+        t.interval = (t.interval * 2).clamp(fast, max_interval);
+        ProcVerdict::Running { woke }
+    };
+    t.next_sample = now + t.interval;
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: u64 = 1_000;
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn sentinel_acts_at_once_with_a_zero_window() {
+        assert_eq!(sentinel_blocked(None, 5 * MS, 0), Ok(()));
+    }
+
+    #[test]
+    fn sentinel_waits_out_the_window_from_the_first_blocked_pick() {
+        assert_eq!(
+            sentinel_blocked(None, 5 * MS, 50 * US),
+            Err(5 * MS + 50 * US)
+        );
+        assert_eq!(
+            sentinel_blocked(Some(5 * MS), 5 * MS + 20 * US, 50 * US),
+            Err(5 * MS + 50 * US)
+        );
+        assert_eq!(
+            sentinel_blocked(Some(5 * MS), 5 * MS + 50 * US, 50 * US),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn sentinel_backs_off_while_runners_are_runnable_and_resets_after_acting() {
+        let mut b = SENTINEL_BACKOFF_MIN_NS;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let (w, nb) = sentinel_wait(Pick::Runnable, b, 0);
+            waits.push(w);
+            b = nb;
+        }
+        assert_eq!(waits[0], SENTINEL_BACKOFF_MIN_NS);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*waits.last().unwrap(), SENTINEL_BACKOFF_MAX_NS);
+        let (w, nb) = sentinel_wait(Pick::Acted, b, 0);
+        assert_eq!((w, nb), (0, SENTINEL_BACKOFF_MIN_NS));
+    }
+
+    #[test]
+    fn sentinel_sleeps_until_the_window_ends() {
+        assert_eq!(sentinel_wait(Pick::Window(10 * MS), 77, 9 * MS), (MS, 77));
+        assert_eq!(sentinel_wait(Pick::Window(10 * MS), 77, 11 * MS).0, 0);
+        assert_eq!(
+            sentinel_wait(Pick::NothingPending, 77, 0),
+            (0, SENTINEL_BACKOFF_MIN_NS)
+        );
+    }
+
+    fn blocked(run: u64) -> ProcSample {
+        ProcSample {
+            blocked: true,
+            run_ns: Some(run),
+        }
+    }
+
+    fn running(run: u64) -> ProcSample {
+        ProcSample {
+            blocked: false,
+            run_ns: Some(run),
+        }
+    }
+
+    #[test]
+    fn proc_blocked_needs_a_whole_window_without_run_time() {
+        let stall = 200 * US;
+        let mut t = ProcTrack::new(0, stall);
+        assert_eq!(t.next_sample, 100 * US);
+        let v = proc_sample(&mut t, blocked(7), 100 * US, stall, false, MS);
+        assert_eq!(v, ProcVerdict::Undecided);
+        let v = proc_sample(&mut t, blocked(7), 200 * US, stall, false, MS);
+        assert_eq!(v, ProcVerdict::Undecided);
+        let v = proc_sample(&mut t, blocked(7), 300 * US, stall, false, MS);
+        assert_eq!(v, ProcVerdict::Blocked);
+    }
+
+    #[test]
+    fn proc_run_time_gained_between_blocked_samples_restarts_the_window() {
+        // It woke, ran and blocked again between two samples.
+        let stall = 200 * US;
+        let mut t = ProcTrack::new(0, stall);
+        proc_sample(&mut t, blocked(7), 100 * US, stall, false, MS);
+        let v = proc_sample(&mut t, blocked(9), 300 * US, stall, false, MS);
+        assert_eq!(v, ProcVerdict::Undecided);
+        assert_eq!(t.blocked_since, Some((300 * US, Some(9))));
+    }
+
+    #[test]
+    fn proc_preempted_is_never_blocked_and_backs_off() {
+        let stall = 200 * US;
+        let mut t = ProcTrack::new(0, stall);
+        let mut now = t.next_sample;
+        for i in 0..20 {
+            let v = proc_sample(&mut t, running(i), now, stall, false, MS);
+            assert_eq!(v, ProcVerdict::Running { woke: false });
+            now = t.next_sample;
+        }
+        assert_eq!(t.interval, MS);
+    }
+
+    #[test]
+    fn proc_zero_window_still_samples_at_a_floor() {
+        let mut t = ProcTrack::new(0, 0);
+        assert_eq!(t.interval, PROC_MIN_INTERVAL_NS);
+        assert_eq!(
+            proc_sample(&mut t, blocked(1), 20 * US, 0, false, MS),
+            ProcVerdict::Undecided
+        );
+        assert_eq!(
+            proc_sample(&mut t, blocked(1), 40 * US, 0, false, MS),
+            ProcVerdict::Blocked
+        );
+    }
+
+    #[test]
+    fn proc_return_of_a_marked_runner_rebases_its_cpu() {
+        let mut t = ProcTrack::new(0, 200 * US);
+        let v = proc_sample(&mut t, running(1), 100 * US, 200 * US, true, MS);
+        assert_eq!(v, ProcVerdict::Running { woke: true });
+    }
+
+    #[test]
+    fn backstop_backs_off_only_while_the_runner_has_its_cpu_alone() {
+        // Alone: doubles up to the maximum.
+        let mut i = BACKSTOP_FAST_NS;
+        for _ in 0..10 {
+            i = backstop_interval(i, i, i);
+        }
+        assert_eq!(i, BACKSTOP_MAX_INTERVAL_NS);
+        // Sharing its CPU (half the time on it): fast again.
+        assert_eq!(backstop_interval(i, i / 2, i), BACKSTOP_FAST_NS);
+        assert_eq!(backstop_interval(i, 0, 0), BACKSTOP_FAST_NS);
+    }
+
+    #[test]
+    fn progress_window_has_a_floor() {
+        assert_eq!(progress_window(0), MS);
+        assert_eq!(progress_window(400 * US), 2 * MS);
+    }
+}

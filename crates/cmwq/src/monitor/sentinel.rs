@@ -1,0 +1,445 @@
+//! Per-CPU sentinels: block detection by the scheduler itself (G15).
+//!
+//! The kernel starts the next worker when the running one blocks and its
+//! CPU would otherwise go idle. A userspace process can see that moment
+//! without privileges: one thread per CPU, pinned there, at `SCHED_IDLE`.
+//! The scheduler runs a `SCHED_IDLE` thread only when nothing else on its
+//! CPU wants to run, apart from a small fair share (its weight is 3 against
+//! 1024 for a normal thread). A sentinel is *armed* (runnable) only while a
+//! managed pool whose workers may run on its CPU has work pending behind a
+//! running worker; otherwise it sleeps on a futex, and the queuer that
+//! puts an item behind a runner arms it (one futex wake per busy period).
+//!
+//! When an armed sentinel runs, it looks at the runners of those pools and
+//! reads the state of each from `/proc` (one `pread`, on descriptors opened
+//! once per worker). A runner that is not runnable has blocked: once it has
+//! been so for the stall window, the sentinel marks it sleeping, which
+//! wakes a parked spare of the pool. For a bound pool the spare is pinned
+//! to the same CPU, so that is a local wake-up, and the woken worker
+//! preempts the sentinel at once. A runner found runnable was merely
+//! preempted for the sentinel's fair share: the sentinel then waits on its
+//! futex for a back-off that doubles on each such pick (`policy.rs`), so a
+//! CPU-bound runner is interrupted a few times a second at most.
+//!
+//! A sentinel never creates a thread (a thread it made would inherit
+//! `SCHED_IDLE`, which an unprivileged process cannot leave): when a pool
+//! needs a new worker, it asks the monitor. Where a sentinel cannot run (a
+//! CPU outside the process's mask, pinning refused, a thread limit) or is
+//! starved by other load, the monitor's `/proc` sampling backs it up; see
+//! `README.md` beside this file.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::{Arc, OnceLock};
+
+use crate::config::settings;
+use crate::pool::{pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
+use crate::sync::Mutex;
+use crate::topology::topology;
+use crate::util;
+use crate::worker::Worker;
+
+use super::policy::{self, Pick};
+use super::procstat::TaskStat;
+
+/// Not started (or not yet: the monitor starts them).
+const NOT_STARTED: u8 = 0;
+/// Running: it watches its CPU.
+const RUNNING: u8 = 1;
+/// Could not start or be pinned: its CPU relies on the backstop.
+const FAILED: u8 = 2;
+/// Its thread was spawned and is setting itself up.
+const STARTING: u8 = 3;
+
+/// One CPU's sentinel. Annotations: `src/LOCKING.md`.
+pub(crate) struct Sentinel {
+    /// I: its CPU.
+    cpu: usize,
+    /// A: futex word, 1 while armed. Set by queuers that put an item
+    /// behind a running worker, cleared by the sentinel when nothing waits
+    /// behind a runner of its CPU's pools; see [`arm`] for the ordering.
+    armed: AtomicU32,
+    /// A: `NOT_STARTED`, `RUNNING` or `FAILED`.
+    status: AtomicU8,
+    /// A: its thread id (0 until it runs).
+    tid: AtomicI32,
+    /// A: times it ran while armed.
+    picks: AtomicU64,
+    /// A: runners it marked blocked.
+    acted: AtomicU64,
+    /// A: picks that found every runner runnable (its fair share).
+    runnable: AtomicU64,
+    /// Its own lock: why it failed, for `dump()`.
+    why: Mutex<Option<String>>,
+}
+
+static SENTINELS: OnceLock<Box<[Sentinel]>> = OnceLock::new();
+
+/// A sentinel asked for a worker it may not create itself; the monitor
+/// creates it.
+pub(crate) static CREATE_WANTED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    static IS_SENTINEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is a sentinel (which must not create
+/// threads: they would inherit `SCHED_IDLE`).
+#[inline]
+pub(crate) fn on_sentinel() -> bool {
+    IS_SENTINEL.with(|s| s.get())
+}
+
+fn all() -> &'static [Sentinel] {
+    SENTINELS.get_or_init(|| {
+        (0..topology().nr_cpus)
+            .map(|cpu| Sentinel {
+                cpu,
+                armed: AtomicU32::new(0),
+                status: AtomicU8::new(NOT_STARTED),
+                tid: AtomicI32::new(0),
+                picks: AtomicU64::new(0),
+                acted: AtomicU64::new(0),
+                runnable: AtomicU64::new(0),
+                why: Mutex::new(None),
+            })
+            .collect()
+    })
+}
+
+/// Start the sentinel of every CPU the process may use that has none
+/// running or starting: with the pools, and by the monitor thread when it
+/// starts (so one that could not start at a thread limit, or in a forked
+/// child, starts with the monitor).
+pub(crate) fn start_all() {
+    let topo = topology();
+    for s in all() {
+        let st = s.status.load(Acquire);
+        if (st != NOT_STARTED && st != FAILED)
+            || s.status
+                .compare_exchange(st, STARTING, AcqRel, Acquire)
+                .is_err()
+        {
+            continue;
+        }
+        if !topo.allowed.contains(s.cpu) {
+            fail(s, "CPU outside the process's affinity mask".into());
+            continue;
+        }
+        let spawned = crate::fault::check_spawn().and_then(|()| {
+            std::thread::Builder::new()
+                .name(format!("cmwq-sent/{}", s.cpu))
+                .spawn(move || sentinel_main(s))
+        });
+        match spawned {
+            // RUNNING once it is pinned; until then its CPU is backed up.
+            Ok(_) => {}
+            Err(e) => fail(s, format!("thread: {e}")),
+        }
+    }
+}
+
+fn fail(s: &Sentinel, why: String) {
+    *s.why.lock() = Some(why);
+    s.status.store(FAILED, Release);
+}
+
+/// Whether `cpu` has a running sentinel.
+#[inline]
+pub(crate) fn covers(cpu: usize) -> bool {
+    SENTINELS
+        .get()
+        .and_then(|s| s.get(cpu))
+        .is_some_and(|s| s.status.load(Relaxed) == RUNNING)
+}
+
+/// Whether every usable CPU of `pool` has a running sentinel (else the
+/// monitor samples its runners at the full `/proc` cadence).
+pub(crate) fn covers_pool(pool: &WorkerPool) -> bool {
+    let topo = topology();
+    match pool.cpu {
+        Some(c) => covers(c),
+        None => pool.attrs.cpus.and(&topo.allowed).iter().all(covers),
+    }
+}
+
+/// An item was put behind a running worker of `pool` while its
+/// `sentinels_armed` was clear: arm the sentinels of its CPUs (one futex
+/// wake per sentinel that was disarmed). Called under the pool lock, after
+/// the item went on the worklist. No arming is lost: a sentinel disarms by
+/// clearing `sentinels_armed` of its pools and its own `armed`, then takes
+/// each pool's lock to look for pending work. If it took the lock after
+/// this queuer, it sees the item; if before, this queuer's load of
+/// `sentinels_armed` comes after the sentinel released the lock, so it saw
+/// the flag clear and arms here.
+pub(crate) fn arm(pool: &WorkerPool) {
+    let Some(all) = SENTINELS.get() else {
+        return;
+    };
+    let arm_one = |s: &Sentinel| {
+        if s.armed.swap(1, SeqCst) == 0 {
+            let _ = rustix::thread::futex::wake(&s.armed, rustix::thread::futex::Flags::PRIVATE, 1);
+        }
+    };
+    match pool.cpu {
+        Some(c) => {
+            if let Some(s) = all.get(c) {
+                arm_one(s);
+            }
+        }
+        None => {
+            for c in pool.attrs.cpus.iter() {
+                if let Some(s) = all.get(c) {
+                    arm_one(s);
+                }
+            }
+        }
+    }
+}
+
+/// Totals for benchmarks and `dump()`: (picks, acted, runnable).
+pub(crate) fn totals() -> (u64, u64, u64) {
+    SENTINELS.get().map_or((0, 0, 0), |all| {
+        all.iter().fold((0, 0, 0), |(p, a, r), s| {
+            (
+                p + s.picks.load(Relaxed),
+                a + s.acted.load(Relaxed),
+                r + s.runnable.load(Relaxed),
+            )
+        })
+    })
+}
+
+/// One line per CPU for `dump()`: what watches it and why.
+pub(crate) fn describe() -> Vec<String> {
+    let Some(all) = SENTINELS.get() else {
+        return Vec::new();
+    };
+    all.iter()
+        .map(|s| match s.status.load(Acquire) {
+            RUNNING => format!(
+                "cpu {}: sentinel tid {} {} picks={} acted={} runnable={}",
+                s.cpu,
+                s.tid.load(Relaxed),
+                if s.armed.load(Relaxed) != 0 {
+                    "armed"
+                } else {
+                    "disarmed"
+                },
+                s.picks.load(Relaxed),
+                s.acted.load(Relaxed),
+                s.runnable.load(Relaxed),
+            ),
+            FAILED => format!(
+                "cpu {}: proc backstop (no sentinel: {})",
+                s.cpu,
+                s.why.lock().as_deref().unwrap_or("failed")
+            ),
+            _ => format!("cpu {}: proc backstop (sentinel not started)", s.cpu),
+        })
+        .collect()
+}
+
+/// In the child after `fork()`: no sentinel thread exists there; they
+/// start again with the monitor. Only stores.
+pub(crate) fn reset_after_fork() {
+    if let Some(all) = SENTINELS.get() {
+        for s in all.iter() {
+            s.armed.store(0, SeqCst);
+            s.status.store(NOT_STARTED, SeqCst);
+            s.tid.store(0, SeqCst);
+        }
+    }
+    CREATE_WANTED.store(false, SeqCst);
+}
+
+/// Wait on the sentinel's futex while it holds `val`, at most `ns` (None:
+/// until woken).
+fn futex_wait(s: &Sentinel, val: u32, ns: Option<u64>) {
+    let ts = ns.map(|d| rustix::time::Timespec {
+        tv_sec: (d / 1_000_000_000) as _,
+        tv_nsec: (d % 1_000_000_000) as _,
+    });
+    let _ = rustix::thread::futex::wait(
+        &s.armed,
+        rustix::thread::futex::Flags::PRIVATE,
+        val,
+        ts.as_ref(),
+    );
+}
+
+/// The managed pools whose workers may run on `cpu`.
+fn pools_of(cpu: usize, into: &mut Vec<&'static WorkerPool>) {
+    into.clear();
+    if let Some(pools) = pools_if_started() {
+        for p in pools.all() {
+            let mine = match p.cpu {
+                Some(c) => c == cpu,
+                None => p.attrs.cpus.contains(cpu),
+            };
+            if mine && p.managed() {
+                into.push(p);
+            }
+        }
+    }
+}
+
+/// A runner the sentinel found blocked, waiting out the stall window.
+struct Seen {
+    worker: *const Worker,
+    exec: u64,
+    since: u64,
+    /// Its run time then: if it moved, the runner woke and blocked again
+    /// meanwhile, and the window starts over.
+    run_ns: Option<u64>,
+}
+
+fn sentinel_main(s: &'static Sentinel) {
+    IS_SENTINEL.with(|f| f.set(true));
+    let cpu = crate::topology::CpuMask::from_cpus([s.cpu]);
+    if let Err(e) = rustix::thread::sched_setaffinity(None, &cpu.to_rustix()) {
+        fail(s, format!("pinning: {e}"));
+        return;
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: valid policy and parameter for the calling thread (pid 0).
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        fail(
+            s,
+            format!("SCHED_IDLE: {}", std::io::Error::last_os_error()),
+        );
+        return;
+    }
+    // Precise waits: the back-off is tens of microseconds.
+    // SAFETY: PR_SET_TIMERSLACK only affects the calling thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
+    }
+    s.tid.store(procstat_tid(), Relaxed);
+    s.status.store(RUNNING, Release);
+    let stall = settings().stall_window.as_nanos() as u64;
+    let mut pools: Vec<&'static WorkerPool> = Vec::new();
+    let mut nr_pools = 0;
+    let mut backoff = policy::SENTINEL_BACKOFF_MIN_NS;
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut runners: Vec<(Arc<Worker>, u64)> = Vec::new();
+    loop {
+        if s.armed.load(Acquire) == 0 {
+            futex_wait(s, 0, None);
+            continue;
+        }
+        let count = pools_if_started().map_or(0, |p| p.count());
+        if count != nr_pools {
+            pools_of(s.cpu, &mut pools);
+            nr_pools = count;
+        }
+        s.picks.fetch_add(1, Relaxed);
+        let now = util::mono_ns();
+        let mut pick = Pick::NothingPending;
+        for &pool in &pools {
+            runners.clear();
+            {
+                let g = pool.lock();
+                if g.worklist.is_empty() {
+                    continue;
+                }
+                for (_, ws) in g.workers.iter() {
+                    if ws.current.is_some()
+                        && !ws.sleeping
+                        && ws.flags & (WORKER_CPU_INTENSIVE | WORKER_RESCUER) == 0
+                    {
+                        runners.push((ws.worker.clone(), ws.worker.exec_seq.load(Relaxed)));
+                    }
+                }
+            }
+            if pick == Pick::NothingPending {
+                pick = Pick::Runnable;
+            }
+            for (w, exec) in runners.drain(..) {
+                let sample = w
+                    .sentinel_stat
+                    .get_or_init(|| TaskStat::open(w.tid.load(Relaxed)).ok())
+                    .as_ref()
+                    .and_then(|st| st.sample().ok());
+                let blocked = sample.is_some_and(|x| x.is_blocked());
+                let run_ns = sample.and_then(|x| x.run_ns);
+                let key = Arc::as_ptr(&w);
+                let mut at = seen.iter().position(|x| x.worker == key && x.exec == exec);
+                if let Some(i) = at {
+                    if run_ns.is_some() && seen[i].run_ns != run_ns {
+                        // It ran since: a new block.
+                        seen.swap_remove(i);
+                        at = None;
+                    }
+                }
+                if !blocked {
+                    if let Some(i) = at {
+                        seen.swap_remove(i);
+                    }
+                    continue;
+                }
+                match policy::sentinel_blocked(at.map(|i| seen[i].since), now, stall) {
+                    Ok(()) => {
+                        if let Some(i) = at {
+                            seen.swap_remove(i);
+                        }
+                        if super::mark(&w, exec, true) || CREATE_WANTED.load(Relaxed) {
+                            s.acted.fetch_add(1, Relaxed);
+                            pick = Pick::Acted;
+                        }
+                    }
+                    Err(t) => {
+                        if at.is_none() {
+                            seen.push(Seen {
+                                worker: key,
+                                exec,
+                                since: now,
+                                run_ns,
+                            });
+                        }
+                        pick = match pick {
+                            Pick::Acted => Pick::Acted,
+                            Pick::Window(u) => Pick::Window(u.min(t)),
+                            _ => Pick::Window(t),
+                        };
+                    }
+                }
+            }
+        }
+        if pick == Pick::Runnable {
+            s.runnable.fetch_add(1, Relaxed);
+        }
+        // Entries of executions that ended or were marked by others.
+        seen.retain(|x| now.saturating_sub(x.since) < stall.max(1) * 4 + 1_000_000);
+        if CREATE_WANTED.load(Relaxed) {
+            super::wake();
+        }
+        if pick == Pick::NothingPending {
+            // Nothing waits behind a runner here: disarm until a queuer
+            // puts an item behind one, then look again (see `arm`).
+            for p in &pools {
+                p.sentinels_armed.store(false, Relaxed);
+            }
+            s.armed.store(0, SeqCst);
+            let again = pools.iter().any(|p| {
+                let g = p.lock();
+                !g.worklist.is_empty() && g.nr_running > 0
+            });
+            if again {
+                s.armed.store(1, Relaxed);
+            }
+            backoff = policy::SENTINEL_BACKOFF_MIN_NS;
+            seen.clear();
+            continue;
+        }
+        let (wait, next) = policy::sentinel_wait(pick, backoff, now);
+        backoff = next;
+        if wait > 0 {
+            futex_wait(s, 1, Some(wait));
+        }
+    }
+}
+
+fn procstat_tid() -> i32 {
+    super::procstat::gettid()
+}

@@ -1,0 +1,198 @@
+//! G19: unbound pools are concurrency managed over their pod;
+//! `system_dfl_wq()` and `cmwq::spawn` use every CPU from one producer;
+//! `CPU_INTENSIVE` unbound workqueues keep the kernel's unmanaged
+//! behaviour. And G15 where users run: a block is found while other
+//! processes keep every CPU busy.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cmwq::{Work, Workqueue, WqFlags};
+use common::*;
+
+/// Running items now and the most seen at once; CPUs they ran on.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+    cpus: Mutex<Vec<usize>>,
+}
+
+impl Load {
+    fn enter(&self) {
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(n, SeqCst);
+        self.cpus.lock().unwrap().push(current_cpu());
+    }
+    fn leave(&self) {
+        self.now.fetch_sub(1, SeqCst);
+    }
+    fn distinct_cpus(&self) -> usize {
+        let mut v = self.cpus.lock().unwrap().clone();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    }
+}
+
+/// CPU-bound items (shorter than the hog threshold) spawned from one
+/// thread run on every CPU, never more at once than there are CPUs.
+#[test]
+fn g19_spawn_from_one_thread_uses_every_cpu_with_one_runner_each() {
+    let _s = serial();
+    let n = own_affinity().len();
+    let load = Arc::new(Load::default());
+    let items: Vec<Work> = (0..8 * n)
+        .map(|_| {
+            let load = load.clone();
+            cmwq::spawn(move || {
+                load.enter();
+                burn_cpu(Duration::from_millis(3));
+                load.leave();
+            })
+        })
+        .collect();
+    for w in &items {
+        w.flush();
+    }
+    let peak = load.peak.load(SeqCst);
+    assert!(peak <= n, "{peak} CPU-bound items ran at once on {n} CPUs");
+    if n >= 2 {
+        assert_eq!(
+            load.distinct_cpus(),
+            n,
+            "items queued from one thread used every CPU"
+        );
+    }
+}
+
+/// Items that block without a hint on a managed unbound pool: the pool
+/// starts another worker when one blocks, so they overlap.
+#[test]
+fn g19_a_managed_unbound_pool_starts_another_worker_when_one_blocks() {
+    let _s = serial();
+    if cmwq::detection() == cmwq::Detect::Hint {
+        eprintln!("skipping: detection forced to hint");
+        return;
+    }
+    let n = own_affinity().len();
+    let count = 4 * n;
+    let block = Duration::from_millis(40);
+    let t0 = Instant::now();
+    let items: Vec<Work> = (0..count)
+        .map(|_| cmwq::spawn(move || std::thread::sleep(block)))
+        .collect();
+    for w in &items {
+        w.flush();
+    }
+    let took = t0.elapsed();
+    // One after another per CPU would take count / n blocks (160 ms).
+    assert!(
+        took < block * 2 + Duration::from_millis(40),
+        "{count} blocking items took {took:?} ({:?} mode)",
+        cmwq::detection()
+    );
+}
+
+/// `UNBOUND | CPU_INTENSIVE`: not managed, every item starts as soon as a
+/// worker can be had.
+#[test]
+fn g19_cpu_intensive_unbound_workqueues_are_not_managed() {
+    let _s = serial();
+    let n = own_affinity().len();
+    let wq = Workqueue::builder("g19_intensive")
+        .flags(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE)
+        .build()
+        .unwrap();
+    let load = Arc::new(Load::default());
+    let items: Vec<Work> = (0..3 * n)
+        .map(|_| {
+            let load = load.clone();
+            wq.spawn(move || {
+                load.enter();
+                std::thread::sleep(Duration::from_millis(30));
+                load.leave();
+            })
+        })
+        .collect();
+    for w in &items {
+        w.flush();
+    }
+    assert!(
+        load.peak.load(SeqCst) > n,
+        "unmanaged: more than {n} ran at once (peak {})",
+        load.peak.load(SeqCst)
+    );
+}
+
+/// Child processes that keep every CPU busy until dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start(n: usize) -> Hogs {
+        Hogs(
+            (0..n)
+                .map(|_| {
+                    std::process::Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .expect("sh")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// G15 under load: with another process spinning on every CPU (the
+/// sentinels are starved), an unhinted block on a bound pool still lets
+/// the next item start well before the block ends (the backstop).
+#[test]
+fn g15_block_found_while_other_processes_keep_every_cpu_busy() {
+    let _s = serial();
+    if cmwq::detection() == cmwq::Detect::Hint {
+        eprintln!("skipping: detection forced to hint");
+        return;
+    }
+    let n = own_affinity().len();
+    let cpu = own_affinity()[0];
+    let wq = Workqueue::new("g15_loaded").unwrap();
+    let _hogs = Hogs::start(n);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut misses = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let started = Arc::new(Mutex::new(None));
+        let s2 = started.clone();
+        let x = Work::new(move |_| {
+            burn_cpu(Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let y = Work::new(move |_| *s2.lock().unwrap() = Some(t0.elapsed()));
+        wq.queue_on(cpu, &x);
+        wq.queue_on(cpu, &y);
+        y.flush();
+        let at = started.lock().unwrap().unwrap();
+        x.flush();
+        if at < Duration::from_millis(150) {
+            return;
+        }
+        misses.push(at);
+    }
+    panic!(
+        "under load the next item waited for the blocked one: {misses:?} ({:?} mode)\n{}",
+        cmwq::detection(),
+        cmwq::dump()
+    );
+}
