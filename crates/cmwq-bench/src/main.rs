@@ -4,7 +4,7 @@
 //! cargo run --release -p cmwq-bench -- <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
 //! ```
 //!
-//! Prints one table per scenario (B1..B9) with every system measured side
+//! Prints one table per scenario (B1..B12) with every system measured side
 //! by side in this run, medians of `--reps` repetitions, a ratio column
 //! against cmwq, and the BENCHMARKS.md target checked MET or MISSED; `--json`
 //! writes the same figures as JSON, `--md` (`--markdown`) as the
@@ -28,7 +28,7 @@ static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 const USAGE: &str = "\
 usage: cmwq-bench <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
 
-  scenario   B1..B9, several separated by commas (b1,b3), or all
+  scenario   B1..B12, several separated by commas (b1,b3), or all
   --json F   write the figures as JSON to F
   --md F     write a Markdown report (BENCHMARKS.md) to F (also --markdown)
   --quick    shrink every scenario (all --quick takes well under a minute)
@@ -75,7 +75,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    let which = which.ok_or("which scenario? (B1..B9 or all)")?;
+    let which = which.ok_or("which scenario? (B1..B12 or all)")?;
     for name in which.split(',') {
         if name.eq_ignore_ascii_case("all") {
             a.scenarios.extend(ALL.iter());
@@ -84,7 +84,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         let s = ALL
             .iter()
             .find(|s| s.id.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B9 or all)"))?;
+            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B12 or all)"))?;
         a.scenarios.push(s);
     }
     Ok(a)

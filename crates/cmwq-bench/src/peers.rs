@@ -5,7 +5,8 @@
 //!   blocking threads);
 //! * `threadpool` with a fixed number of threads (nr_cpus, or as many as the
 //!   scenario has items: "the big fixed pool");
-//! * a `std::thread` per item.
+//! * a `std::thread` per item;
+//! * and, beside them, `cmwq::spawn` (cmwq's call for one-off closures).
 //!
 //! Each peer's threads get a name prefix so that scenarios can count them
 //! in `/proc/self/task`.
@@ -30,6 +31,9 @@ pub enum Peer {
         big: bool,
     },
     ThreadPerItem,
+    /// `cmwq::spawn` (a `Work` per call on `system_dfl_wq`): cmwq's own
+    /// "natural call", beside the peers' for one-off closures.
+    CmwqSpawn,
 }
 
 /// The kinds of peer, for scenarios that list which ones they run.
@@ -42,6 +46,8 @@ pub enum Kind {
     /// `threadpool` with as many threads as items.
     PoolBig,
     ThreadPerItem,
+    /// `cmwq::spawn` on `system_dfl_wq`.
+    CmwqSpawn,
 }
 
 /// Configure rayon's global pool once: nr_cpus threads with our names.
@@ -85,6 +91,7 @@ impl Peer {
                 }
             }
             Kind::ThreadPerItem => Peer::ThreadPerItem,
+            Kind::CmwqSpawn => Peer::CmwqSpawn,
         }
     }
 
@@ -98,6 +105,7 @@ impl Peer {
             } => format!("threadpool({threads}) big fixed pool"),
             Peer::Pool { threads, .. } => format!("threadpool({threads})"),
             Peer::ThreadPerItem => "thread per item".into(),
+            Peer::CmwqSpawn => "cmwq::spawn (system_dfl_wq)".into(),
         }
     }
 
@@ -108,6 +116,7 @@ impl Peer {
             Peer::Tokio(_) => TOKIO_THREADS,
             Peer::Pool { .. } => POOL_THREADS,
             Peer::ThreadPerItem => ITEM_THREADS,
+            Peer::CmwqSpawn => CMWQ_THREADS,
         }
     }
 
@@ -128,6 +137,7 @@ impl Peer {
                     .spawn(f)
                     .expect("spawn a thread per item");
             }
+            Peer::CmwqSpawn => drop(cmwq::spawn(f)),
         }
     }
 
@@ -136,7 +146,7 @@ impl Peer {
         match self {
             Peer::Tokio(rt) => rt.shutdown_background(),
             Peer::Pool { pool, .. } => pool.join(),
-            Peer::Rayon | Peer::ThreadPerItem => {}
+            Peer::Rayon | Peer::ThreadPerItem | Peer::CmwqSpawn => {}
         }
     }
 }

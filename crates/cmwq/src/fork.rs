@@ -98,6 +98,7 @@ fn prepare_locks() {
         crate::system_highpri_wq(),
         crate::system_long_wq(),
         crate::system_unbound_wq(),
+        crate::system_dfl_wq(),
         crate::system_freezable_wq(),
         crate::system_power_efficient_wq(),
         crate::system_freezable_power_efficient_wq(),

@@ -48,9 +48,9 @@ pub(crate) struct Worker {
     /// D: the monitor's per-worker detection state (perf ring, /proc
     /// fds); see "Detection state" in `src/LOCKING.md`.
     pub(crate) detect: Mutex<DetectState>,
-    /// I (set once, by the first sentinel that samples the worker): its
-    /// `/proc` state files, read by the sentinels (`monitor/sentinel.rs`).
-    pub(crate) sentinel_stat: OnceLock<Option<TaskStat>>,
+    /// A (set once, when it is first sampled; see [`Worker::task_stat`]):
+    /// its `/proc` state files, read by the monitor and the sentinels.
+    stat: OnceLock<TaskStat>,
 }
 
 impl Worker {
@@ -64,8 +64,24 @@ impl Worker {
             exec_seq: AtomicU64::new(0),
             cpu_clock: AtomicI32::new(-1),
             detect: Mutex::new(DetectState::default()),
-            sentinel_stat: OnceLock::new(),
+            stat: OnceLock::new(),
         }
+    }
+
+    /// The worker's `/proc` state files (two descriptors), opened the first
+    /// time it is sampled; an open that fails (a descriptor limit) is
+    /// tried again at the next sample.
+    pub(crate) fn task_stat(&self) -> Option<&TaskStat> {
+        if let Some(s) = self.stat.get() {
+            return Some(s);
+        }
+        let tid = self.tid.load(Relaxed);
+        if tid == 0 {
+            return None;
+        }
+        // Two samplers racing here open it twice; one copy is dropped.
+        let _ = self.stat.set(TaskStat::open(tid).ok()?);
+        self.stat.get()
     }
 }
 

@@ -534,3 +534,65 @@ fn g26_g3_the_forking_item_in_any_state() {
         );
     }
 }
+
+/// G26, G15: a child forked while a pool had work pending behind a running
+/// worker (its sentinels armed) arms its own sentinels again: an unhinted
+/// block in the child is found by a sentinel, not left to the backstop.
+/// Before the fix the pool's "sentinels armed" flag survived the fork
+/// while no sentinel was armed in the child, so its sentinels never ran.
+#[test]
+fn g26_g15_sentinels_arm_again_in_a_forked_child() {
+    let _s = common::serial();
+    if cmwq::detection() != cmwq::Detect::Sentinel {
+        eprintln!("skipping: detection is {:?}", cmwq::detection());
+        return;
+    }
+    let cpu = common::own_affinity()[0];
+    let wq = Workqueue::new("g26_sentinel").unwrap();
+    // In the parent: a runner with an item pending behind it.
+    let x = Work::new(|_| common::burn_cpu(Duration::from_millis(40)));
+    let y = Work::new(|_| {});
+    wq.queue_on(cpu, &x);
+    wq.queue_on(cpu, &y);
+    std::thread::sleep(Duration::from_millis(10));
+    let wq2 = &wq;
+    let pid = fork_child(move || {
+        let picks0 = cmwq::__bench::sentinel_counts().0;
+        let mut late = 0;
+        for _ in 0..3 {
+            let t0 = Instant::now();
+            let blocked_at = Arc::new(AtomicU64::new(0));
+            let started_at = Arc::new(AtomicU64::new(0));
+            let (b1, s1) = (blocked_at.clone(), started_at.clone());
+            let a = Work::new(move |_| {
+                common::burn_cpu(Duration::from_millis(1));
+                b1.store(t0.elapsed().as_micros() as u64, SeqCst);
+                std::thread::sleep(Duration::from_millis(60));
+            });
+            let b = Work::new(move |_| s1.store(t0.elapsed().as_micros() as u64, SeqCst));
+            wq2.queue_on(cpu, &a);
+            wq2.queue_on(cpu, &b);
+            b.flush();
+            a.flush();
+            let gap = started_at
+                .load(SeqCst)
+                .saturating_sub(blocked_at.load(SeqCst));
+            if gap > 10_000 {
+                late += 1;
+            }
+        }
+        let picks = cmwq::__bench::sentinel_counts().0 - picks0;
+        if picks == 0 {
+            eprintln!("child: no sentinel ran");
+            return 1;
+        }
+        if late == 3 {
+            eprintln!("child: every round waited > 10 ms for the backstop");
+            return 2;
+        }
+        0
+    });
+    assert_eq!(wait_child(pid, Duration::from_secs(20)), Some(0));
+    x.flush();
+    y.flush();
+}

@@ -51,18 +51,24 @@ fn g24_freeze_stops_freezable_workqueues_and_waits_for_running_items() {
     cmwq::thaw();
     fz.flush();
     assert_eq!(c.load(SeqCst), 4, "thaw did not resume");
-    // Items already on the worklist when freezing stay queued too.
-    let gate = Gate::new();
-    let g2 = gate.clone();
-    let holder = Work::new(move |_| g2.wait());
+    // Items already on the worklist when freezing stay queued too. The
+    // holder spins (a block would let the pool start the queued item at
+    // once, G15) for less than the CPU-hog threshold (G16).
+    let open = Arc::new(AtomicBool::new(false));
+    let o2 = open.clone();
+    let holder = Work::new(move |_| {
+        while !o2.load(SeqCst) {
+            std::hint::spin_loop();
+        }
+    });
     let c2 = counter();
     let queued = counting_work(&c2);
     assert!(fz.queue_on(0, &holder));
     assert!(wait_until(Duration::from_secs(5), || holder.is_running()));
     assert!(fz.queue_on(0, &queued)); // waits behind the holder, active
     let opener = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(30));
-        gate.open();
+        std::thread::sleep(Duration::from_millis(5));
+        open.store(true, SeqCst);
     });
     cmwq::freeze();
     opener.join().unwrap();

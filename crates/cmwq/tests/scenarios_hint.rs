@@ -55,3 +55,45 @@ fn g15_short_blocks_do_not_start_a_worker_hint() {
         scenarios::check_short_blocks(MODE);
     }
 }
+
+/// G19 with detection off (hint only): an unbound pool cannot learn that
+/// its runners blocked, so it keeps the kernel's unmanaged behaviour and
+/// items that wait for each other without the hint still make progress.
+/// (Managed with nothing to detect blocks, the waiters took every running
+/// slot and the item they waited for started only when they gave up.)
+#[test]
+fn g19_unbound_items_waiting_on_each_other_progress_in_hint_mode() {
+    let _s = common::serial();
+    if !ready() {
+        return;
+    }
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    let n = 2 * cmwq::nr_cpus();
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let t0 = Instant::now();
+    let waiters: Vec<cmwq::Work> = (0..n)
+        .map(|_| {
+            let rx = rx.clone();
+            cmwq::system_unbound_wq().spawn(move || {
+                let _ = rx.lock().unwrap().recv_timeout(Duration::from_secs(5));
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    let releaser = cmwq::system_unbound_wq().spawn(move || {
+        for _ in 0..n {
+            let _ = tx.send(());
+        }
+    });
+    releaser.flush();
+    for w in &waiters {
+        w.flush();
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "waiters and the item they wait for took {took:?}"
+    );
+}

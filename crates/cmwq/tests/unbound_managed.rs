@@ -128,6 +128,42 @@ fn g19_cpu_intensive_unbound_workqueues_are_not_managed() {
     );
 }
 
+/// G16 on a managed unbound pool: CPU hogs are counted in `cpu_hog`, and
+/// at most `concurrency` of them leave concurrency management, so CPU-bound
+/// jobs spawned by the dozen run at most twice as many at once as the pod
+/// has CPUs (before, every hog let the next item start: 15 ran at once on
+/// 2 CPUs).
+#[test]
+fn g16_g19_cpu_hogs_on_a_managed_unbound_pool_are_counted_and_bounded() {
+    let _s = serial();
+    if cmwq::detection() == cmwq::Detect::Hint {
+        eprintln!("skipping: detection forced to hint (no hog detection on unbound pools)");
+        return;
+    }
+    let n = own_affinity().len();
+    let wq = Workqueue::builder("g16_unbound_hogs")
+        .flags(WqFlags::UNBOUND)
+        .build()
+        .unwrap();
+    let load = Arc::new(Load::default());
+    let items: Vec<Work> = (0..6 * n)
+        .map(|_| {
+            let load = load.clone();
+            wq.spawn(move || {
+                load.enter();
+                burn_cpu(Duration::from_millis(40));
+                load.leave();
+            })
+        })
+        .collect();
+    for w in &items {
+        w.flush();
+    }
+    let peak = load.peak.load(SeqCst);
+    assert!(peak <= 2 * n, "{peak} hogs ran at once on {n} CPUs");
+    assert!(wq.stats().cpu_hog >= 1, "hogs counted: {:?}", wq.stats());
+}
+
 /// Child processes that keep every CPU busy until dropped.
 struct Hogs(Vec<std::process::Child>);
 

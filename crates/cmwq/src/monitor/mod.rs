@@ -53,7 +53,6 @@ use crate::worker::{self, Worker};
 #[derive(Default)]
 pub(crate) struct DetectState {
     ring: Option<perf::SwitchRing>,
-    stat: Option<procstat::TaskStat>,
     /// exec_seq of the execution being followed.
     seen_exec: u64,
     /// perf: switched out (blocked) since this time, not switched in yet.
@@ -400,12 +399,10 @@ pub(crate) fn worker_started(w: &Worker) {
             d.ring = perf::SwitchRing::open_current_thread(perf::DEFAULT_DATA_PAGES, on).ok();
             d.watch = on;
             d.on = on && d.ring.is_some();
-            if d.ring.is_none() {
-                d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok();
-            }
         }
-        Mode::Proc | Mode::Sentinel => d.stat = procstat::TaskStat::open(w.tid.load(Relaxed)).ok(),
-        Mode::Progress | Mode::Hint => {}
+        // Its /proc files are opened when it is first sampled
+        // (`Worker::task_stat`).
+        Mode::Proc | Mode::Sentinel | Mode::Progress | Mode::Hint => {}
     }
 }
 
@@ -746,7 +743,6 @@ fn check_runner(
         };
         *d = DetectState {
             ring: d.ring.take(),
-            stat: d.stat.take(),
             seen_exec: r.exec,
             out_since: d.out_since,
             track,
@@ -760,6 +756,14 @@ fn check_runner(
             resync: d.resync,
         };
         d.rebase_cpu(&r.w, now, hog);
+    }
+    if r.marked_by_monitor && !d.marked {
+        // Marked since the last look (by a sentinel): look for its return
+        // at the /proc cadence from now, not at the backstop's next sample
+        // (it does not count while marked, so a second worker runs on its
+        // CPU once it is back).
+        d.track.next_sample = d.track.next_sample.min(now + policy::PROC_MIN_INTERVAL_NS);
+        d.track.interval = d.track.interval.min(PROC_MAX_INTERVAL_NS);
     }
     d.marked = r.marked_by_monitor;
     let mut blocked: Option<bool> = None;
@@ -780,10 +784,7 @@ fn check_runner(
             });
             if lost {
                 // The ring overflowed while nobody read it: ask /proc once.
-                if d.stat.is_none() {
-                    d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
-                }
-                out = match d.stat.as_ref().and_then(|s| s.sample().ok()) {
+                out = match r.w.task_stat().and_then(|s| s.sample().ok()) {
                     Some(s) if s.is_blocked() => Some(out.unwrap_or(now)),
                     _ => None,
                 };
@@ -803,16 +804,14 @@ fn check_runner(
             }
         }
         Mode::Perf | Mode::Proc | Mode::Sentinel => {
-            if d.stat.is_none() {
-                d.stat = procstat::TaskStat::open(r.w.tid.load(Relaxed)).ok();
-            }
             if now >= d.track.next_sample {
-                if let Some(x) = d.stat.as_ref().and_then(|s| s.sample().ok()) {
+                if let Some(x) = r.w.task_stat().and_then(|s| s.sample().ok()) {
                     let sample = policy::ProcSample {
                         blocked: x.is_blocked(),
                         run_ns: x.run_ns,
                     };
                     let marked = d.marked;
+                    let before = d.track.interval;
                     // A marked runner's return is looked for at the /proc
                     // cadence whatever the mode.
                     let max = if marked {
@@ -833,9 +832,8 @@ fn check_runner(
                                 // starved), fast while it shares it.
                                 let cpu = read_cpu(&r.w);
                                 if let (Some((t0, c0)), Some(c)) = (d.last_cpu, cpu) {
-                                    let prev = d.track.interval / 2;
                                     d.track.interval = policy::backstop_interval(
-                                        prev,
+                                        before,
                                         c.saturating_sub(c0),
                                         now.saturating_sub(t0),
                                     );
@@ -901,6 +899,58 @@ pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
     }
 }
 
+/// A sentinel found a runner blocked: mark it sleeping and wake a spare,
+/// as [`mark`] does, but with the wake-up after the pool lock is dropped.
+/// The sentinel runs at `SCHED_IDLE` and the spare it wakes (pinned to the
+/// same CPU for a bound pool) preempts it at once: woken under the lock,
+/// the spare would find the lock held by a thread that may then stay off
+/// the CPU for milliseconds while anything else is runnable there. Waking
+/// after the unlock is safe: the woken worker looks at the pool again
+/// under its lock, and if another kick woke it first, the worker that
+/// starts an item chain-wakes the next. Returns whether it acted (woke a
+/// spare, or asked the monitor for a worker).
+pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
+    let mut g = w.pool.lock();
+    let Some(ws) = g.running_slot(w, exec) else {
+        return false;
+    };
+    if ws.sleeping {
+        return false;
+    }
+    let c = ws.current;
+    MARKED_BLOCKED.fetch_add(1, Relaxed);
+    pool::update_worker(&mut g, w.slot, |ws| {
+        ws.sleeping = true;
+        ws.sleeping_by_monitor = true;
+        ws.slept = true;
+    });
+    if !pool::need_more_worker(&g) {
+        return false;
+    }
+    let spare = g.idle.last().map(|&slot| g.workers[slot].worker.clone());
+    if spare.is_some() {
+        if let Some(c) = c {
+            // SAFETY: `current` is valid while recorded (see `pool::Current`).
+            let p = unsafe { &*c.pwq };
+            if std::ptr::eq(p.pool, w.pool) {
+                g.pwqs[p.slot].stats.cm_wakeups += 1;
+            }
+        }
+    }
+    drop(g);
+    match spare {
+        Some(s) => s.parker.unpark(),
+        // A thread made by the sentinel would inherit SCHED_IDLE.
+        None => sentinel::CREATE_WANTED.store(true, Relaxed),
+    }
+    // The monitor follows the new runner (a possible hog) from near its
+    // start and the marked one's return: it looks now and again shortly
+    // (the new runner may not have taken its item yet).
+    ANNOUNCED.store(true, Relaxed);
+    wake();
+    true
+}
+
 /// A runner used more than `cpu_intensive_thresh` of CPU without blocking:
 /// it no longer counts toward concurrency (G16).
 fn mark_hog(w: &Worker, exec: u64) -> bool {
@@ -913,15 +963,30 @@ fn mark_hog(w: &Worker, exec: u64) -> bool {
     }
     let c = ws.current.unwrap();
     MARKED_HOG.fetch_add(1, Relaxed);
+    // An unbound pool lets at most `concurrency` hogs out of concurrency
+    // management (the rest keep their slots): CPU-bound jobs spawned by
+    // the thousand run at most twice as many at once as there are CPUs,
+    // while short items still find a slot beside up to `concurrency`
+    // hogs. A bound pool lets every hog out, as the kernel does.
+    let leaves = w.pool.bound()
+        || (g.workers.iter())
+            .filter(|(_, x)| x.hog && x.flags & WORKER_CPU_INTENSIVE != 0)
+            .count()
+            < g.concurrency as usize;
     pool::update_worker(&mut g, w.slot, |ws| {
         ws.hog = true;
-        ws.flags |= WORKER_CPU_INTENSIVE;
+        if leaves {
+            ws.flags |= WORKER_CPU_INTENSIVE;
+        }
     });
     // SAFETY: `current` is valid while recorded (see `pool::Current`).
     let pwq = unsafe { &*c.pwq };
     let own = std::ptr::eq(pwq.pool, w.pool);
     if own {
         g.pwqs[pwq.slot].stats.cpu_hog += 1;
+    }
+    if !leaves {
+        return false;
     }
     let k = pool::kick_pool(&mut g);
     let woke = k == pool::Kick::Woken;

@@ -34,13 +34,11 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::settings;
 use crate::pool::{pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
-use crate::sync::Mutex;
 use crate::topology::topology;
 use crate::util;
 use crate::worker::Worker;
 
 use super::policy::{self, Pick};
-use super::procstat::TaskStat;
 
 /// Not started (or not yet: the monitor starts them).
 const NOT_STARTED: u8 = 0;
@@ -50,6 +48,11 @@ const RUNNING: u8 = 1;
 const FAILED: u8 = 2;
 /// Its thread was spawned and is setting itself up.
 const STARTING: u8 = 3;
+
+/// A sentinel's stack: it calls nothing deep (a `/proc` read, a pool
+/// lock, a futex), so it does not take the default 2 MiB of address space
+/// on every CPU.
+const SENTINEL_STACK: usize = 64 * 1024;
 
 /// One CPU's sentinel. Annotations: `src/LOCKING.md`.
 pub(crate) struct Sentinel {
@@ -69,8 +72,9 @@ pub(crate) struct Sentinel {
     acted: AtomicU64,
     /// A: picks that found every runner runnable (its fair share).
     runnable: AtomicU64,
-    /// Its own lock: why it failed, for `dump()`.
-    why: Mutex<Option<String>>,
+    /// A: why it failed (`Why`), for `dump()`, and the error number.
+    why: AtomicU8,
+    errno: AtomicI32,
 }
 
 static SENTINELS: OnceLock<Box<[Sentinel]>> = OnceLock::new();
@@ -101,7 +105,8 @@ fn all() -> &'static [Sentinel] {
                 picks: AtomicU64::new(0),
                 acted: AtomicU64::new(0),
                 runnable: AtomicU64::new(0),
-                why: Mutex::new(None),
+                why: AtomicU8::new(Why::None as u8),
+                errno: AtomicI32::new(0),
             })
             .collect()
     })
@@ -123,25 +128,52 @@ pub(crate) fn start_all() {
             continue;
         }
         if !topo.allowed.contains(s.cpu) {
-            fail(s, "CPU outside the process's affinity mask".into());
+            fail(s, Why::OutsideMask, None);
             continue;
         }
         let spawned = crate::fault::check_spawn().and_then(|()| {
             std::thread::Builder::new()
                 .name(format!("cmwq-sent/{}", s.cpu))
+                .stack_size(SENTINEL_STACK)
                 .spawn(move || sentinel_main(s))
         });
         match spawned {
             // RUNNING once it is pinned; until then its CPU is backed up.
             Ok(_) => {}
-            Err(e) => fail(s, format!("thread: {e}")),
+            Err(e) => fail(s, Why::Thread, Some(&e)),
         }
     }
 }
 
-fn fail(s: &Sentinel, why: String) {
-    *s.why.lock() = Some(why);
+/// Why a sentinel is not running (lock-free, so that `dump()` in a forked
+/// child never waits on a lock a parent's thread held).
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Why {
+    None = 0,
+    OutsideMask = 1,
+    Thread = 2,
+    Pinning = 3,
+    SchedIdle = 4,
+}
+
+fn fail(s: &Sentinel, why: Why, err: Option<&std::io::Error>) {
+    s.errno
+        .store(err.and_then(|e| e.raw_os_error()).unwrap_or(0), Relaxed);
+    s.why.store(why as u8, Relaxed);
     s.status.store(FAILED, Release);
+}
+
+fn why_text(s: &Sentinel) -> String {
+    let errno = s.errno.load(Relaxed);
+    let err = || std::io::Error::from_raw_os_error(errno).to_string();
+    match s.why.load(Relaxed) {
+        1 => "CPU outside the process's affinity mask".into(),
+        2 => format!("thread: {}", err()),
+        3 => format!("pinning: {}", err()),
+        4 => format!("SCHED_IDLE: {}", err()),
+        _ => "failed".into(),
+    }
 }
 
 /// Whether `cpu` has a running sentinel.
@@ -233,7 +265,7 @@ pub(crate) fn describe() -> Vec<String> {
             FAILED => format!(
                 "cpu {}: proc backstop (no sentinel: {})",
                 s.cpu,
-                s.why.lock().as_deref().unwrap_or("failed")
+                why_text(s)
             ),
             _ => format!("cpu {}: proc backstop (sentinel not started)", s.cpu),
         })
@@ -248,6 +280,9 @@ pub(crate) fn reset_after_fork() {
             s.armed.store(0, SeqCst);
             s.status.store(NOT_STARTED, SeqCst);
             s.tid.store(0, SeqCst);
+            s.picks.store(0, SeqCst);
+            s.acted.store(0, SeqCst);
+            s.runnable.store(0, SeqCst);
         }
     }
     CREATE_WANTED.store(false, SeqCst);
@@ -298,16 +333,13 @@ fn sentinel_main(s: &'static Sentinel) {
     IS_SENTINEL.with(|f| f.set(true));
     let cpu = crate::topology::CpuMask::from_cpus([s.cpu]);
     if let Err(e) = rustix::thread::sched_setaffinity(None, &cpu.to_rustix()) {
-        fail(s, format!("pinning: {e}"));
+        fail(s, Why::Pinning, Some(&e.into()));
         return;
     }
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: valid policy and parameter for the calling thread (pid 0).
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        fail(
-            s,
-            format!("SCHED_IDLE: {}", std::io::Error::last_os_error()),
-        );
+        fail(s, Why::SchedIdle, Some(&std::io::Error::last_os_error()));
         return;
     }
     // Precise waits: the back-off is tens of microseconds.
@@ -356,11 +388,7 @@ fn sentinel_main(s: &'static Sentinel) {
                 pick = Pick::Runnable;
             }
             for (w, exec) in runners.drain(..) {
-                let sample = w
-                    .sentinel_stat
-                    .get_or_init(|| TaskStat::open(w.tid.load(Relaxed)).ok())
-                    .as_ref()
-                    .and_then(|st| st.sample().ok());
+                let sample = w.task_stat().and_then(|st| st.sample().ok());
                 let blocked = sample.is_some_and(|x| x.is_blocked());
                 let run_ns = sample.and_then(|x| x.run_ns);
                 let key = Arc::as_ptr(&w);
@@ -383,7 +411,7 @@ fn sentinel_main(s: &'static Sentinel) {
                         if let Some(i) = at {
                             seen.swap_remove(i);
                         }
-                        if super::mark(&w, exec, true) || CREATE_WANTED.load(Relaxed) {
+                        if super::mark_from_sentinel(&w, exec) {
                             s.acted.fetch_add(1, Relaxed);
                             pick = Pick::Acted;
                         }
@@ -416,11 +444,18 @@ fn sentinel_main(s: &'static Sentinel) {
         }
         if pick == Pick::NothingPending {
             // Nothing waits behind a runner here: disarm until a queuer
-            // puts an item behind one, then look again (see `arm`).
-            for p in &pools {
-                p.sentinels_armed.store(false, Relaxed);
-            }
+            // puts an item behind one, then look again (see `arm`). A pool
+            // made since the list was read may have been armed while we
+            // were armed (no wake): take it in before clearing the flags.
             s.armed.store(0, SeqCst);
+            let count = pools_if_started().map_or(0, |p| p.count());
+            if count != nr_pools {
+                pools_of(s.cpu, &mut pools);
+                nr_pools = count;
+            }
+            for p in &pools {
+                p.sentinels_armed.store(false, SeqCst);
+            }
             let again = pools.iter().any(|p| {
                 let g = p.lock();
                 !g.worklist.is_empty() && g.nr_running > 0

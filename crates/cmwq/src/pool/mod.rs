@@ -195,6 +195,11 @@ pub(crate) struct WorkerPool {
     pub(crate) highpri: bool,
     /// I: nice level and CPUs.
     pub(crate) attrs: PoolAttrs,
+    /// I: concurrency managed: bound, or unbound with `attrs.managed` in a
+    /// process that detects blocks (with the hint alone, an unbound pool
+    /// keeps the kernel's unmanaged behaviour: items that wait for each
+    /// other without the hint must not stall it).
+    managed: bool,
     /// The pool lock (`L:`): everything in [`PoolState`].
     pub(crate) lock: Mutex<PoolState>,
     /// A: the nice level workers actually got (G20).
@@ -223,7 +228,10 @@ impl WorkerPool {
         } else {
             pod_concurrency(&attrs.pod_cpus)
         };
+        let managed = cpu.is_some()
+            || (attrs.managed && crate::monitor::mode() != crate::monitor::Mode::Hint);
         WorkerPool {
+            managed,
             id,
             cpu,
             highpri,
@@ -267,7 +275,7 @@ impl WorkerPool {
     /// serve a `CPU_INTENSIVE` workqueue (G15, G19).
     #[inline]
     pub(crate) fn managed(&self) -> bool {
-        self.attrs.managed
+        self.managed
     }
 
     /// The thread name of worker `id` (G28).
@@ -717,6 +725,9 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
     g.ids = IdAlloc::default();
     g.mayday_at = None;
     pool.watched.store(false, Relaxed);
+    // No sentinel is armed in the child: the next queue behind a runner
+    // must arm them again.
+    pool.sentinels_armed.store(false, Relaxed);
 }
 
 /// The process-wide set of pools. Pools live for the whole process (like
@@ -730,6 +741,9 @@ pub(crate) struct Pools {
     pub(crate) unbound: Mutex<Vec<&'static WorkerPool>>,
     /// Its own lock: every pool by id (written when a pool is made).
     pub(crate) all: Mutex<Vec<&'static WorkerPool>>,
+    /// A: the number of pools in `all` (read without its lock by the
+    /// monitor and the sentinels on every pass).
+    nr: std::sync::atomic::AtomicUsize,
 }
 
 static POOLS: OnceLock<Pools> = OnceLock::new();
@@ -767,6 +781,7 @@ pub(crate) fn pools() -> &'static Pools {
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),
+            nr: std::sync::atomic::AtomicUsize::new(all.len()),
             all: Mutex::new(all),
         }
     })
@@ -798,13 +813,14 @@ impl Pools {
             attrs.clone(),
         )));
         all.push(pool);
+        self.nr.store(all.len(), Release);
         ub.push(pool);
         pool
     }
 
     /// Number of pools.
     pub(crate) fn count(&self) -> usize {
-        self.all.lock().len()
+        self.nr.load(Acquire)
     }
 
     /// Every pool, by id.
