@@ -23,7 +23,9 @@ const READ_DELAY: Duration = Duration::from_millis(2);
 const CPU_ITEM: Duration = Duration::from_millis(1);
 
 const SYSTEMS: &[&str] = &["cmwq", "rayon", "tokio", "pool-cpus"];
-const MIXES: &[&str] = &["blocking", "cpu"];
+const MIXES: &[&str] = &["blocking", "cpu", "cold"];
+/// Size of each file of the cold-read mix.
+const COLD_FILE: usize = 32 * 1024;
 
 pub fn run(ctx: &Ctx) -> Table {
     let items = ctx.pick(400, 2000);
@@ -40,6 +42,7 @@ pub fn run(ctx: &Ctx) -> Table {
     for mix in MIXES {
         let group = match *mix {
             "blocking" => "blocking mix: 200 us CPU + 2 ms pipe read + 200 us CPU",
+            "cold" => "cold reads: read and hash a 32 KiB file not in the page cache",
             _ => "CPU mix: 1 ms CPU",
         };
         let mut samples: Vec<Vec<Row>> = SYSTEMS.iter().map(|_| Vec::new()).collect();
@@ -59,6 +62,10 @@ pub fn run(ctx: &Ctx) -> Table {
             t.rows.push(median_row(s).group(group));
         }
         let ncpu = ctx.ncpu as f64;
+        if *mix == "cold" {
+            // No floor and no target: the disk sets the pace.
+            continue;
+        }
         let ideal_ms = match *mix {
             "blocking" => (items as f64 * 2.0 * CPU_PART.as_secs_f64() * 1e3 / ncpu)
                 .max((CPU_PART * 2 + READ_DELAY).as_secs_f64() * 1e3),
@@ -104,6 +111,7 @@ pub fn run(ctx: &Ctx) -> Table {
     }
     t.note("one thread queues every item with the system's own call (cmwq::spawn on system_dfl_wq, rayon::spawn, tokio spawn_blocking, threadpool::execute) and waits for all of them; no hint is given to cmwq");
     t.note("the pipe read is real: each item makes a pipe and blocks reading it; a writer thread writes the byte 2 ms after the item asked (a timer heap), so the item blocks in the kernel as on I/O");
+    t.note("cold reads: the child writes the files next to the harness's executable (a disk-backed directory, not tmpfs), syncs them and drops them from the page cache with posix_fadvise(DONTNEED), which needs no privilege; each item then opens, reads and hashes one file: blocks of tens of microseconds to a few milliseconds, found by detection alone");
     t.note("peak_threads: the system's own threads, sampled every ms; cpus_used: distinct CPUs the items were seen running on; cpu_util_pct = process CPU time / (makespan x nr_cpus)");
     t
 }
@@ -187,10 +195,16 @@ pub fn child(args: &[String]) -> Result<(), String> {
         },
         items,
     );
-    let blocking = match mix {
-        "blocking" => true,
-        "cpu" => false,
+    let (blocking, cold) = match mix {
+        "blocking" => (true, false),
+        "cpu" => (false, false),
+        "cold" => (false, true),
         other => return Err(format!("b12: unknown mix {other}")),
+    };
+    let files = if cold {
+        Some(Arc::new(ColdFiles::make(items)?))
+    } else {
+        None
     };
     let writer = Writer::start();
     let latch = Arc::new(Latch::new(items));
@@ -209,8 +223,8 @@ pub fn child(args: &[String]) -> Result<(), String> {
     });
     let cpu0 = util::process_cpu_ns();
     let t0 = Instant::now();
-    for _ in 0..items {
-        let (l, w, c) = (latch.clone(), writer.clone(), cpus.clone());
+    for i in 0..items {
+        let (l, w, c, f) = (latch.clone(), writer.clone(), cpus.clone(), files.clone());
         peer.spawn(move || {
             // SAFETY: no preconditions.
             let cpu = unsafe { libc::sched_getcpu() };
@@ -219,7 +233,9 @@ pub fn child(args: &[String]) -> Result<(), String> {
                     *s = true;
                 }
             }
-            if blocking {
+            if let Some(f) = &f {
+                std::hint::black_box(f.read_hash(i));
+            } else if blocking {
                 util::burn_cpu(CPU_PART);
                 w.read_after(READ_DELAY);
                 util::burn_cpu(CPU_PART);
@@ -245,5 +261,55 @@ pub fn child(args: &[String]) -> Result<(), String> {
             ),
     );
     peer.shutdown();
+    drop(files);
     Ok(())
+}
+
+/// The files of the cold-read mix, removed on drop.
+struct ColdFiles {
+    dir: std::path::PathBuf,
+}
+
+impl ColdFiles {
+    /// Write `n` files, sync them, and drop them from the page cache.
+    fn make(n: usize) -> Result<ColdFiles, String> {
+        use std::os::fd::AsRawFd;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let dir = exe
+            .parent()
+            .ok_or("b12: no directory")?
+            .join(format!("b12-cold-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let me = ColdFiles { dir };
+        let data: Vec<u8> = (0..COLD_FILE).map(|i| (i * 7 + 3) as u8).collect();
+        for i in 0..n {
+            std::fs::write(me.path(i), &data).map_err(|e| e.to_string())?;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sync() };
+        for i in 0..n {
+            let f = std::fs::File::open(me.path(i)).map_err(|e| e.to_string())?;
+            // SAFETY: a valid descriptor of a file we own.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+        Ok(me)
+    }
+
+    fn path(&self, i: usize) -> std::path::PathBuf {
+        self.dir.join(format!("f{i}"))
+    }
+
+    /// Read file `i` and hash it (FNV-1a).
+    fn read_hash(&self, i: usize) -> u64 {
+        let data = std::fs::read(self.path(i)).unwrap_or_default();
+        data.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+    }
+}
+
+impl Drop for ColdFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -453,17 +453,22 @@ fn monitor_main() {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
     }
-    // SCHED_BATCH: a normal share of CPU, but a wake-up never preempts the
-    // running thread. The monitor is woken by the context switches of the
-    // workers it watches; if its wake-up preempted a watched worker, that
-    // preemption would itself write switch records and wake it again, a
-    // loop that burns the very CPU it watches. When a watched worker
-    // blocks, its CPU goes idle and the monitor runs there at once, which is
-    // the only moment its promptness matters.
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: valid policy and parameter for the calling thread (pid 0).
-    unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    // perf mode: SCHED_BATCH, a normal share of CPU, but a wake-up never
+    // preempts the running thread. The monitor is woken by the context
+    // switches of the workers it watches; if its wake-up preempted a
+    // watched worker, that preemption would itself write switch records
+    // and wake it again, a loop that burns the very CPU it watches. When a
+    // watched worker blocks, its CPU goes idle and the monitor runs there
+    // at once. The other modes write no switch records, so the monitor
+    // stays at SCHED_OTHER there: under other load a SCHED_BATCH wake-up
+    // waits out the running thread's slice (milliseconds), which is when
+    // the /proc backstop matters most.
+    if m.mode == Mode::Perf {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: valid policy and parameter for the calling thread (pid 0).
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+        }
     }
     let stall = settings().stall_window.as_nanos() as u64;
     let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
@@ -587,7 +592,7 @@ fn monitor_main() {
                 if done != *seen {
                     *seen = done;
                     *at = now;
-                } else if now - *at >= progress_window {
+                } else if policy::progress_stalled(*at, now, progress_window) {
                     // No item finished for a while with work pending: the
                     // runner that has run longest is presumed blocked.
                     if let Some(r) = runners
@@ -757,7 +762,7 @@ fn check_runner(
         };
         d.rebase_cpu(&r.w, now, hog);
     }
-    if r.marked_by_monitor && !d.marked {
+    if mode == Mode::Sentinel && r.marked_by_monitor && !d.marked {
         // Marked since the last look (by a sentinel): look for its return
         // at the /proc cadence from now, not at the backstop's next sample
         // (it does not count while marked, so a second worker runs on its
@@ -772,15 +777,20 @@ fn check_runner(
             // Just switched on: like lost records, the ring cannot tell.
             let mut lost = std::mem::take(&mut d.resync);
             let mut out = d.out_since;
-            d.ring.as_mut().unwrap().drain(|rec| match rec {
-                perf::SwitchRecord::Out {
-                    time_ns,
-                    preempt: false,
-                } => out = Some(time_ns),
-                perf::SwitchRecord::Out { preempt: true, .. } | perf::SwitchRecord::In { .. } => {
-                    out = None
-                }
-                perf::SwitchRecord::Lost => lost = true,
+            d.ring.as_mut().unwrap().drain(|rec| {
+                let sw = match rec {
+                    perf::SwitchRecord::Out {
+                        time_ns,
+                        preempt: false,
+                    } => policy::Switch::Blocked(time_ns),
+                    perf::SwitchRecord::Out { preempt: true, .. }
+                    | perf::SwitchRecord::In { .. } => policy::Switch::Runnable,
+                    perf::SwitchRecord::Lost => {
+                        lost = true;
+                        return;
+                    }
+                };
+                out = policy::perf_fold(out, [sw]);
             });
             if lost {
                 // The ring overflowed while nobody read it: ask /proc once.
@@ -794,13 +804,12 @@ fn check_runner(
             if woke {
                 d.rebase_cpu(&r.w, now, hog);
             }
-            match out {
-                Some(t) if now.saturating_sub(t) >= stall => blocked = Some(true),
-                Some(t) => {
-                    set_timeout(t + stall);
+            match policy::perf_verdict(out, now, stall) {
+                Ok(b) => blocked = Some(b),
+                Err(t) => {
+                    set_timeout(t);
                     blocked = Some(false);
                 }
-                None => blocked = Some(false),
             }
         }
         Mode::Perf | Mode::Proc | Mode::Sentinel => {
@@ -863,13 +872,16 @@ fn check_runner(
             // system call) on the many wake-ups in between.
             set_timeout(d.hog_at);
         } else if let (Some(base), Some(cpu)) = (d.cpu_base, read_cpu(&r.w)) {
-            let used = cpu.saturating_sub(base);
-            if used >= th {
-                d.cpu_base = None;
-                return Verdict::Hog;
+            match policy::hog_check(cpu.saturating_sub(base), th, now) {
+                policy::HogCheck::Hog => {
+                    d.cpu_base = None;
+                    return Verdict::Hog;
+                }
+                policy::HogCheck::CheckAt(t) => {
+                    d.hog_at = t;
+                    set_timeout(t);
+                }
             }
-            d.hog_at = now + (th - used).max(th / 8);
-            set_timeout(d.hog_at);
         }
     }
     Verdict::Nothing

@@ -199,6 +199,65 @@ pub(crate) fn proc_sample(
     v
 }
 
+/// perf: one context-switch record of a runner, as the rules see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Switch {
+    /// Switched out without the preempt flag at this time: it blocked.
+    Blocked(u64),
+    /// Switched out preempted (still runnable), or switched back in.
+    Runnable,
+}
+
+/// perf: fold a runner's new records into "blocked since" (None: running
+/// or runnable). Records come in order; the last one decides.
+pub(crate) fn perf_fold(
+    out_since: Option<u64>,
+    records: impl IntoIterator<Item = Switch>,
+) -> Option<u64> {
+    records.into_iter().fold(out_since, |_, r| match r {
+        Switch::Blocked(t) => Some(t),
+        Switch::Runnable => None,
+    })
+}
+
+/// perf: the verdict on a runner switched out (blocked) since `out_since`:
+/// `Ok(true)`: blocked for the whole stall window; `Ok(false)`: running;
+/// `Err(t)`: blocked, look again at `t` when the window ends.
+pub(crate) fn perf_verdict(out_since: Option<u64>, now: u64, stall: u64) -> Result<bool, u64> {
+    match out_since {
+        Some(t) if now.saturating_sub(t) >= stall => Ok(true),
+        Some(t) => Err(t + stall),
+        None => Ok(false),
+    }
+}
+
+/// Verdict of a CPU-hog check (G16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HogCheck {
+    /// It used the threshold of CPU time without blocking.
+    Hog,
+    /// Not yet: check again at this time (it cannot have used the rest
+    /// sooner: a thread gains CPU time no faster than wall time; and not
+    /// more often than every eighth of the threshold).
+    CheckAt(u64),
+}
+
+/// A hog check: `used` ns of CPU since the execution started (or last woke)
+/// against the threshold `th`, at `now`.
+pub(crate) fn hog_check(used: u64, th: u64, now: u64) -> HogCheck {
+    if used >= th {
+        HogCheck::Hog
+    } else {
+        HogCheck::CheckAt(now + (th - used).max(th / 8))
+    }
+}
+
+/// progress: whether a watched pool with work pending that last completed
+/// an item at `last_done_at` has its longest runner presumed blocked now.
+pub(crate) fn progress_stalled(last_done_at: u64, now: u64, window: u64) -> bool {
+    now.saturating_sub(last_done_at) >= window
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +395,43 @@ mod tests {
         // Sharing its CPU (half the time on it): fast again.
         assert_eq!(backstop_interval(i, i / 2, i), BACKSTOP_FAST_NS);
         assert_eq!(backstop_interval(i, 0, 0), BACKSTOP_FAST_NS);
+    }
+
+    #[test]
+    fn perf_the_last_record_decides() {
+        use Switch::*;
+        assert_eq!(perf_fold(None, [Blocked(5), Runnable]), None);
+        assert_eq!(perf_fold(None, [Runnable, Blocked(7)]), Some(7));
+        assert_eq!(perf_fold(Some(3), []), Some(3));
+        assert_eq!(perf_fold(Some(3), [Blocked(9)]), Some(9));
+    }
+
+    #[test]
+    fn perf_blocked_after_the_window_only() {
+        assert_eq!(perf_verdict(None, 100, 50), Ok(false));
+        assert_eq!(perf_verdict(Some(100), 120, 50), Err(150));
+        assert_eq!(perf_verdict(Some(100), 150, 50), Ok(true));
+        assert_eq!(perf_verdict(Some(100), 100, 0), Ok(true));
+    }
+
+    #[test]
+    fn hog_checks_wait_for_the_rest_of_the_threshold() {
+        assert_eq!(hog_check(10 * MS, 10 * MS, 0), HogCheck::Hog);
+        assert_eq!(
+            hog_check(4 * MS, 10 * MS, 100),
+            HogCheck::CheckAt(100 + 6 * MS)
+        );
+        // Never more often than an eighth of the threshold.
+        assert_eq!(
+            hog_check(10 * MS - 1, 10 * MS, 0),
+            HogCheck::CheckAt(10 * MS / 8)
+        );
+    }
+
+    #[test]
+    fn progress_stalls_after_a_window_without_completions() {
+        assert!(!progress_stalled(0, MS - 1, MS));
+        assert!(progress_stalled(0, MS, MS));
     }
 
     #[test]
