@@ -453,22 +453,19 @@ fn monitor_main() {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
     }
-    // perf mode: SCHED_BATCH, a normal share of CPU, but a wake-up never
-    // preempts the running thread. The monitor is woken by the context
+    // SCHED_BATCH: a normal share of CPU, but a wake-up never preempts the
+    // running thread. In perf mode the monitor is woken by the context
     // switches of the workers it watches; if its wake-up preempted a
     // watched worker, that preemption would itself write switch records
-    // and wake it again, a loop that burns the very CPU it watches. When a
-    // watched worker blocks, its CPU goes idle and the monitor runs there
-    // at once. The other modes write no switch records, so the monitor
-    // stays at SCHED_OTHER there: under other load a SCHED_BATCH wake-up
-    // waits out the running thread's slice (milliseconds), which is when
-    // the /proc backstop matters most.
-    if m.mode == Mode::Perf {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: valid policy and parameter for the calling thread (pid 0).
-        unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
-        }
+    // and wake it again, a loop that burns the very CPU it watches. In the
+    // sampling modes a preempting monitor would interrupt a CPU-bound
+    // runner at every sample (SCHED_OTHER made scenarios_proc's timelines
+    // miss: 20 preemptions of a 20 ms burn). When a watched worker
+    // blocks, its CPU goes idle and the monitor can run there at once.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: valid policy and parameter for the calling thread (pid 0).
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
     let stall = settings().stall_window.as_nanos() as u64;
     let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);

@@ -851,12 +851,20 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
     }
 }
 
-/// Run a scenario; if its timeline misses the doc's, run it once more;
-/// panic with both timelines if that misses too. Prints the timeline(s).
+/// Attempts per scenario: the machines these run on are shared VMs whose
+/// CPUs are now and then taken away for milliseconds (a 20 ms burn that
+/// takes 25 ms of wall time without being preempted), which a 4x timeline
+/// with a 6 ms tolerance cannot absorb; a library that gets the order
+/// wrong misses every attempt.
+const SCENARIO_ATTEMPTS: usize = 3;
+
+/// Run a scenario; if its timeline misses the doc's, run it again, up to
+/// [`SCENARIO_ATTEMPTS`] times; panic with every timeline if all miss.
+/// Prints the timeline(s).
 pub fn check_scenario(kind: Kind, mode: Detect) {
     let hint = mode == Detect::Hint;
     let mut failed = Vec::new();
-    for attempt in 1..=2 {
+    for attempt in 1..=SCENARIO_ATTEMPTS {
         let t = run_scenario(kind, hint);
         let text = t.render(mode.name(), attempt);
         println!("{text}\n");
@@ -866,7 +874,7 @@ pub fn check_scenario(kind: Kind, mode: Detect) {
         failed.push(text);
     }
     panic!(
-        "scenario {} in {} mode does not match workqueue.rst (x{SCALE}, tolerance 10% + 6 ms) in either attempt:\n\n{}",
+        "scenario {} in {} mode does not match workqueue.rst (x{SCALE}, tolerance 10% + 6 ms) in any of {SCENARIO_ATTEMPTS} attempts:\n\n{}",
         kind.title(),
         mode.name(),
         failed.join("\n\n")
