@@ -319,6 +319,16 @@ fn pools_of(cpu: usize, into: &mut Vec<&'static WorkerPool>) {
     }
 }
 
+/// Re-read the pools of `cpu` into `pools` if pools were made since
+/// `nr_pools` was taken.
+fn refresh_pools(cpu: usize, pools: &mut Vec<&'static WorkerPool>, nr_pools: &mut usize) {
+    let count = pools_if_started().map_or(0, |p| p.count());
+    if count != *nr_pools {
+        pools_of(cpu, pools);
+        *nr_pools = count;
+    }
+}
+
 /// A runner the sentinel found blocked, waiting out the stall window.
 struct Seen {
     worker: *const Worker,
@@ -347,7 +357,7 @@ fn sentinel_main(s: &'static Sentinel) {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1000u64, 0, 0, 0);
     }
-    s.tid.store(procstat_tid(), Relaxed);
+    s.tid.store(super::procstat::gettid(), Relaxed);
     s.status.store(RUNNING, Release);
     let stall = settings().stall_window.as_nanos() as u64;
     let mut pools: Vec<&'static WorkerPool> = Vec::new();
@@ -360,11 +370,7 @@ fn sentinel_main(s: &'static Sentinel) {
             futex_wait(s, 0, None);
             continue;
         }
-        let count = pools_if_started().map_or(0, |p| p.count());
-        if count != nr_pools {
-            pools_of(s.cpu, &mut pools);
-            nr_pools = count;
-        }
+        refresh_pools(s.cpu, &mut pools, &mut nr_pools);
         s.picks.fetch_add(1, Relaxed);
         let now = util::mono_ns();
         let mut pick = Pick::NothingPending;
@@ -448,11 +454,7 @@ fn sentinel_main(s: &'static Sentinel) {
             // made since the list was read may have been armed while we
             // were armed (no wake): take it in before clearing the flags.
             s.armed.store(0, SeqCst);
-            let count = pools_if_started().map_or(0, |p| p.count());
-            if count != nr_pools {
-                pools_of(s.cpu, &mut pools);
-                nr_pools = count;
-            }
+            refresh_pools(s.cpu, &mut pools, &mut nr_pools);
             for p in &pools {
                 p.sentinels_armed.store(false, SeqCst);
             }
@@ -473,8 +475,4 @@ fn sentinel_main(s: &'static Sentinel) {
             futex_wait(s, 1, Some(wait));
         }
     }
-}
-
-fn procstat_tid() -> i32 {
-    super::procstat::gettid()
 }
