@@ -457,24 +457,15 @@ fn monitor_main() {
     // running thread. In perf mode the monitor is woken by the context
     // switches of the workers it watches; if its wake-up preempted a
     // watched worker, that preemption would itself write switch records
-    // and wake it again, a loop that burns the very CPU it watches. In proc
-    // mode a preempting monitor would interrupt a CPU-bound runner at every
-    // sample (at SCHED_OTHER scenarios_proc's timelines missed: 20
-    // preemptions of a 20 ms burn). When a watched worker blocks, its CPU
-    // goes idle and the monitor can run there at once.
-    //
-    // Sentinel mode is the exception: the monitor is only the backstop
-    // there, sampling a runner fast only while it does not have its CPU
-    // alone, that is, while other load keeps the CPU busy and starves the
-    // sentinel. That is when a SCHED_BATCH wake-up waits out the other
-    // thread's slice (B8 with every CPU busy: p50 5.7 ms at SCHED_BATCH),
-    // so the monitor stays at SCHED_OTHER.
-    if m.mode != Mode::Sentinel {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: valid policy and parameter for the calling thread (pid 0).
-        unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
-        }
+    // and wake it again, a loop that burns the very CPU it watches. In the
+    // sampling modes a preempting monitor would interrupt a CPU-bound
+    // runner at every sample (SCHED_OTHER made scenarios_proc's timelines
+    // miss: 20 preemptions of a 20 ms burn). When a watched worker
+    // blocks, its CPU goes idle and the monitor can run there at once.
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: valid policy and parameter for the calling thread (pid 0).
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
     let stall = settings().stall_window.as_nanos() as u64;
     let hog = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
@@ -544,13 +535,8 @@ fn monitor_main() {
                         poll_fds.push(ws.worker.clone());
                     }
                     // Rescuers never count as running: nothing to detect.
-                    // Nor do workers inside `blocking()`: their pool knows
-                    // (following them cost a CPU-clock read per hog
-                    // threshold each: 500 monitor wake-ups in B3 with the
-                    // hint); they are followed again once back.
                     if ws.current.is_some()
                         && ws.flags & (WORKER_CPU_INTENSIVE | WORKER_RESCUER) == 0
-                        && (!ws.sleeping || ws.sleeping_by_monitor)
                     {
                         runners.push(Runner {
                             w: ws.worker.clone(),
@@ -755,7 +741,6 @@ fn check_runner(
         // fast at each start).
         let track = match mode {
             Mode::Sentinel if d.track.interval > 0 && d.track.blocked_since.is_none() => d.track,
-            Mode::Sentinel => policy::ProcTrack::backstop(now),
             _ => policy::ProcTrack::new(now, stall),
         };
         *d = DetectState {
@@ -776,13 +761,11 @@ fn check_runner(
     }
     if mode == Mode::Sentinel && r.marked_by_monitor && !d.marked {
         // Marked since the last look (by a sentinel): look for its return
-        // soon, not at the backstop's next sample
+        // at the /proc cadence from now, not at the backstop's next sample
         // (it does not count while marked, so a second worker runs on its
         // CPU once it is back).
-        // Every millisecond: a blocked runner's return is rarely sooner,
-        // and each look is a monitor wake-up (B3: 2000 more at 20 us).
-        d.track.next_sample = d.track.next_sample.min(now + policy::BACKSTOP_FAST_NS);
-        d.track.interval = policy::BACKSTOP_FAST_NS;
+        d.track.next_sample = d.track.next_sample.min(now + policy::PROC_MIN_INTERVAL_NS);
+        d.track.interval = d.track.interval.min(PROC_MAX_INTERVAL_NS);
     }
     d.marked = r.marked_by_monitor;
     let mut blocked: Option<bool> = None;
@@ -934,7 +917,7 @@ pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
 /// after the unlock is safe: the woken worker looks at the pool again
 /// under its lock, and if another kick woke it first, the worker that
 /// starts an item chain-wakes the next. Returns whether it acted (woke a
-/// spare, or asked the monitor for a worker: then the monitor is woken).
+/// spare, or asked the monitor for a worker).
 pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
     let mut g = w.pool.lock();
     let Some(ws) = g.running_slot(w, exec) else {
@@ -967,18 +950,13 @@ pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
     match spare {
         Some(s) => s.parker.unpark(),
         // A thread made by the sentinel would inherit SCHED_IDLE.
-        None => {
-            sentinel::CREATE_WANTED.store(true, Relaxed);
-            wake();
-        }
+        None => sentinel::CREATE_WANTED.store(true, Relaxed),
     }
-    // The monitor is not woken: it follows the new runner (a possible hog)
-    // and the marked one's return from its next pass over this watched
-    // pool (at most the backstop's interval away; from then on it samples
-    // the marked runner every millisecond). A wake-up per detected block
-    // cost more than it bought: B3 without a hint 168-170 ms with it,
-    // 166-168 ms without; B12's blocking mix 1.13-1.20x tokio's makespan
-    // with it, 1.06-1.10x without.
+    // The monitor follows the new runner (a possible hog) from near its
+    // start and the marked one's return: it looks now and again shortly
+    // (the new runner may not have taken its item yet).
+    ANNOUNCED.store(true, Relaxed);
+    wake();
     true
 }
 

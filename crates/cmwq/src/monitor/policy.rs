@@ -142,19 +142,6 @@ impl ProcTrack {
     }
 }
 
-impl ProcTrack {
-    /// sentinel: start following a new execution as the backstop: the
-    /// sentinel reacts to its blocks, so the first sample waits
-    /// [`BACKSTOP_FAST_NS`] (short CPU-bound items are never sampled).
-    pub(crate) fn backstop(now: u64) -> ProcTrack {
-        ProcTrack {
-            blocked_since: None,
-            interval: BACKSTOP_FAST_NS,
-            next_sample: now + BACKSTOP_FAST_NS,
-        }
-    }
-}
-
 /// Verdict of a `/proc` sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProcVerdict {
@@ -395,13 +382,6 @@ mod tests {
         let mut t = ProcTrack::new(0, 200 * US);
         let v = proc_sample(&mut t, running(1), 100 * US, 200 * US, true, MS);
         assert_eq!(v, ProcVerdict::Running { woke: true });
-    }
-
-    #[test]
-    fn backstop_starts_slow() {
-        let t = ProcTrack::backstop(5 * MS);
-        assert_eq!(t.next_sample, 5 * MS + BACKSTOP_FAST_NS);
-        assert_eq!(t.blocked_since, None);
     }
 
     #[test]
