@@ -26,14 +26,17 @@ use scenarios::{Ctx, ALL};
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 const USAGE: &str = "\
-usage: cmwq-bench <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
+usage: cmwq-bench <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N] [--traced]
 
   scenario   B1..B12, several separated by commas (b1,b3), or all
   --json F   write the figures as JSON to F
   --md F     write a Markdown report (BENCHMARKS.md) to F (also --markdown)
   --quick    shrink every scenario (all --quick takes well under a minute)
   --reps N   repetitions per measurement, medians reported
-             (default 3, or 1 with --quick)";
+             (default 3, or 1 with --quick)
+  --traced   keep a tracer attached to cmwq (its control socket's trace
+             request, read and dropped) for the whole run: the cost of
+             `cmwq trace` on the figures";
 
 /// Parsed command line.
 struct Args {
@@ -42,6 +45,7 @@ struct Args {
     md: Option<String>,
     quick: bool,
     reps: Option<usize>,
+    traced: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -51,6 +55,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         md: None,
         quick: false,
         reps: None,
+        traced: false,
     };
     let mut it = args.iter();
     let mut which: Option<String> = None;
@@ -64,6 +69,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--json" => a.json = Some(value("--json")?),
             "--md" | "--markdown" => a.md = Some(value("--md")?),
             "--quick" => a.quick = true,
+            "--traced" => a.traced = true,
             "--reps" => {
                 let v = value("--reps")?;
                 let n: usize = v.parse().map_err(|_| format!("--reps {v}: not a number"))?;
@@ -93,18 +99,24 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 /// The machine line printed above every run and in BENCHMARKS.md.
 fn machine_line() -> String {
     format!(
-        "nproc {}, cmwq nr_cpus {}, CPU {}, kernel {}, cmwq detection {}",
+        "nproc {}, cmwq nr_cpus {}, CPU {}, kernel {}, cmwq detection {}{}",
         util::nproc(),
         cmwq::nr_cpus(),
         util::cpu_model(),
         util::kernel(),
-        cmwq::detection().name()
+        cmwq::detection().name(),
+        if std::env::var_os("CMWQ_BENCH_TRACED").is_some() {
+            ", traced (a tracer attached throughout)"
+        } else {
+            ""
+        }
     )
 }
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("__child") {
+        util::start_self_tracer();
         return match scenarios::child_main(&argv[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -127,6 +139,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    if args.traced {
+        // Set before any other thread exists; children inherit it.
+        std::env::set_var("CMWQ_BENCH_TRACED", "1");
+        util::start_self_tracer();
+    }
     let ctx = Ctx {
         quick: args.quick,
         reps: args.reps.unwrap_or(if args.quick { 1 } else { 3 }),

@@ -392,6 +392,38 @@ impl Concurrency {
     }
 }
 
+/// `--traced`: turn this process's control socket on and keep a tracer
+/// attached to it for the whole run (`cmwq trace` without the file), so
+/// the figures show what recording costs. Children inherit it through
+/// `CMWQ_BENCH_TRACED`. Returns whether tracing is on.
+pub fn start_self_tracer() -> bool {
+    if std::env::var_os("CMWQ_BENCH_TRACED").is_none() {
+        return false;
+    }
+    if cmwq::Config::default().control(true).apply().is_err() {
+        eprintln!("cmwq-bench: --traced: the pools had started already");
+        return false;
+    }
+    cmwq::system_wq(); // start the pools, and with them the socket
+    let Some(path) = cmwq::control::socket_path() else {
+        eprintln!("cmwq-bench: --traced: no control socket");
+        return false;
+    };
+    std::thread::Builder::new()
+        .name("bench-tracer".into())
+        .spawn(move || loop {
+            use std::io::BufRead;
+            let Ok(r) = cmwq::control::open(&path, "trace 3600000") else {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            };
+            // Read and drop, as fast as a real client writing a file.
+            for _ in r.lines() {}
+        })
+        .expect("tracer thread");
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,9 @@ const UNBOUND_SYSTEM: &str = "events_unbound";
 
 /// Run the demo for about `seconds`; the process exit status.
 pub fn run(seconds: f64) -> ExitCode {
+    // The control socket, so `cmwq top/monitor/dump/trace PID` can look in
+    // from a second terminal (a no-op error if the pools already started).
+    let _ = cmwq::Config::default().control(true).apply();
     match Demo::new(seconds).and_then(|demo| demo.run()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -275,7 +278,22 @@ impl Demo {
             self.detect.name(),
             self.plan.total.as_secs_f64()
         );
-        println!("  watch the workers meanwhile:  ps -L -o comm -p {pid}");
+        // The path of this binary, so the commands work as printed.
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+            .unwrap_or_else(|| "cmwq".into());
+        println!("  look inside it from a second terminal meanwhile:");
+        println!("    {exe} top {pid}          live view of its pools and workers");
+        println!("    {exe} monitor {pid}      wq_monitor.py table every second");
+        println!("    {exe} dump {pid}         wq_dump.py report");
+        println!("    {exe} trace {pid} --seconds 2 -o demo.json --svg demo.svg");
+        println!("        a timeline: demo.json in ui.perfetto.dev, demo.svg in a browser");
+        println!("    ps -L -o comm -p {pid}   the kworker threads");
+        match cmwq::control::socket_path() {
+            Some(p) => println!("  control socket: {}", p.display()),
+            None => println!("  control socket: not started (see the message above)"),
+        }
         if self.detect == Detect::Hint {
             println!(
                 "  note: CMWQ_DETECT=hint: items that block without `cmwq::blocking` are not \

@@ -84,6 +84,7 @@ pub struct Config {
     mayday_timeout: Option<Duration>,
     affinity_scope: Option<AffinityScope>,
     power_efficient: Option<bool>,
+    control: Option<bool>,
     log: Option<fn(&Event<'_>)>,
 }
 
@@ -98,6 +99,7 @@ impl std::fmt::Debug for Config {
             .field("mayday_timeout", &self.mayday_timeout)
             .field("affinity_scope", &self.affinity_scope)
             .field("power_efficient", &self.power_efficient)
+            .field("control", &self.control)
             .field("log", &self.log.is_some())
             .finish()
     }
@@ -168,6 +170,17 @@ impl Config {
         self
     }
 
+    /// Start the control socket (G32) with the pools: a Unix socket at
+    /// `$XDG_RUNTIME_DIR/cmwq/PID.sock`, else `/tmp/cmwq-UID/PID.sock`,
+    /// through which `cmwq monitor PID`, `cmwq dump PID` and `cmwq trace
+    /// PID` look inside this process. Off by default; `CMWQ_CONTROL=1`.
+    /// Only peers of the same uid (or root) are served. The protocol is
+    /// described in the [`control`](crate::control) module.
+    pub fn control(mut self, on: bool) -> Self {
+        self.control = Some(on);
+        self
+    }
+
     /// Install these settings. An error once the pools have started.
     pub fn apply(self) -> Result<(), Error> {
         if let Some(AffinityScope::Default) = self.affinity_scope {
@@ -200,6 +213,8 @@ pub(crate) struct Settings {
     pub(crate) mayday_timeout: Duration,
     pub(crate) affinity_scope: Scope,
     pub(crate) power_efficient: bool,
+    /// Start the control socket (G32).
+    pub(crate) control: bool,
     pub(crate) log: fn(&Event<'_>),
     /// Wait after a failed worker creation (the kernel's CREATE_COOLDOWN).
     pub(crate) create_cooldown: Duration,
@@ -231,6 +246,14 @@ fn env_num(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Option<
             None
         }
     }
+}
+
+/// An on/off environment value: `1`, `true`, `yes`, `on` are on.
+fn env_flag(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
 }
 
 fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
@@ -276,6 +299,9 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
             .and_then(AffinityScope::scope)
             .unwrap_or(Scope::Cache),
         power_efficient: cfg.power_efficient.unwrap_or(false),
+        control: cfg
+            .control
+            .unwrap_or_else(|| get("CMWQ_CONTROL").is_some_and(|v| env_flag(&v))),
         log: cfg.log.unwrap_or(default_log),
         create_cooldown: Duration::from_millis(100),
     }
@@ -300,6 +326,12 @@ mod tests {
         assert_eq!(s.stall_window, DEFAULT_STALL_WINDOW, "bad value ignored");
         assert_eq!(s.watchdog_thresh, None, "0 disables");
         assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        assert!(!s.control, "the control socket is off by default");
+        let on = |k: &str| (k == "CMWQ_CONTROL").then(|| "1".to_string());
+        assert!(resolve(Config::default(), on).control);
+        assert!(!resolve(Config::default().control(false), on).control);
+        let off = |k: &str| (k == "CMWQ_CONTROL").then(|| "0".to_string());
+        assert!(!resolve(Config::default(), off).control);
         let s = resolve(
             Config::default()
                 .detect(Detect::Hint)

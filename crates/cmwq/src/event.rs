@@ -92,6 +92,13 @@ pub enum Event<'a> {
         /// What happened.
         message: &'a str,
     },
+    /// The control socket (G32) was asked for but could not be started.
+    ControlFailed {
+        /// The socket's path, or where it would have been.
+        path: &'a str,
+        /// What went wrong.
+        error: &'a str,
+    },
 }
 
 impl fmt::Display for Event<'_> {
@@ -120,6 +127,9 @@ impl fmt::Display for Event<'_> {
                 f,
                 "queue on workqueue {workqueue:?} refused: it is {reason}"
             ),
+            Event::ControlFailed { path, error } => {
+                write!(f, "control socket {path} not started: {error}")
+            }
             Event::WorkerCreateFailed { pool, error } => write!(
                 f,
                 "could not create a worker for pool {pool}: {error}; retrying after a cooldown"

@@ -217,6 +217,7 @@ extern "C" fn child() {
             unsafe { w.as_ref() }.state.running_only_after_fork();
         }
         crate::monitor::reset_after_fork();
+        crate::control::reset_after_fork();
         crate::worker::forget_self_after_fork();
         // SAFETY: this thread ran `prepare`, which filled HELD.
         unsafe { unlock_all(&held) };

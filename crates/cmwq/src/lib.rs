@@ -37,6 +37,7 @@
 pub mod clock;
 pub mod compat;
 mod config;
+pub mod control;
 mod dump;
 mod error;
 mod event;

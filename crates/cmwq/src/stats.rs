@@ -45,8 +45,10 @@ impl WqStats {
     }
 
     /// One table row for workqueue `name`. Columns that do not apply to the
-    /// workqueue's kind print `-` (as `wq_monitor.py` does).
-    pub fn row(&self, name: &str, unbound: bool, mem_reclaim: bool) -> String {
+    /// workqueue's kind print `-` (as `wq_monitor.py` does): `unmanaged`
+    /// (no concurrency management: `UNBOUND | CPU_INTENSIVE`) dashes
+    /// CPUitsv and CMW, `mem_reclaim` false dashes mayday and rescued.
+    pub fn row(&self, name: &str, unmanaged: bool, mem_reclaim: bool) -> String {
         let dash = |apply: bool, v: u64| if apply { v.to_string() } else { "-".into() };
         // The last 24 characters (not bytes: names may be any UTF-8).
         let skip = name.chars().count().saturating_sub(24);
@@ -60,8 +62,8 @@ impl WqStats {
             self.total,
             self.in_flight,
             self.cpu_time.as_secs_f64(),
-            dash(!unbound, self.cpu_hog),
-            dash(!unbound, self.cm_wakeups),
+            dash(!unmanaged, self.cpu_hog),
+            dash(!unmanaged, self.cm_wakeups),
             dash(mem_reclaim, self.mayday),
             dash(mem_reclaim, self.rescued),
             self.panics
@@ -88,9 +90,12 @@ pub struct WqInfo {
 impl WqInfo {
     /// Its row in [`monitor_table`](crate::monitor_table).
     pub fn row(&self) -> String {
+        // CPUitsv and CMW apply where concurrency management does: bound
+        // and managed unbound pools (G19), not UNBOUND|CPU_INTENSIVE.
         self.stats.row(
             &self.name,
-            self.flags.contains(crate::WqFlags::UNBOUND),
+            self.flags
+                .contains(crate::WqFlags::UNBOUND | crate::WqFlags::CPU_INTENSIVE),
             self.flags.contains(crate::WqFlags::MEM_RECLAIM),
         )
     }

@@ -114,6 +114,14 @@ const EMPTY: u32 = 0;
 const NOTIFIED: u32 = 1;
 const PARKED: u32 = u32::MAX;
 
+/// The futex bitset an idle worker parks with: ASCII "cmwq". `cmwq top`
+/// reads it from `/proc/TID/syscall` (the wait's sixth argument) to tell
+/// an idle worker from a blocked one without the process's help.
+pub(crate) const PARK_BITSET: std::num::NonZeroU32 = match std::num::NonZeroU32::new(0x636d_7771) {
+    Some(b) => b,
+    None => unreachable!(),
+};
+
 /// A one-token thread parker on a futex (the scheme of std's `Parker`):
 /// `unpark` before `park` makes the next `park` return at once. Lives in
 /// the worker's shared struct, so a worker can be woken before its thread
@@ -131,32 +139,38 @@ impl Parker {
 
     /// Block until [`unpark`](Self::unpark) or `timeout`. Returns false on
     /// timeout. Spurious returns are possible; callers re-check.
+    ///
+    /// The wait is a `FUTEX_WAIT_BITSET` with the bitset [`PARK_BITSET`]:
+    /// a waker's plain `FUTEX_WAKE` matches every bitset, and a tool that
+    /// reads `/proc/TID/syscall` (`cmwq top`) can tell a parked, idle
+    /// worker from one blocked in its item's futex. Its timeout is an
+    /// absolute CLOCK_MONOTONIC time.
     pub(crate) fn park(&self, timeout: Option<Duration>) -> bool {
         // NOTIFIED -> EMPTY (consume the token), or EMPTY -> PARKED.
         if self.state.fetch_sub(1, Acquire) == NOTIFIED {
             return true;
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(|t| mono_ns().saturating_add(t.as_nanos() as u64));
         loop {
             let ts = match deadline {
                 None => None,
                 Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if mono_ns() >= d {
                         // Timed out: PARKED -> EMPTY, unless a token arrived.
                         return self.state.swap(EMPTY, Acquire) == NOTIFIED;
                     }
                     Some(rustix::time::Timespec {
-                        tv_sec: left.as_secs() as _,
-                        tv_nsec: left.subsec_nanos() as _,
+                        tv_sec: (d / 1_000_000_000) as _,
+                        tv_nsec: (d % 1_000_000_000) as _,
                     })
                 }
             };
-            let _ = rustix::thread::futex::wait(
+            let _ = rustix::thread::futex::wait_bitset(
                 &self.state,
                 rustix::thread::futex::Flags::PRIVATE,
                 PARKED,
                 ts.as_ref(),
+                PARK_BITSET,
             );
             if self
                 .state

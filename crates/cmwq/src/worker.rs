@@ -51,6 +51,9 @@ pub(crate) struct Worker {
     /// A (set once, when it is first sampled; see [`Worker::task_stat`]):
     /// its `/proc` state files, read by the monitor and the sentinels.
     stat: OnceLock<TaskStat>,
+    /// A (set once, on its first execution while traced): its ring of
+    /// execution records (`trace`).
+    pub(crate) trace_ring: OnceLock<Arc<crate::trace::Ring>>,
 }
 
 impl Worker {
@@ -65,6 +68,7 @@ impl Worker {
             cpu_clock: AtomicI32::new(-1),
             detect: Mutex::new(DetectState::default()),
             stat: OnceLock::new(),
+            trace_ring: OnceLock::new(),
         }
     }
 
@@ -520,7 +524,7 @@ fn process_one_work(
     loop {
         let since = acct.clock;
         let cpu0 = acct.cpu0;
-        let (panicked, item_cpu) = MutexGuard::unlocked(&mut g, || {
+        let (panicked, item_cpu, traced) = MutexGuard::unlocked(&mut g, || {
             if let Some(k) = kick.take() {
                 pool::after_kick(pool, k);
                 deferred.drop_now();
@@ -528,9 +532,29 @@ fn process_one_work(
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
             crate::trace::execute_start!(exec.pwq.wq.name, work);
+            // The one load tracing costs when no tracer is attached.
+            let traced = crate::trace::on().then(|| crate::trace::Record {
+                wq: Arc::as_ptr(&exec.pwq.wq) as usize,
+                item: work.name(),
+                cpu: util::current_cpu() as u32,
+                queued_ns: inner.queued_ns.load(Relaxed),
+                start_ns: util::mono_ns(),
+                ..Default::default()
+            });
+            #[cfg(feature = "tracing")]
+            let span = tracing::trace_span!(
+                target: "cmwq",
+                "execute",
+                workqueue = %exec.pwq.wq.name,
+                item = work.name().unwrap_or("work"),
+                cpu = util::current_cpu(),
+            )
+            .entered();
             // SAFETY: we hold RUNNING for this execution, so no other thread
             // calls the function (G3).
             let r = catch_unwind(AssertUnwindSafe(|| unsafe { inner.call(&work) }));
+            #[cfg(feature = "tracing")]
+            drop(span);
             if FORKED_IN_ITEM.with(|f| f.get()) {
                 item_returned_in_forked_child(r.is_err());
             }
@@ -555,8 +579,15 @@ fn process_one_work(
             if now.saturating_sub(acct.coarse0) >= ACCT_PERIOD_NS {
                 acct.charge();
             }
-            (panicked, item_cpu)
+            (panicked, item_cpu, traced)
         });
+        if let Some(mut rec) = traced {
+            rec.end_ns = util::mono_ns();
+            g.workers[w.slot].blocked.take_into(&mut rec);
+            // SAFETY: a worker's ring is pushed to by that worker's thread
+            // only, and this is it.
+            unsafe { crate::trace::ring_of(w).push(rec) };
+        }
         // Back under our pool lock: account the execution before it ends,
         // so that a flush that returns sees the workqueue's books balanced.
         let ws = &g.workers[w.slot];

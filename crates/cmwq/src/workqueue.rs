@@ -841,6 +841,9 @@ impl WqInner {
                 if pwq.released.load(Relaxed) {
                     return Outcome::Retry;
                 }
+                if crate::trace::on() {
+                    work.inner().queued_ns.store(util::mono_ns(), Relaxed);
+                }
                 let active = pwq::insert_work(&mut g, pwq, work);
                 crate::trace::queue_work!(sh.name, work, cpu, active);
                 let k = if active {

@@ -22,3 +22,7 @@ pub(crate) fn sc_point() {
 pub(crate) fn backoff(_round: u32) {
     loom::thread::yield_now();
 }
+
+pub(crate) mod cell {
+    pub(crate) use loom::cell::UnsafeCell;
+}

@@ -30,3 +30,28 @@ pub(crate) fn backoff(round: u32) {
         std::thread::sleep(std::time::Duration::from_micros(50));
     }
 }
+
+pub(crate) mod cell {
+    /// `std::cell::UnsafeCell` with loom's closure interface, so code can
+    /// be modelled under `--cfg loom` unchanged.
+    #[derive(Debug, Default)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(v: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(v))
+        }
+
+        /// Run `f` with a shared pointer to the value.
+        #[inline(always)]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Run `f` with a mutable pointer to the value.
+        #[inline(always)]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}

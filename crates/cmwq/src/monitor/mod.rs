@@ -442,6 +442,8 @@ fn monitor_main() {
         sentinel::start_all();
     }
     if RESTART_RESCUERS.swap(false, SeqCst) {
+        // A forked child: its control socket too (a no-op unless asked for).
+        crate::control::start();
         for wq in crate::workqueue::all_workqueues() {
             if let Some(r) = &wq.shared.rescuer {
                 r.restart_after_fork();

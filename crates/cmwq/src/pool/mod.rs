@@ -96,6 +96,8 @@ pub(crate) struct WorkerSlot {
     pub(crate) current: Option<Current>,
     /// L: when it last went idle.
     pub(crate) last_active: Instant,
+    /// L: its blocked spans in the current execution, while traced.
+    pub(crate) blocked: crate::trace::Blocked,
 }
 
 impl WorkerSlot {
@@ -120,6 +122,7 @@ impl WorkerSlot {
             hog: false,
             current: None,
             last_active: Instant::now(),
+            blocked: crate::trace::Blocked::default(),
         });
         debug_assert_eq!(got, slot);
         w
@@ -356,7 +359,11 @@ pub(crate) fn too_many_workers(g: &PoolState) -> bool {
 pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut WorkerSlot)) {
     let ws = &mut g.workers[slot];
     let before = ws.counts();
+    let was_blocked = ws.sleeping;
     f(ws);
+    if ws.sleeping != was_blocked && crate::trace::on() {
+        ws.blocked.change(ws.sleeping, crate::util::mono_ns());
+    }
     let after = ws.counts();
     match (before, after) {
         (false, true) => g.nr_running += 1,
@@ -778,6 +785,7 @@ pub(crate) fn pools() -> &'static Pools {
         }
         crate::monitor::start();
         crate::fork::register();
+        crate::control::start();
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),

@@ -5,7 +5,7 @@ pub(crate) mod state;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use crate::event::{report, Event};
@@ -59,6 +59,9 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     pub(crate) timer: AtomicU32,
     /// I: name shown by dump, stats and reports.
     pub(crate) name: Option<&'static str>,
+    /// A (written under the pool lock by the queuer, while traced): when
+    /// it was last queued, CLOCK_MONOTONIC ns (`trace`).
+    pub(crate) queued_ns: AtomicU64,
     /// R: the work function.
     func: UnsafeCell<F>,
 }
@@ -228,6 +231,7 @@ impl Work {
             }),
             timer: AtomicU32::new(crate::timer::NO_ENTRY),
             name,
+            queued_ns: AtomicU64::new(0),
             func: UnsafeCell::new(f),
         });
         Work { inner }

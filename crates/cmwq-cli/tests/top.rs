@@ -1,0 +1,287 @@
+//! End to end: `cmwq top PID` looks at a running `cmwq demo` from `/proc`
+//! alone: the `--once` snapshot, its errors, and the live view driven in
+//! tmux.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cmwq")
+}
+
+/// One demo at a time: they share the machine's CPUs.
+fn serial() -> MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A child process, killed and reaped on drop (whatever the test did).
+struct Reaped(Child);
+
+impl Reaped {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The names of process `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+/// The CPU of a bound worker's name, `kworker/C:N` or `kworker/C:NH`.
+fn bound_cpu(name: &str) -> Option<u32> {
+    let (cpu, id) = name.strip_prefix("kworker/")?.split_once(':')?;
+    id.trim_end_matches('H').parse::<u32>().ok()?;
+    cpu.parse().ok()
+}
+
+/// `cmwq demo --seconds 20`, once it has a bound worker and a library
+/// thread (up to 10 s); the CPU of one of its bound workers.
+fn start_demo() -> (Reaped, u32) {
+    let demo = Reaped(
+        Command::new(bin())
+            .args(["demo", "--seconds", "20"])
+            .env_remove("CMWQ_CONTROL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start cmwq demo"),
+    );
+    let t = Instant::now();
+    loop {
+        let names = thread_names(demo.pid());
+        let cpu = names.iter().find_map(|n| bound_cpu(n));
+        let library = names
+            .iter()
+            .any(|n| n == "cmwq-monitor" || n == "cmwq-timer");
+        if let (Some(cpu), true) = (cpu, library) {
+            return (demo, cpu);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the demo has no kworker threads after 10 s: {names:?}"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn top(args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("top")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cmwq top")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn top_once_shows_pools_of_a_running_process() {
+    let _l = serial();
+    let (demo, cpu) = start_demo();
+    let pid = demo.pid().to_string();
+    let t = Instant::now();
+    let out = top(&[&pid, "--once"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    // Two samples 500 ms apart.
+    assert!(t.elapsed() >= Duration::from_millis(500));
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.contains(&format!("(pid {pid})")) && header.contains("cmwq threads"),
+        "{stdout}"
+    );
+    assert!(header.contains("CPU ") && header.contains('%'), "{stdout}");
+    assert!(stdout.contains("POOL"), "{stdout}");
+    let pool = format!("cpu{cpu}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&format!("{pool} "))),
+        "no {pool} row in:\n{stdout}"
+    );
+    assert!(stdout.contains(&format!("kworker/{cpu}:")), "{stdout}");
+    assert!(
+        stdout.contains("cmwq-monitor") || stdout.contains("cmwq-timer"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("library ("), "{stdout}");
+    // Every worker has a state.
+    assert!(
+        ["running", "idle", "blocked", "sleeping"]
+            .iter()
+            .any(|s| stdout.contains(s)),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn top_rejects_missing_and_foreign_processes() {
+    for args in [&["999999999", "--once"][..], &["999999999"][..]] {
+        let out = top(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("cmwq top: "), "{stderr}");
+        assert!(stderr.contains("no process"), "{stderr}");
+    }
+
+    let plain = Reaped(
+        Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sleep"),
+    );
+    let pid = plain.pid().to_string();
+    for args in [&[pid.as_str(), "--once"][..], &[pid.as_str()][..]] {
+        let out = top(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("cmwq top: "), "{stderr}");
+        assert!(stderr.contains("no cmwq threads"), "{stderr}");
+        assert!(stderr.contains("(sleep)"), "{stderr}");
+    }
+}
+
+/// A private tmux server (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+
+    fn capture(&self, session: &str) -> String {
+        text(&self.cmd(&["capture-pane", "-p", "-t", session]).stdout)
+    }
+
+    /// `pane_dead pane_dead_status` of the session's pane.
+    fn pane(&self, session: &str) -> String {
+        let out = self.cmd(&[
+            "list-panes",
+            "-t",
+            session,
+            "-F",
+            "#{pane_dead} #{pane_dead_status}",
+        ]);
+        text(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+#[test]
+fn top_tui_runs_in_tmux_and_quits_on_q() {
+    let have_tmux = Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_tmux {
+        println!("tmux not found: TUI test skipped");
+        return;
+    }
+    let _l = serial();
+    let (demo, _) = start_demo();
+    let session = format!("cmwq-top-{}", std::process::id());
+    let tmux = Tmux {
+        socket: format!("cmwq-top-test-{}", std::process::id()),
+    };
+    let command = format!("'{}' top {}", bin(), demo.pid());
+    // remain-on-exit in the same tmux call, so a pane that dies at once is
+    // still there to look at.
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+        ";",
+        "set-option",
+        "-t",
+        &session,
+        "remain-on-exit",
+        "on",
+    ]);
+    assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+
+    // The view is up (its first screen comes at once, the CPU figures
+    // after a second).
+    let t = Instant::now();
+    let mut screen = String::new();
+    while t.elapsed() < Duration::from_secs(10) {
+        sleep(Duration::from_millis(250));
+        screen = tmux.capture(&session);
+        if screen.contains("kworker") && screen.contains("q quit") && t.elapsed().as_millis() > 1500
+        {
+            break;
+        }
+    }
+    assert!(
+        screen.contains("kworker") && screen.contains("q quit"),
+        "pane {}:\n{screen}",
+        tmux.pane(&session)
+    );
+    assert!(screen.contains("pools"), "{screen}");
+    assert_eq!(tmux.pane(&session), "0", "top died early:\n{screen}");
+
+    let out = tmux.cmd(&["send-keys", "-t", &session, "q"]);
+    assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+    let t = Instant::now();
+    let mut pane = tmux.pane(&session);
+    while !pane.starts_with('1') && t.elapsed() < Duration::from_secs(3) {
+        sleep(Duration::from_millis(50));
+        pane = tmux.pane(&session);
+    }
+    assert_eq!(
+        pane,
+        "1 0",
+        "top still running (or failed) 3 s after q:\n{}",
+        tmux.capture(&session)
+    );
+    // The alternate screen was left: the pane shows the normal screen.
+    let after = tmux.capture(&session);
+    assert!(
+        !after.contains("q quit") && !after.contains("kworker"),
+        "the TUI is still on the screen after exit:\n{after}"
+    );
+}

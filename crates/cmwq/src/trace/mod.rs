@@ -1,0 +1,334 @@
+//! Tracing of executions, in two forms:
+//!
+//! * the recorder behind `cmwq trace PID` (G32): while a tracer is
+//!   attached through the control socket, every worker writes one
+//!   [`Record`] per execution into its own lock-free [`ring`](ring::Ring),
+//!   which the tracer drains. With no tracer attached the cost is one
+//!   relaxed load per execution (and one per queue, for the queue time);
+//! * events named after the kernel's workqueue tracepoints
+//!   (`workqueue_queue_work`, `workqueue_activate_work`,
+//!   `workqueue_execute_start`, `workqueue_execute_end`), emitted through
+//!   the `tracing` crate at TRACE level under the target `cmwq`, with the
+//!   `tracing` feature, and a span per execution (`execute`, with the
+//!   workqueue, item and CPU) so subscribers such as `tracing-chrome` show
+//!   executions beside the program's own spans. Without the feature they
+//!   compile to nothing.
+
+pub(crate) mod ring;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex};
+
+pub(crate) use ring::{Record, Ring, MAX_SPANS};
+
+/// Records each worker's ring holds; a tracer drains every
+/// [`DRAIN_INTERVAL_MS`], so a worker may run up to this many items per
+/// interval before records are lost (and counted).
+pub(crate) const RING_CAPACITY: usize = 1024;
+/// How often the tracer drains the rings.
+pub(crate) const DRAIN_INTERVAL_MS: u64 = 5;
+
+/// A: a tracer is attached. Read once per execution and once per queue.
+static ON: AtomicBool = AtomicBool::new(false);
+/// A: a tracer holds the recorder (one at a time).
+static BUSY: AtomicBool = AtomicBool::new(false);
+/// A: records lost by rings since made (summed at drain; see `Session`).
+static LOST_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Whether executions are being recorded.
+#[inline(always)]
+pub(crate) fn on() -> bool {
+    ON.load(Relaxed)
+}
+
+/// Records lost by every ring so far (as of the last drain).
+pub(crate) fn lost_total() -> u64 {
+    LOST_TOTAL.load(Relaxed)
+}
+
+/// Who wrote a ring.
+#[derive(Clone, Debug)]
+pub(crate) struct Owner {
+    /// The worker's thread id.
+    pub(crate) tid: i32,
+    /// Its pool's id.
+    pub(crate) pool: u32,
+    /// Its thread name.
+    pub(crate) name: String,
+}
+
+/// Every ring made by a worker that recorded (taken once per worker, on
+/// its first traced execution). Rings outlive their workers here until
+/// drained.
+static RINGS: Mutex<Vec<(Arc<Ring>, Owner)>> = Mutex::new(Vec::new());
+
+/// The ring of the calling worker, made and registered on first use.
+pub(crate) fn ring_of(w: &crate::worker::Worker) -> &Arc<Ring> {
+    w.trace_ring.get_or_init(|| {
+        let r = Arc::new(Ring::new(RING_CAPACITY));
+        let owner = Owner {
+            tid: w.tid.load(Relaxed),
+            pool: w.pool.id,
+            name: w.pool.worker_name(w.id),
+        };
+        RINGS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((r.clone(), owner));
+        r
+    })
+}
+
+/// An attached tracer: recording is on while it lives.
+pub(crate) struct Session {
+    /// CLOCK_MONOTONIC ns when it started.
+    pub(crate) t0_ns: u64,
+    lost0: u64,
+}
+
+impl Session {
+    /// Attach, or `None` if another tracer is attached.
+    pub(crate) fn start() -> Option<Session> {
+        if BUSY.swap(true, Acquire) {
+            return None;
+        }
+        // Throw away what an earlier session left unread.
+        let mut scratch = Vec::new();
+        drain_all(&mut |_, _| {}, &mut scratch);
+        let lost0 = LOST_TOTAL.load(Relaxed);
+        let t0_ns = crate::util::mono_ns();
+        ON.store(true, SeqCst);
+        Some(Session { t0_ns, lost0 })
+    }
+
+    /// Hand every record written since the last call to `f`, with its
+    /// writer. Records queued before the session began read `queued_ns` 0.
+    pub(crate) fn drain(&mut self, f: &mut dyn FnMut(&Owner, &Record)) {
+        let t0 = self.t0_ns;
+        let mut scratch = Vec::new();
+        drain_all(
+            &mut |o, r| {
+                let mut r = *r;
+                if r.queued_ns < t0 || r.queued_ns > r.start_ns {
+                    r.queued_ns = 0;
+                }
+                f(o, &r)
+            },
+            &mut scratch,
+        );
+    }
+
+    /// Records lost since the session began (rings full: the tracer did
+    /// not drain fast enough).
+    pub(crate) fn lost(&self) -> u64 {
+        LOST_TOTAL.load(Relaxed) - self.lost0
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        ON.store(false, SeqCst);
+        BUSY.store(false, Release);
+    }
+}
+
+/// Drain every ring into `f`; forget rings of exited workers once empty.
+fn drain_all(f: &mut dyn FnMut(&Owner, &Record), scratch: &mut Vec<Record>) {
+    let mut rings = RINGS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut live_lost = 0;
+    rings.retain(|(r, owner)| {
+        scratch.clear();
+        // SAFETY: the RINGS lock serializes consumers: only one thread
+        // drains a ring at a time.
+        unsafe { r.drain(scratch) };
+        for rec in scratch.iter() {
+            f(owner, rec);
+        }
+        // A ring only the registry holds belongs to an exited worker: it
+        // was just drained and nobody pushes to it again.
+        let keep = Arc::strong_count(r) > 1;
+        if keep {
+            live_lost += r.lost();
+        } else {
+            FORGOTTEN_LOST.fetch_add(r.lost(), Relaxed);
+        }
+        keep
+    });
+    LOST_TOTAL.store(FORGOTTEN_LOST.load(Relaxed) + live_lost, Relaxed);
+}
+
+/// A: records lost by rings that were forgotten.
+static FORGOTTEN_LOST: AtomicU64 = AtomicU64::new(0);
+
+/// L (of the worker's pool): a worker's blocked spans in its current
+/// execution, kept while a tracer is attached. Changed where `sleeping`
+/// changes (`pool::update_worker`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Blocked {
+    /// When the open span began (0: none open).
+    since: u64,
+    spans: [(u64, u64); MAX_SPANS],
+    n: u8,
+    total: u64,
+}
+
+impl Blocked {
+    /// The worker became known blocked (`true`) or running again.
+    pub(crate) fn change(&mut self, blocked: bool, now: u64) {
+        if blocked {
+            self.since = now;
+        } else if self.since != 0 {
+            self.close(now);
+        }
+    }
+
+    fn close(&mut self, now: u64) {
+        let since = std::mem::take(&mut self.since);
+        self.total += now.saturating_sub(since);
+        if (self.n as usize) < MAX_SPANS {
+            self.spans[self.n as usize] = (since, now);
+            self.n += 1;
+        }
+    }
+
+    /// Fill `r`'s blocked fields for an execution that ran from
+    /// `r.start_ns` to `r.end_ns` (a span still open ends there) and
+    /// start afresh.
+    pub(crate) fn take_into(&mut self, r: &mut Record) {
+        if self.since != 0 {
+            self.close(r.end_ns);
+        }
+        let b = std::mem::take(self);
+        let mut n = 0;
+        for &(a, z) in &b.spans[..b.n as usize] {
+            // Spans from before this execution began (tracing switched on
+            // mid-item) are clipped to it.
+            let (a, z) = (a.max(r.start_ns), z.min(r.end_ns));
+            if a < z {
+                r.spans[n] = (a, z);
+                n += 1;
+            }
+        }
+        r.nspans = n as u8;
+        r.blocked_ns = b.total.min(r.end_ns.saturating_sub(r.start_ns));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_spans_are_kept_closed_and_clipped() {
+        let mut b = Blocked::default();
+        b.change(true, 5);
+        b.change(false, 15);
+        b.change(false, 20); // not blocked: nothing
+        b.change(true, 30);
+        let mut r = Record {
+            start_ns: 10,
+            end_ns: 40,
+            ..Record::default()
+        };
+        b.take_into(&mut r);
+        assert_eq!(r.nspans, 2);
+        assert_eq!(&r.spans[..2], &[(10, 15), (30, 40)]);
+        assert_eq!(r.blocked_ns, 20);
+        // Reset for the next execution.
+        let mut r2 = Record {
+            start_ns: 50,
+            end_ns: 60,
+            ..Record::default()
+        };
+        b.take_into(&mut r2);
+        assert_eq!((r2.nspans, r2.blocked_ns), (0, 0));
+    }
+
+    #[test]
+    fn more_spans_than_kept_still_count_in_the_total() {
+        let mut b = Blocked::default();
+        for i in 0..10u64 {
+            b.change(true, 100 + i * 10);
+            b.change(false, 105 + i * 10);
+        }
+        let mut r = Record {
+            start_ns: 100,
+            end_ns: 200,
+            ..Record::default()
+        };
+        b.take_into(&mut r);
+        assert_eq!(r.nspans as usize, MAX_SPANS);
+        assert_eq!(r.blocked_ns, 50);
+    }
+}
+
+/// `workqueue_queue_work`: an item was queued (`cpu` is the CPU asked for
+/// or the caller's).
+macro_rules! queue_work {
+    ($wq:expr, $work:expr, $cpu:expr, $active:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_queue_work",
+            workqueue = %$wq,
+            work = $work.name().unwrap_or("work"),
+            cpu = $cpu,
+            active = $active,
+        );
+    };
+}
+
+/// `workqueue_activate_work`: a throttled item became active.
+macro_rules! activate_work {
+    ($wq:expr, $work:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_activate_work",
+            workqueue = %$wq,
+            work = $work.name().unwrap_or("work"),
+        );
+    };
+}
+
+/// `workqueue_execute_start`.
+macro_rules! execute_start {
+    ($wq:expr, $work:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_execute_start",
+            workqueue = %$wq,
+            work = $work.name().unwrap_or("work"),
+        );
+    };
+}
+
+/// `workqueue_execute_end`.
+macro_rules! execute_end {
+    ($wq:expr, $work:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_execute_end",
+            workqueue = %$wq,
+            work = $work.name().unwrap_or("work"),
+        );
+    };
+}
+
+/// A pool sent a mayday for a workqueue's pwq (G22; the kernel has no
+/// tracepoint here, `wq_monitor.py` counts them).
+macro_rules! mayday {
+    ($wq:expr, $pool:expr) => {
+        #[cfg(feature = "tracing")]
+        tracing::trace!(
+            target: "cmwq",
+            event = "workqueue_mayday",
+            workqueue = %$wq,
+            pool = $pool,
+        );
+    };
+}
+
+pub(crate) use {activate_work, execute_end, execute_start, mayday, queue_work};

@@ -1,0 +1,249 @@
+//! A worker's ring of execution records: one producer (the worker thread),
+//! one consumer (the tracer draining it), no lock.
+//!
+//! ```text
+//!   tail (consumer writes)        head (producer writes)
+//!    |                             |
+//!    v                             v
+//!  [ read ][ read ][ full ][ full ][ free ][ free ] ... (capacity slots)
+//! ```
+//!
+//! `head` and `tail` count records since the ring was made (they only grow;
+//! a slot is `index % capacity`). The producer owns the slots in
+//! `head..tail + capacity`, the consumer those in `tail..head`:
+//!
+//! * push: read `tail` (Acquire: the consumer's reads of the slot it
+//!   frees happened before); if `head - tail == capacity` the ring is full
+//!   and the record is dropped and counted (the worker never waits); else
+//!   write slot `head`, then store `head + 1` (Release: publishes the slot).
+//! * drain: read `head` (Acquire: the slots up to it are written), copy
+//!   slots `tail..head`, then store `tail = head` (Release: hands them back).
+//!
+//! The loom model at the bottom checks that a drained record is always
+//! the one pushed into that slot, and that nothing is lost or duplicated
+//! except as counted.
+
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+
+/// Blocked spans kept per execution (more are summed in `blocked_ns`).
+pub(crate) const MAX_SPANS: usize = 4;
+
+/// One execution, as the worker saw it. Plain data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The workqueue (`Arc::as_ptr` of its shared part, as a number):
+    /// resolved to a name when drained.
+    pub(crate) wq: usize,
+    /// The item's name.
+    pub(crate) item: Option<&'static str>,
+    /// The CPU it started on.
+    pub(crate) cpu: u32,
+    /// CLOCK_MONOTONIC ns when it was queued (0: before the trace began).
+    pub(crate) queued_ns: u64,
+    /// When it started and ended.
+    pub(crate) start_ns: u64,
+    /// When it ended.
+    pub(crate) end_ns: u64,
+    /// Time its worker was known blocked (hinted or detected).
+    pub(crate) blocked_ns: u64,
+    /// The first [`MAX_SPANS`] blocked spans, `(start, end)`.
+    pub(crate) spans: [(u64, u64); MAX_SPANS],
+    /// How many of `spans` are used.
+    pub(crate) nspans: u8,
+}
+
+/// The ring. `I:` capacity and slots' count; `A:` the indices; slots are
+/// owned as described in the module docs.
+pub(crate) struct Ring {
+    /// Owned by the producer or the consumer, by index (module docs).
+    slots: Box<[UnsafeCell<Record>]>,
+    /// A (written by the producer only): records pushed.
+    head: AtomicUsize,
+    /// A (written by the consumer only): records drained.
+    tail: AtomicUsize,
+    /// A: records dropped because the ring was full.
+    lost: AtomicU64,
+}
+
+// SAFETY: the slots are plain data (`Record: Copy + Send`); each is
+// accessed by one side at a time, as the head/tail protocol of the module
+// docs hands it over with Release/Acquire.
+unsafe impl Sync for Ring {}
+// SAFETY: as above; the ring owns its slots.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// A ring of `capacity` records.
+    pub(crate) fn new(capacity: usize) -> Ring {
+        assert!(capacity > 0);
+        Ring {
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(Record::default()))
+                .collect(),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// Append `r`, or count it lost if the ring is full. Never waits.
+    ///
+    /// # Safety
+    ///
+    /// Only one thread pushes to a ring (its worker).
+    pub(crate) unsafe fn push(&self, r: Record) -> bool {
+        let head = self.head.load(Relaxed); // only we write it
+        let tail = self.tail.load(Acquire);
+        if head.wrapping_sub(tail) >= self.slots.len() {
+            self.lost.fetch_add(1, Relaxed);
+            return false;
+        }
+        let slot = &self.slots[head % self.slots.len()];
+        // SAFETY: slot `head` is in the producer's part (head - tail <
+        // capacity) and we are the only producer; the consumer does not
+        // touch it until it sees the `head` store below.
+        slot.with_mut(|p| unsafe { *p = r });
+        self.head.store(head.wrapping_add(1), Release);
+        true
+    }
+
+    /// Move every record pushed so far into `out`.
+    ///
+    /// # Safety
+    ///
+    /// Only one thread drains a ring at a time (the tracer, under its lock).
+    pub(crate) unsafe fn drain(&self, out: &mut Vec<Record>) -> usize {
+        let tail = self.tail.load(Relaxed); // only we write it
+        let head = self.head.load(Acquire);
+        let n = head.wrapping_sub(tail);
+        for i in 0..n {
+            let slot = &self.slots[tail.wrapping_add(i) % self.slots.len()];
+            // SAFETY: slots `tail..head` are the consumer's: the producer
+            // published them (the Acquire above) and will not write them
+            // before the `tail` store below hands them back.
+            out.push(slot.with(|p| unsafe { *p }));
+        }
+        self.tail.store(head, Release);
+        n
+    }
+
+    /// Records dropped so far because the ring was full.
+    pub(crate) fn lost(&self) -> u64 {
+        self.lost.load(Relaxed)
+    }
+
+    /// Records pushed and not drained yet.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.head
+            .load(Acquire)
+            .wrapping_sub(self.tail.load(Acquire))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn rec(n: u64) -> Record {
+        Record {
+            start_ns: n,
+            end_ns: n + 1,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn push_drain_in_order_and_full_ring_counts_losses() {
+        let r = Ring::new(4);
+        let mut out = Vec::new();
+        // SAFETY (all calls): this test is the only producer and consumer.
+        for n in 0..6 {
+            let kept = unsafe { r.push(rec(n)) };
+            assert_eq!(kept, n < 4);
+        }
+        assert_eq!(r.lost(), 2);
+        assert_eq!(r.len(), 4);
+        assert_eq!(unsafe { r.drain(&mut out) }, 4);
+        assert_eq!(
+            out.iter().map(|r| r.start_ns).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        // Wraps around.
+        out.clear();
+        for n in 10..13 {
+            assert!(unsafe { r.push(rec(n)) });
+        }
+        assert_eq!(unsafe { r.drain(&mut out) }, 3);
+        assert_eq!(
+            out.iter().map(|r| r.start_ns).collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_producer_and_consumer_lose_only_what_they_count() {
+        let r = std::sync::Arc::new(Ring::new(64));
+        let p = r.clone();
+        const N: u64 = 200_000;
+        let producer = std::thread::spawn(move || {
+            for n in 0..N {
+                // SAFETY: the only producer.
+                unsafe { p.push(rec(n)) };
+            }
+        });
+        let mut got = Vec::new();
+        while !producer.is_finished() || r.len() > 0 {
+            // SAFETY: the only consumer.
+            unsafe { r.drain(&mut got) };
+        }
+        producer.join().unwrap();
+        // SAFETY: the only consumer.
+        unsafe { r.drain(&mut got) };
+        assert_eq!(got.len() as u64 + r.lost(), N);
+        // In order, no duplicates, every record intact.
+        assert!(got.windows(2).all(|w| w[0].start_ns < w[1].start_ns));
+        assert!(got.iter().all(|r| r.end_ns == r.start_ns + 1));
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// The head/tail hand-over: with a ring of 2 and 3 pushes racing 2
+    /// drains, every drained record is intact and in order, and drained +
+    /// lost + left = pushed.
+    #[test]
+    fn loom_trace_ring_hands_slots_over() {
+        loom::model(|| {
+            let r = Arc::new(Ring::new(2));
+            let p = r.clone();
+            let producer = loom::thread::spawn(move || {
+                for n in 1..=3u64 {
+                    // SAFETY: the only producer.
+                    unsafe {
+                        p.push(Record {
+                            start_ns: n,
+                            end_ns: n * 10,
+                            ..Record::default()
+                        })
+                    };
+                }
+            });
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                // SAFETY: the only consumer.
+                unsafe { r.drain(&mut got) };
+            }
+            producer.join().unwrap();
+            let left = r.len();
+            assert!(got.iter().all(|x| x.end_ns == x.start_ns * 10));
+            assert!(got.windows(2).all(|w| w[0].start_ns < w[1].start_ns));
+            assert_eq!(got.len() + left + r.lost() as usize, 3);
+        });
+    }
+}
