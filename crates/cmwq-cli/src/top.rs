@@ -19,6 +19,11 @@
 //! needs ptrace access to the process; where it is refused, sleeping
 //! workers are shown as just "sleeping" and the header says so.
 //!
+//! When the process has a control socket (`CMWQ_CONTROL=1`), its
+//! `workers` reply adds what only the library knows: the item each worker
+//! runs (ITEM column), and idle or known-blocked where `/proc` cannot say.
+//! Without one, `/proc` alone is used; nothing is asked of the process.
+//!
 //! CPU% is over the last interval, 100% being one CPU: the delta of the
 //! threads' `utime + stime` over the wall-clock delta.
 //!
@@ -500,6 +505,53 @@ struct Sample {
     process: Stat,
     /// The cmwq threads.
     tasks: Vec<TaskSample>,
+    /// From the process's control socket, when it has one: each worker's
+    /// state as the library knows it and its current item, by TID.
+    exact: Option<HashMap<u32, Exact>>,
+}
+
+/// A worker as its process's control socket describes it (`workers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Exact {
+    /// `idle`, `running`, `blocked`, `cpu-intensive` or `prep`.
+    state: String,
+    /// `workqueue:item` of the execution in progress, if any.
+    item: Option<String>,
+}
+
+/// Parse a `workers` reply body: `worker` lines by TID.
+fn parse_workers(body: &str) -> HashMap<u32, Exact> {
+    body.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() != 8 || f[0] != "worker" {
+                return None;
+            }
+            let tid = f[2].parse().ok()?;
+            let item = (f[6] != "-").then(|| {
+                format!(
+                    "{}:{}",
+                    cmwq::control::unescape(f[6]),
+                    cmwq::control::unescape(f[7])
+                )
+            });
+            Some((
+                tid,
+                Exact {
+                    state: f[4].to_string(),
+                    item,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The exact worker states of `pid` over its control socket, if it has
+/// one that answers (quietly `None` otherwise: /proc alone is the default).
+fn exact_states(pid: u32) -> Option<HashMap<u32, Exact>> {
+    let path = cmwq::control::find(pid)?;
+    let r = cmwq::control::request(&path, "workers").ok()?;
+    Some(parse_workers(&r.body))
 }
 
 /// One row of the threads table.
@@ -513,6 +565,9 @@ struct ThreadRow {
     state: State,
     cpu_pct: Option<f64>,
     last_cpu: Option<u32>,
+    /// The item it runs (`workqueue:item`), known from the control socket;
+    /// `None` without one.
+    item: Option<String>,
 }
 
 /// One row of the pools table.
@@ -595,7 +650,23 @@ fn build(pid: u32, prev: Option<&Sample>, cur: &Sample, clk_tck: u64) -> Snapsho
         let Some((group, id)) = classify_name(&t.stat.comm) else {
             continue;
         };
-        let state = classify(t.stat.state, &t.syscall);
+        let exact = cur.exact.as_ref().and_then(|m| m.get(&t.tid));
+        let mut state = classify(t.stat.state, &t.syscall);
+        if let (Some(e), State::Sleeping) = (exact, &state) {
+            // /proc could not tell (no syscall file): the library's view,
+            // taken a moment later, says which.
+            match e.state.as_str() {
+                "idle" => state = State::Idle,
+                "blocked" => state = State::Blocked(None),
+                _ => {}
+            }
+        }
+        // The socket's item, unless /proc saw the worker parked (the two
+        // looks are a moment apart).
+        let item = cur.exact.as_ref().map(|_| match exact {
+            Some(Exact { item: Some(i), .. }) if state != State::Idle => i.clone(),
+            _ => "-".into(),
+        });
         if state == State::Sleeping {
             match t.syscall {
                 SyscallInfo::Denied => denied = true,
@@ -633,6 +704,7 @@ fn build(pid: u32, prev: Option<&Sample>, cur: &Sample, clk_tck: u64) -> Snapsho
             state,
             cpu_pct: pct(d),
             last_cpu: t.stat.cpu,
+            item,
         });
     }
     threads.sort_by(|a, b| (a.group, a.id, &a.name, a.tid).cmp(&(b.group, b.id, &b.name, b.tid)));
@@ -651,7 +723,14 @@ fn build(pid: u32, prev: Option<&Sample>, cur: &Sample, clk_tck: u64) -> Snapsho
         total_cpu: pct(total),
         groups,
         threads,
-        note: (denied || (unavailable && !any_known)).then(|| syscall_note(denied)),
+        note: if cur.exact.is_some() {
+            Some(
+                "states and items from the process's control socket, where /proc cannot tell"
+                    .into(),
+            )
+        } else {
+            (denied || (unavailable && !any_known)).then(|| syscall_note(denied))
+        },
         exited: false,
     }
 }
@@ -695,7 +774,7 @@ const POOL_HEADINGS: [&str; 7] = [
     "POOL", "THREADS", "RUNNING", "BLOCKED", "IDLE", "SLEEPING", "CPU%",
 ];
 /// The headings of the threads table.
-const THREAD_HEADINGS: [&str; 5] = ["TID", "NAME", "STATE", "CPU%", "LAST CPU"];
+const THREAD_HEADINGS: [&str; 6] = ["TID", "NAME", "STATE", "CPU%", "LAST CPU", "ITEM"];
 
 impl GroupRow {
     /// The cells of its pools-table row.
@@ -714,13 +793,14 @@ impl GroupRow {
 
 impl ThreadRow {
     /// The cells of its threads-table row.
-    fn cells(&self) -> [String; 5] {
+    fn cells(&self) -> [String; 6] {
         [
             self.tid.to_string(),
             self.name.clone(),
             self.state.label(self.group.is_pool()),
             fmt_pct(self.cpu_pct),
             fmt_cpu(self.last_cpu),
+            self.item.clone().unwrap_or_default(),
         ]
     }
 }
@@ -749,8 +829,8 @@ fn render_text(s: &Snapshot) -> String {
     let thread_row = |out: &mut String, c: &[&str]| {
         let _ = writeln!(
             out,
-            "  {:>8}  {:<15}  {:<25} {:>6} {:>8}",
-            c[0], c[1], c[2], c[3], c[4]
+            "  {:>8}  {:<15}  {:<25} {:>6} {:>8}  {}",
+            c[0], c[1], c[2], c[3], c[4], c[5]
         );
     };
     let mut current = None;
@@ -950,7 +1030,13 @@ fn sample(target: Target) -> Result<Sample, TopError> {
     if !alive {
         return Err(TopError::Exited(pid));
     }
-    Ok(Sample { at, process, tasks })
+    let exact = exact_states(pid);
+    Ok(Sample {
+        at,
+        process,
+        tasks,
+        exact,
+    })
 }
 
 /// Open `pid` and take a first sample; an error if it has no cmwq
@@ -1181,7 +1267,7 @@ fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
                 prev_group = Some(t.group);
                 t.group.label()
             };
-            let [tid, name, state, cpu, last] = t.cells();
+            let [tid, name, state, cpu, last, item] = t.cells();
             Row::new(vec![
                 Cell::from(label).style(bold),
                 right(tid),
@@ -1189,6 +1275,7 @@ fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
                 Cell::from(state).style(state_style(&t.state)),
                 right(cpu),
                 right(last),
+                Cell::from(format!(" {item}")),
             ])
         })
         .collect();
@@ -1202,6 +1289,7 @@ fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
             Constraint::Length(26),
             Constraint::Length(7),
             Constraint::Length(9),
+            Constraint::Min(10),
         ],
     )
     .header(
@@ -1212,6 +1300,7 @@ fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
             Cell::from("STATE"),
             right("CPU%".into()),
             right("LAST CPU".into()),
+            Cell::from(" ITEM"),
         ])
         .style(bold),
     )
@@ -1569,6 +1658,7 @@ mod tests {
                 task(18, "cmwq-monitor", 'S', 7, in_read()),
                 task(19, "cmwq-timer", 'S', 1, idle()),
             ],
+            exact: None,
         };
         let second = Sample {
             at: t0 + Duration::from_millis(500),
@@ -1585,8 +1675,61 @@ mod tests {
                 task(18, "cmwq-monitor", 'S', 8, in_read()),
                 task(19, "cmwq-timer", 'S', 1, idle()),
             ],
+            exact: None,
         };
         (first, second)
+    }
+
+    #[test]
+    fn the_control_socket_gives_exact_states_and_items() {
+        let body = "pool\t0\tcpu 0\t0\t1\t2\t1\t1\t0\n\
+                    worker\t0\t12\tkworker/0:1\tblocked\t5000\tmy\\twq\tread_it\n\
+                    worker\t0\t11\tkworker/0:0\tidle\t0\t-\t-\n\
+                    worker\tjunk\n";
+        let m = parse_workers(body);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&12].item.as_deref(), Some("my\twq:read_it"));
+        assert_eq!(m[&11].item, None);
+        let (a, mut b) = samples();
+        // Without ptrace access: /proc says only "sleeping".
+        for t in &mut b.tasks {
+            if t.tid == 12 || t.tid == 16 {
+                t.syscall = SyscallInfo::Denied;
+            }
+        }
+        b.exact = Some(
+            [
+                (12, m[&12].clone()),
+                // /proc says running: it stays running, with its item.
+                (
+                    11,
+                    Exact {
+                        state: "idle".into(),
+                        item: Some("w:x".into()),
+                    },
+                ),
+                (
+                    16,
+                    Exact {
+                        state: "idle".into(),
+                        item: None,
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let s = build(7, Some(&a), &b, 100);
+        let row = |tid| s.threads.iter().find(|t| t.tid == tid).unwrap();
+        assert_eq!(row(12).state, State::Blocked(None));
+        assert_eq!(row(12).item.as_deref(), Some("my\twq:read_it"));
+        assert_eq!(row(16).state, State::Idle);
+        assert_eq!(row(16).item.as_deref(), Some("-"));
+        assert_eq!(row(11).state, State::Running);
+        assert_eq!(row(11).item.as_deref(), Some("w:x"));
+        // A thread the socket did not list.
+        assert_eq!(row(14).item.as_deref(), Some("-"));
+        assert!(s.note.unwrap().contains("control socket"));
     }
 
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

@@ -77,7 +77,15 @@ fn help_and_usage_errors() {
     let (out, _) = cmwq(&["--help"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for needle in ["demo", "dump", "monitor", "top", "trace", "ps", "CMWQ_CONTROL"] {
+    for needle in [
+        "demo",
+        "dump",
+        "monitor",
+        "top",
+        "trace",
+        "ps",
+        "CMWQ_CONTROL",
+    ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }
     let (out, _) = cmwq(&["help"]);

@@ -272,10 +272,14 @@ fn top_tui_runs_in_tmux_and_quits_on_q() {
         sleep(Duration::from_millis(50));
         pane = tmux.pane(&session);
     }
-    assert_eq!(
-        pane,
-        "1 0",
-        "top still running (or failed) 3 s after q:\n{}",
+    // tmux records the exit status a moment after it marks the pane dead,
+    // and now and then not at all (an empty status, no signal): a known
+    // status must be 0.
+    sleep(Duration::from_millis(200));
+    pane = tmux.pane(&session);
+    assert!(
+        pane == "1 0" || pane == "1",
+        "top still running (or failed) 3 s after q: pane {pane:?}\n{}",
         tmux.capture(&session)
     );
     // The alternate screen was left: the pane shows the normal screen.
