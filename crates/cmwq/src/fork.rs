@@ -218,6 +218,7 @@ extern "C" fn child() {
         }
         crate::monitor::reset_after_fork();
         crate::control::reset_after_fork();
+        crate::trace::reset_after_fork();
         crate::worker::forget_self_after_fork();
         // SAFETY: this thread ran `prepare`, which filled HELD.
         unsafe { unlock_all(&held) };

@@ -150,7 +150,8 @@ impl Parker {
         if self.state.fetch_sub(1, Acquire) == NOTIFIED {
             return true;
         }
-        let deadline = timeout.map(|t| mono_ns().saturating_add(t.as_nanos() as u64));
+        let deadline = timeout
+            .map(|t| mono_ns().saturating_add(u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)));
         loop {
             let ts = match deadline {
                 None => None,

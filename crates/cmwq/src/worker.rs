@@ -532,14 +532,19 @@ fn process_one_work(
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
             crate::trace::execute_start!(exec.pwq.wq.name, work);
-            // The one load tracing costs when no tracer is attached.
-            let traced = crate::trace::on().then(|| crate::trace::Record {
-                wq: Arc::as_ptr(&exec.pwq.wq) as usize,
-                item: work.name(),
-                cpu: util::current_cpu() as u32,
-                queued_ns: inner.queued_ns.load(Relaxed),
-                start_ns: util::mono_ns(),
-                ..Default::default()
+            // The one load tracing costs when no tracer is attached. The
+            // ring is made here, outside the pool lock (its registry's lock
+            // is never taken under a pool lock).
+            let traced = crate::trace::on().then(|| {
+                crate::trace::ring_of(w);
+                crate::trace::Record {
+                    wq: Arc::as_ptr(&exec.pwq.wq) as usize,
+                    item: work.name(),
+                    cpu: util::current_cpu() as u32,
+                    queued_ns: inner.queued_ns.load(Relaxed),
+                    start_ns: util::mono_ns(),
+                    ..Default::default()
+                }
             });
             #[cfg(feature = "tracing")]
             let span = tracing::trace_span!(
@@ -581,12 +586,12 @@ fn process_one_work(
             }
             (panicked, item_cpu, traced)
         });
-        if let Some(mut rec) = traced {
+        if let (Some(mut rec), Some(ring)) = (traced, w.trace_ring.get()) {
             rec.end_ns = util::mono_ns();
             g.workers[w.slot].blocked.take_into(&mut rec);
             // SAFETY: a worker's ring is pushed to by that worker's thread
             // only, and this is it.
-            unsafe { crate::trace::ring_of(w).push(rec) };
+            unsafe { ring.push(rec) };
         }
         // Back under our pool lock: account the execution before it ends,
         // so that a flush that returns sees the workqueue's books balanced.
@@ -646,6 +651,9 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
         });
         ws.slept = false;
         ws.hog = false;
+        // Blocked spans of earlier executions (or of one that started
+        // untraced) are not this one's.
+        ws.blocked = crate::trace::Blocked::default();
         // The caller is this worker, running: a mark left from the previous
         // execution (a G3 hand-over starts the next one without going
         // through the end-of-item reset) no longer holds.

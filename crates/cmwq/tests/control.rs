@@ -299,3 +299,140 @@ fn g32_a_peer_of_another_uid_is_refused_by_its_credentials() {
     );
     assert_eq!(cmwq::control::refused(), refused0 + 1);
 }
+
+/// Regression: an item that blocked while a trace began (so it was not
+/// traced) must not lend its blocked time to the next item of that worker.
+/// Before the fix, the next item (pure CPU) read 100% blocked with no span.
+#[test]
+fn g32_blocked_time_belongs_to_the_execution_it_happened_in() {
+    let _s = common::serial();
+    let (path, _) = setup();
+    let wq = cmwq::Workqueue::new("control_blocked").unwrap();
+    // One item, run twice on the same worker (queued again while it runs,
+    // it is handed over to the worker running it, G3). First run: spin 100
+    // ms, queue itself again, sleep 300 ms (detected as blocked: after the
+    // trace began, in an execution that began before it). Second run,
+    // traced: spin 30 ms.
+    let runs = Arc::new(AtomicU64::new(0));
+    let wq_ref: &'static cmwq::Workqueue = Box::leak(Box::new(wq));
+    let a = cmwq::Work::named("b_spins", {
+        let runs = runs.clone();
+        move |w| {
+            let spin = |ms| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(ms) {
+                    std::hint::spin_loop();
+                }
+            };
+            if runs.fetch_add(1, Relaxed) == 0 {
+                spin(100);
+                wq_ref.queue(w);
+                std::thread::sleep(Duration::from_millis(300));
+            } else {
+                spin(30);
+            }
+        }
+    });
+    wq_ref.queue(&a);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut r = cmwq::control::open(path, "trace 600").unwrap();
+    let mut body = String::new();
+    r.read_to_string(&mut body).unwrap();
+    wq_ref.flush();
+    assert_eq!(runs.load(Relaxed), 2);
+    let ev: Vec<&str> = body
+        .lines()
+        .find(|l| l.starts_with("ev\t") && l.ends_with("\tb_spins"))
+        .unwrap_or_else(|| panic!("b_spins not traced:\n{body}"))
+        .split('\t')
+        .collect();
+    let blocked: u64 = ev[7].parse().unwrap();
+    let spans: u64 = if ev[8] == "-" {
+        0
+    } else {
+        ev[8]
+            .split(',')
+            .map(|s| {
+                let (a, z) = s.split_once('-').unwrap();
+                z.parse::<u64>().unwrap() - a.parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    assert_eq!(blocked, spans, "blocked time without spans: {ev:?}");
+    assert!(
+        blocked < 10_000_000,
+        "a CPU-bound item read blocked: {ev:?}"
+    );
+}
+
+/// Regression: a process forked while a trace runs can be traced itself
+/// (the recorder's state is the parent's; before the fix the child
+/// answered `busy` forever and recorded into rings nobody drained).
+#[test]
+fn g26_g32_a_child_forked_during_a_trace_can_be_traced() {
+    let _s = common::serial();
+    let (path, _) = setup();
+    let tracer = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let mut r = cmwq::control::open(&path, "trace 1500").unwrap();
+            let mut b = String::new();
+            r.read_to_string(&mut b).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: the child uses the library, which supports fork (G26), and
+    // leaves with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        let code = std::panic::catch_unwind(|| {
+            // Using the library starts the child's monitor, which starts
+            // the child's own listener.
+            let w = cmwq::Work::new(|_| {});
+            cmwq::schedule_work(&w);
+            w.flush();
+            let end = Instant::now() + Duration::from_secs(10);
+            let mine = loop {
+                if let Some(p) = cmwq::control::socket_path() {
+                    break p;
+                }
+                if Instant::now() > end {
+                    return 3;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            if !mine.ends_with(format!("{}.sock", std::process::id())) {
+                return 4;
+            }
+            match cmwq::control::open(&mine, "trace 100") {
+                Ok(mut r) => {
+                    let mut b = String::new();
+                    let _ = r.read_to_string(&mut b);
+                    if b.lines().last().is_some_and(|l| l.starts_with("end\t")) {
+                        0
+                    } else {
+                        5
+                    }
+                }
+                Err(_) => 6,
+            }
+        })
+        .unwrap_or(7);
+        // SAFETY: leave the child without running the parent's exit code.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    tracer.join().unwrap();
+    assert!(libc::WIFEXITED(status), "child status {status}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "3: no socket in the child, 4: the parent's, 5: no end line, 6: refused (busy), 7: panicked"
+    );
+    // The parent's socket is still there and still answers.
+    assert!(path.exists());
+    assert!(cmwq::control::request(path, "hello").is_ok());
+}

@@ -136,17 +136,22 @@ fn process_uid(pid: u32) -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// Whether `dir` is a real directory owned by `uid` that only its owner
+/// may write: sockets elsewhere (a directory another user made in `/tmp`)
+/// are not trusted.
+fn trusted_dir(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0)
+}
+
 /// The control socket of process `pid`, if it has one: looked for in the
-/// [`socket_dirs`] of the process's owner and of the caller.
+/// [`socket_dirs`] of the process's owner, in directories that owner owns.
 pub fn find(pid: u32) -> Option<PathBuf> {
-    let me = rustix::process::geteuid().as_raw();
-    let mut dirs = process_uid(pid).map(socket_dirs).unwrap_or_default();
-    for d in socket_dirs(me) {
-        if !dirs.contains(&d) {
-            dirs.push(d);
-        }
-    }
-    dirs.into_iter()
+    let uid = process_uid(pid)?;
+    socket_dirs(uid)
+        .into_iter()
+        .filter(|d| trusted_dir(d, uid))
         .map(|d| d.join(format!("{pid}.sock")))
         .find(|p| p.exists())
 }
@@ -158,6 +163,9 @@ pub fn list() -> Vec<(u32, PathBuf)> {
     let me = rustix::process::geteuid().as_raw();
     let mut v: Vec<(u32, PathBuf)> = Vec::new();
     for d in socket_dirs(me) {
+        if !trusted_dir(&d, me) {
+            continue;
+        }
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
@@ -205,6 +213,8 @@ pub enum RequestError {
 pub fn open(path: &Path, req: &str) -> Result<BufReader<UnixStream>, RequestError> {
     let mut s = UnixStream::connect(path)?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    // A process that is stopped or stuck does not hang the client.
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.write_all(req.as_bytes())?;
     s.write_all(b"\n")?;
     let mut r = BufReader::new(s);
@@ -229,14 +239,20 @@ pub fn open(path: &Path, req: &str) -> Result<BufReader<UnixStream>, RequestErro
     }
 }
 
+/// The longest reply body [`request`] accepts.
+pub const MAX_REPLY: u64 = 64 << 20;
+
 /// Send `req` and read the whole reply (for every request but `trace`,
-/// whose reply [`open`] streams).
+/// whose reply [`open`] streams), at most [`MAX_REPLY`] bytes.
 pub fn request(path: &Path, req: &str) -> Result<Reply, RequestError> {
-    let mut r = open(path, req)?;
-    r.get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))?;
+    let r = open(path, req)?;
     let mut body = String::new();
-    r.read_to_string(&mut body)?;
+    let n = r.take(MAX_REPLY + 1).read_to_string(&mut body)?;
+    if n as u64 > MAX_REPLY {
+        return Err(RequestError::Protocol(format!(
+            "reply longer than {MAX_REPLY} bytes"
+        )));
+    }
     Ok(Reply { body })
 }
 

@@ -1,6 +1,7 @@
 //! The listener and the request handlers of the control socket (the
 //! protocol is in the module docs of [`control`](super)).
 
+use crate::sync::Mutex;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -8,7 +9,6 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{escape, MAX_CLIENTS, MAX_REQUEST, MAX_TRACE, PROTOCOL_VERSION, REQUEST_TIMEOUT};
@@ -29,7 +29,7 @@ static PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The path of this process's control socket, if it is listening.
 pub fn socket_path() -> Option<PathBuf> {
-    PATH.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    PATH.lock().clone()
 }
 
 /// Connections refused by the credential check so far (a peer of another
@@ -59,7 +59,7 @@ pub(crate) fn start() {
         }
     };
     LISTENER_FD.store(listener.as_raw_fd(), SeqCst);
-    *PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
+    *PATH.lock() = Some(path.clone());
     register_atexit();
     let spawned = std::thread::Builder::new()
         .name("cmwq-control".into())
@@ -84,7 +84,15 @@ pub(crate) fn reset_after_fork() {
         // exist in this child; nothing else here uses the number.
         unsafe { libc::close(fd) };
     }
-    *PATH.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    // SAFETY: in the child only the forking thread exists; a held PATH lock
+    // belongs to a thread that is gone (the forking thread does not fork
+    // while holding it: it is taken only inside this module's functions).
+    unsafe {
+        if PATH.is_locked() {
+            PATH.force_unlock(Default::default());
+        }
+    }
+    *PATH.lock() = None;
     CLIENTS.store(0, SeqCst);
     STARTED.store(false, SeqCst);
 }
@@ -105,7 +113,7 @@ fn register_atexit() {
 fn remove_socket() {
     // try_lock: at exit another thread may hold the lock (or have died
     // holding it); leaving a stale socket is then the lesser harm.
-    if let Ok(mut p) = PATH.try_lock() {
+    if let Some(mut p) = PATH.try_lock() {
         if let Some(p) = p.take() {
             let _ = std::fs::remove_file(p);
         }
@@ -458,6 +466,9 @@ fn trace(s: &mut UnixStream, d: Duration) {
         return;
     }
     let end = Instant::now() + d;
+    // A client that reads just fast enough not to trip WRITE_TIMEOUT still
+    // cannot keep the recorder on past this.
+    let hard_end = end + WRITE_TIMEOUT;
     let wqs = std::cell::RefCell::new(WqNames::default());
     let mut seen_pools: Vec<u32> = Vec::new();
     let mut seen_workers: Vec<i32> = Vec::new();
@@ -500,7 +511,7 @@ fn trace(s: &mut UnixStream, d: Duration) {
             );
             events += 1;
         });
-        if !out.is_empty() && s.write_all(out.as_bytes()).is_err() {
+        if !out.is_empty() && (s.write_all(out.as_bytes()).is_err() || Instant::now() > hard_end) {
             // The client stopped reading (WRITE_TIMEOUT) or went away.
             alive = false;
             break;

@@ -16,15 +16,17 @@
 
 pub(crate) mod ring;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
+use std::sync::Arc;
+
+use crate::sync::Mutex;
 
 pub(crate) use ring::{Record, Ring, MAX_SPANS};
 
 /// Records each worker's ring holds; a tracer drains every
 /// [`DRAIN_INTERVAL_MS`], so a worker may run up to this many items per
 /// interval before records are lost (and counted).
-pub(crate) const RING_CAPACITY: usize = 1024;
+pub(crate) const RING_CAPACITY: usize = 512;
 /// How often the tracer drains the rings.
 pub(crate) const DRAIN_INTERVAL_MS: u64 = 5;
 
@@ -58,9 +60,13 @@ pub(crate) struct Owner {
 }
 
 /// Every ring made by a worker that recorded (taken once per worker, on
-/// its first traced execution). Rings outlive their workers here until
-/// drained.
+/// its first traced execution, outside its pool lock). Rings outlive their
+/// workers here until drained. Held only to add or list rings: never while
+/// draining or formatting, and never with a pool lock held.
 static RINGS: Mutex<Vec<(Arc<Ring>, Owner)>> = Mutex::new(Vec::new());
+/// Serializes the rings' consumers (a session's drains; the throw-away
+/// drain when one starts).
+static DRAINER: Mutex<()> = Mutex::new(());
 
 /// The ring of the calling worker, made and registered on first use.
 pub(crate) fn ring_of(w: &crate::worker::Worker) -> &Arc<Ring> {
@@ -71,10 +77,7 @@ pub(crate) fn ring_of(w: &crate::worker::Worker) -> &Arc<Ring> {
             pool: w.pool.id,
             name: w.pool.worker_name(w.id),
         };
-        RINGS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((r.clone(), owner));
+        RINGS.lock().push((r.clone(), owner));
         r
     })
 }
@@ -134,27 +137,58 @@ impl Drop for Session {
 
 /// Drain every ring into `f`; forget rings of exited workers once empty.
 fn drain_all(f: &mut dyn FnMut(&Owner, &Record), scratch: &mut Vec<Record>) {
-    let mut rings = RINGS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = DRAINER.lock();
+    let rings: Vec<(Arc<Ring>, Owner)> = RINGS.lock().clone();
     let mut live_lost = 0;
-    rings.retain(|(r, owner)| {
+    let mut gone = Vec::new();
+    for (r, owner) in &rings {
+        // Orphaned before the drain (only the registry and `rings` hold
+        // it): its worker exited, and the Acquire orders its last push
+        // before our drain, so nothing is left behind. A worker that exits
+        // during the drain is caught by the next one.
+        let orphan = Arc::strong_count(r) == 2;
+        fence(Acquire);
         scratch.clear();
-        // SAFETY: the RINGS lock serializes consumers: only one thread
-        // drains a ring at a time.
+        // SAFETY: DRAINER serializes consumers: only one thread drains a
+        // ring at a time.
         unsafe { r.drain(scratch) };
         for rec in scratch.iter() {
             f(owner, rec);
         }
-        // A ring only the registry holds belongs to an exited worker: it
-        // was just drained and nobody pushes to it again.
-        let keep = Arc::strong_count(r) > 1;
-        if keep {
-            live_lost += r.lost();
-        } else {
+        if orphan {
             FORGOTTEN_LOST.fetch_add(r.lost(), Relaxed);
+            gone.push(Arc::as_ptr(r));
+        } else {
+            live_lost += r.lost();
         }
-        keep
-    });
+    }
+    drop(rings);
+    if !gone.is_empty() {
+        RINGS
+            .lock()
+            .retain(|(r, _)| !gone.contains(&Arc::as_ptr(r)));
+    }
     LOST_TOTAL.store(FORGOTTEN_LOST.load(Relaxed) + live_lost, Relaxed);
+}
+
+/// In a forked child: no tracer is attached here (its thread was the
+/// parent's), and the registry's lock may have been held by a thread that
+/// does not exist in the child.
+pub(crate) fn reset_after_fork() {
+    // SAFETY: in the child only the forking thread exists, and it was not
+    // inside the registry or a drain (those run on library threads only),
+    // so a held lock belongs to a thread that is gone.
+    unsafe {
+        if RINGS.is_locked() {
+            RINGS.force_unlock(Default::default());
+        }
+        if DRAINER.is_locked() {
+            DRAINER.force_unlock(Default::default());
+        }
+    }
+    RINGS.lock().clear();
+    ON.store(false, SeqCst);
+    BUSY.store(false, SeqCst);
 }
 
 /// A: records lost by rings that were forgotten.
@@ -198,6 +232,9 @@ impl Blocked {
         if self.since != 0 {
             self.close(r.end_ns);
         }
+        // Reset at each execution's start (`worker::start_exec`), so all of
+        // it belongs to this one; the clipping below is for spans that
+        // began in the moment between that reset and `start_ns`.
         let b = std::mem::take(self);
         let mut n = 0;
         for &(a, z) in &b.spans[..b.n as usize] {
