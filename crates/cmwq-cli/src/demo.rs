@@ -50,9 +50,11 @@ const UNBOUND_SYSTEM: &str = "events_unbound";
 
 /// Run the demo for about `seconds`; the process exit status.
 pub fn run(seconds: f64) -> ExitCode {
-    // The control socket, so `cmwq top/monitor/dump/trace PID` can look in
-    // from a second terminal (a no-op error if the pools already started).
-    let _ = cmwq::Config::default().control(true).apply();
+    // The control socket, so `cmwq monitor/dump/trace PID` can look in
+    // from a second terminal, unless CMWQ_CONTROL says otherwise.
+    if std::env::var_os("CMWQ_CONTROL").is_none() {
+        let _ = cmwq::Config::default().control(true).apply();
+    }
     match Demo::new(seconds).and_then(|demo| demo.run()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -1,6 +1,6 @@
-//! End to end: `cmwq top PID` looks at a running `cmwq demo` from `/proc`
-//! alone: the `--once` snapshot, its errors, and the live view driven in
-//! tmux.
+//! End to end: `cmwq top PID` looks at a running `cmwq demo` that never
+//! enabled its control socket (`CMWQ_CONTROL=0`), from `/proc` alone: the
+//! `--once` snapshot, its errors, and the live view driven in tmux.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -57,7 +57,7 @@ fn start_demo() -> (Reaped, u32) {
     let demo = Reaped(
         Command::new(bin())
             .args(["demo", "--seconds", "20"])
-            .env_remove("CMWQ_CONTROL")
+            .env("CMWQ_CONTROL", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -100,6 +100,11 @@ fn top_once_shows_pools_of_a_running_process() {
     let _l = serial();
     let (demo, cpu) = start_demo();
     let pid = demo.pid().to_string();
+    assert_eq!(
+        cmwq::control::find(demo.pid()),
+        None,
+        "the demo has a socket"
+    );
     let t = Instant::now();
     let out = top(&[&pid, "--once"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));

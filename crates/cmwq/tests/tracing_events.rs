@@ -9,7 +9,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
 #[derive(Default)]
-struct Collect(Mutex<Vec<String>>);
+struct Collect(Mutex<Vec<String>>, Mutex<Vec<String>>);
 
 struct EventName<'a>(&'a mut String);
 
@@ -26,13 +26,31 @@ impl Visit for EventName<'_> {
     }
 }
 
+struct SpanFields(String);
+
+impl Visit for SpanFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let v = format!("{value:?}");
+        self.0
+            .push_str(&format!(" {}={}", field.name(), v.trim_matches('"')));
+    }
+}
+
 struct Sub(Arc<Collect>);
 
 impl Subscriber for Sub {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
         m.target() == "cmwq"
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
+    fn new_span(&self, a: &Attributes<'_>) -> Id {
+        // Spans: "name workqueue=.. item=.." as recorded.
+        let mut f = SpanFields(String::new());
+        a.record(&mut f);
+        self.0
+             .1
+            .lock()
+            .unwrap()
+            .push(format!("{}{}", a.metadata().name(), f.0));
         Id::from_u64(1)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
@@ -65,4 +83,13 @@ fn kernel_tracepoints_are_emitted() {
     assert_eq!(count("workqueue_execute_start"), 2, "{names:?}");
     assert_eq!(count("workqueue_execute_end"), 2, "{names:?}");
     assert!(count("workqueue_activate_work") <= 1, "{names:?}");
+    // A span per execution, with the workqueue, item and CPU.
+    let spans = c.1.lock().unwrap().clone();
+    for item in ["a", "b"] {
+        let want = format!("execute workqueue=traced item={item} cpu=");
+        assert!(
+            spans.iter().any(|s| s.starts_with(&want)),
+            "no {want:?} span in {spans:?}"
+        );
+    }
 }
