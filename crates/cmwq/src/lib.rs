@@ -51,7 +51,9 @@ mod pool;
 mod pwq;
 mod rcu;
 mod rescuer;
+mod scope;
 mod stats;
+mod submit;
 mod sync;
 mod timer;
 mod topology;
@@ -69,7 +71,9 @@ pub use error::Error;
 pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
 pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
 pub use freeze::{freeze, thaw};
+pub use scope::{scope, scope_on, Scope};
 pub use stats::{monitor_table, workqueues, WqInfo, WqStats};
+pub use submit::{unblock, Handle, JoinError};
 pub use work::Work;
 pub use workqueue::{
     AffinityScope, Workqueue, WorkqueueBuilder, WqAttrs, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE,
