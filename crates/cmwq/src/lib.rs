@@ -35,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod clock;
+pub mod coming_from;
 pub mod compat;
 mod config;
 pub mod control;

@@ -27,6 +27,46 @@ struct ScopeData {
     word: AtomicU32,
     /// M: the first panic of a spawned closure.
     panic: Mutex<Option<Box<dyn Any + Send + 'static>>>,
+    /// M: the spawned closures' slots, for a scope waited for inside a
+    /// work item: the waiter runs those not started yet itself (their
+    /// items may be queued behind the waiter's own, in a workqueue whose
+    /// `max_active` slots the waiters hold).
+    slots: Mutex<Vec<Slot>>,
+}
+
+type Run = Box<dyn FnOnce() + Send>;
+/// A closure, taken by whoever runs it first: its item or the waiter.
+type Slot = Arc<Mutex<Option<Run>>>;
+
+/// Calls `ScopeData::finish` when dropped: a closure's count drops even if
+/// dropping its panic payload panics.
+struct Finish(Arc<ScopeData>);
+
+/// A spawned closure and its count. Fields drop in order: the closure (and
+/// what it captured) before the count, so the scope cannot return while
+/// anything of the closure is still alive, run or not.
+struct Job {
+    job: Box<dyn FnOnce() + Send + 'static>,
+    done: Finish,
+}
+
+impl Job {
+    fn run(self) {
+        let Job { job, done } = self;
+        if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
+            let mut first = done.0.panic.lock();
+            if first.is_none() {
+                *first = Some(p);
+            }
+        }
+        drop(done);
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 impl ScopeData {
@@ -57,26 +97,26 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     where
         F: FnOnce() + Send + 'scope,
     {
-        self.data.pending.fetch_add(1, Relaxed);
         let job: Box<dyn FnOnce() + Send + 'scope> = Box::new(f);
         // SAFETY: the closure may borrow for 'scope only; `scope_on` does
         // not return before `pending` is zero, and the item decrements it
         // after the closure ran and was dropped (module docs), so nothing
         // it borrows is used after 'scope ends.
         let job: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(job) };
-        let data = self.data.clone();
-        let run = move || {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(job)) {
-                let mut first = data.panic.lock();
-                if first.is_none() {
-                    *first = Some(p);
-                }
-            }
-            data.finish();
+        // Counted from here; from here on nothing panics before the
+        // closure is handed to whoever runs it (which decrements).
+        self.data.pending.fetch_add(1, Relaxed);
+        let job = Job {
+            job,
+            done: Finish(self.data.clone()),
         };
-        // Shared with the item so that a refused one can be run here.
-        type Run = Box<dyn FnOnce() + Send>;
-        let slot: Arc<Mutex<Option<Run>>> = Arc::new(Mutex::new(Some(Box::new(run))));
+        let run = move || job.run();
+        // Shared with the item so that a refused one, or one a waiting
+        // item runs itself, can be run here.
+        let slot: Slot = Arc::new(Mutex::new(Some(Box::new(run))));
+        if crate::worker::current_exec().is_some() {
+            self.data.slots.lock().push(slot.clone());
+        }
         let theirs = slot.clone();
         let work = Work::named("scope", move |_| {
             let r = theirs.lock().take();
@@ -133,12 +173,26 @@ where
             pending: AtomicUsize::new(0),
             word: AtomicU32::new(0),
             panic: Mutex::new(None),
+            slots: Mutex::new(Vec::new()),
         }),
         wq,
         scope: PhantomData,
         env: PhantomData,
     };
     let r = catch_unwind(AssertUnwindSafe(|| f(&s)));
+    // Inside a work item: run the closures no worker has started yet here
+    // (newest first), so a scope never waits on items queued behind its
+    // own (nested scopes, an ordered or throttled workqueue).
+    loop {
+        let slot = s.data.slots.lock().pop();
+        let Some(slot) = slot else {
+            break;
+        };
+        let run = slot.lock().take();
+        if let Some(run) = run {
+            run();
+        }
+    }
     // Wait for every spawned closure, whatever `f` did.
     if s.data.pending.load(Acquire) != 0 {
         crate::blocking(|| loop {

@@ -109,7 +109,9 @@ impl<T> Shared<T> {
         self.state.store(state, Release);
         self.word.fetch_add(1, Release);
         crate::sync::wake_all(&self.word);
-        if let Some(w) = self.waker.lock().take() {
+        // Woken after the lock is released: a waker may poll at once.
+        let w = self.waker.lock().take();
+        if let Some(w) = w {
             w.wake();
         }
     }
@@ -136,6 +138,9 @@ impl<T> Shared<T> {
 pub struct Handle<T> {
     shared: Arc<Shared<T>>,
     work: Work,
+    /// I: the workqueue's id, and whether it is ordered (a join from one
+    /// of its own items on an item behind it would wait forever).
+    wq: (u64, bool),
 }
 
 impl<T> fmt::Debug for Handle<T> {
@@ -191,7 +196,11 @@ impl Workqueue {
             // A new item is never pending already: the queue was refused.
             shared.complete(REFUSED, Err(JoinError::Refused));
         }
-        Handle { shared, work }
+        Handle {
+            shared,
+            work,
+            wq: self.id_and_ordered(),
+        }
     }
 }
 
@@ -200,10 +209,16 @@ impl<T> Handle<T> {
     /// block ([`blocking`](crate::blocking)), so the pool keeps its CPU
     /// busy meanwhile.
     ///
+    /// A join from one of the same workqueue's items waits while that item
+    /// holds one of the workqueue's `max_active` slots: with every slot
+    /// held by joiners, the joined items cannot start. `system_dfl_wq`
+    /// has 2048.
+    ///
     /// # Panics
     ///
-    /// When called from inside the very item it waits for (it would wait
-    /// for itself forever).
+    /// When called from inside the very item it waits for, or from an item
+    /// of the same ordered workqueue while the joined item has not started
+    /// (either would wait for itself forever).
     pub fn join(self) -> Result<T, JoinError> {
         if !self.shared.finished() {
             if let Some((cur, _)) = crate::worker::current_exec() {
@@ -211,6 +226,15 @@ impl<T> Handle<T> {
                     panic!(
                         "cmwq::Handle::join called from inside the submitted closure it waits \
                          for: it would wait for itself forever"
+                    );
+                }
+                if self.wq.1
+                    && crate::worker::current_wq_id() == Some(self.wq.0)
+                    && self.shared.state.load(Acquire) == QUEUED
+                {
+                    panic!(
+                        "cmwq::Handle::join called from an item of the ordered workqueue the \
+                         joined closure waits in: it cannot start before this item ends"
                     );
                 }
             }

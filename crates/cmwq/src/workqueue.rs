@@ -650,6 +650,12 @@ impl Workqueue {
         self.inner.shared.refused.load(Relaxed)
     }
 
+    /// Its id (as `worker::current_wq_id` reports it) and whether it is
+    /// ordered.
+    pub(crate) fn id_and_ordered(&self) -> (u64, bool) {
+        (self.inner.shared.id, self.inner.shared.ordered)
+    }
+
     fn check_not_own(&self, what: &str) {
         if self.inner.executing_own() {
             panic!(

@@ -278,3 +278,73 @@ fn g33_scope_on_a_bound_workqueue_and_blocking_closures() {
         t.elapsed()
     );
 }
+
+#[test]
+fn g33_scopes_and_joins_inside_a_workqueue_do_not_wait_on_themselves() {
+    // A scope inside an item of an ordered workqueue, spawning on that
+    // same workqueue: its closures are queued behind the waiting item, so
+    // the waiter runs them itself.
+    let wq: &'static Workqueue = Box::leak(Box::new(
+        Workqueue::ordered("results_nested", WqFlags::empty()).unwrap(),
+    ));
+    let h = wq.submit(move || {
+        let mut v = [0; 16];
+        cmwq::scope_on(wq, |s| {
+            for (i, x) in v.iter_mut().enumerate() {
+                s.spawn(move || *x = i);
+            }
+        });
+        v.iter().sum::<usize>()
+    });
+    assert_eq!(h.join().unwrap(), 120);
+    // Recursive fork-join through nested scopes on system_dfl_wq.
+    fn sum(v: &[u64]) -> u64 {
+        if v.len() <= 64 {
+            return v.iter().sum();
+        }
+        let (a, b) = v.split_at(v.len() / 2);
+        let (mut x, mut y) = (0, 0);
+        cmwq::scope(|s| {
+            s.spawn(|| x = sum(a));
+            s.spawn(|| y = sum(b));
+        });
+        x + y
+    }
+    let v: Vec<u64> = (0..20_000).collect();
+    assert_eq!(
+        cmwq::system_dfl_wq()
+            .submit(move || sum(&v))
+            .join()
+            .unwrap(),
+        (0..20_000u64).sum::<u64>()
+    );
+    // A join on an ordered workqueue from one of its own items, of an item
+    // behind it: reported, not a hang.
+    let h = wq.submit(move || {
+        let inner = wq.submit(|| 1);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.join())).is_err()
+    });
+    assert!(h.join().unwrap(), "the ordered self-wait was not reported");
+}
+
+#[test]
+fn g33_handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send + 'static>(_: &T) {}
+    send_sync::<cmwq::Handle<Vec<u8>>>();
+    send_sync::<cmwq::Handle<std::cell::Cell<u8>>>(); // T: Send is enough
+    let f = cmwq::unblock(|| 1);
+    send(&f);
+    // A spawned closure may spawn more in the same scope.
+    let n = AtomicUsize::new(0);
+    cmwq::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    n.fetch_add(1, Relaxed);
+                });
+            }
+        });
+    });
+    assert_eq!(n.load(Relaxed), 4);
+}

@@ -4,6 +4,7 @@
 //! through the hidden `__child` subcommand.
 
 pub mod b1;
+pub mod b11;
 pub mod b12;
 pub mod b2;
 pub mod b3;
@@ -86,6 +87,10 @@ pub const ALL: &[Scenario] = &[
         run: b9::run,
     },
     Scenario {
+        id: "B11",
+        run: b11::run,
+    },
+    Scenario {
         id: "B12",
         run: b12::run,
     },
@@ -101,6 +106,7 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
         "b7" => b7::child(rest),
         "b8" => b8::child(rest),
         "b9" => b9::child(rest),
+        "b11" => b11::child(rest),
         "b12" => b12::child(rest),
         other => Err(format!("__child: unknown scenario {other:?}")),
     }
