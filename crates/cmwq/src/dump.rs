@@ -5,7 +5,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::pool::{pools, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
+use crate::pool::{pools, WORKER_RESCUER};
 use crate::topology::{topology, CpuMask, Scope};
 use crate::workqueue::{all_workqueues, WqInner};
 use crate::WqFlags;
@@ -199,13 +199,7 @@ pub(crate) fn dump() -> String {
                 // SAFETY: `current` is valid while recorded and we hold the
                 // pool lock (see `pool::Current`).
                 let (work, pwq) = unsafe { (c.work.as_ref(), &*c.pwq) };
-                let state = if ws.sleeping {
-                    "blocked"
-                } else if ws.flags & WORKER_CPU_INTENSIVE != 0 {
-                    "cpu-intensive"
-                } else {
-                    "running"
-                };
+                let state = ws.busy_state();
                 let name = if ws.flags & WORKER_RESCUER != 0 {
                     pwq.wq
                         .rescuer

@@ -166,25 +166,32 @@ pub fn list() -> Vec<(u32, PathBuf)> {
         if !trusted_dir(&d, me) {
             continue;
         }
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".sock"))
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
+        for (pid, path) in sockets_in(&d) {
             if Path::new(&format!("/proc/{pid}")).exists() && !v.iter().any(|(p, _)| *p == pid) {
-                v.push((pid, e.path()));
+                v.push((pid, path));
             }
         }
     }
     v.sort();
     v
+}
+
+/// The `PID.sock` entries of `dir`: `(pid, path)`.
+pub(crate) fn sockets_in(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e
+                .file_name()
+                .to_str()?
+                .strip_suffix(".sock")?
+                .parse::<u32>()
+                .ok()?;
+            Some((pid, e.path()))
+        })
+        .collect()
 }
 
 /// A whole reply.

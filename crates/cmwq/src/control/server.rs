@@ -156,20 +156,9 @@ fn socket_dir() -> io::Result<PathBuf> {
 
 /// Remove sockets of processes that no longer exist.
 fn clean_stale(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".sock"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, path) in super::sockets_in(dir) {
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(e.path());
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -395,7 +384,7 @@ fn hello() -> String {
 
 /// `pool` and `worker` lines of every pool.
 fn workers() -> String {
-    use crate::pool::{WORKER_CPU_INTENSIVE, WORKER_IDLE};
+    use crate::pool::WORKER_IDLE;
     let mut b = String::new();
     let Some(pools) = crate::pool::pools_if_started() else {
         return b;
@@ -426,15 +415,8 @@ fn workers() -> String {
                     // SAFETY: `current` is valid while recorded and we hold
                     // the pool lock (see `pool::Current`).
                     let (work, pwq) = unsafe { (c.work.as_ref(), &*c.pwq) };
-                    let state = if ws.sleeping {
-                        "blocked"
-                    } else if ws.flags & WORKER_CPU_INTENSIVE != 0 {
-                        "cpu-intensive"
-                    } else {
-                        "running"
-                    };
                     (
-                        state,
+                        ws.busy_state(),
                         now.saturating_sub(c.since),
                         escape(&pwq.wq.name),
                         escape(work.name.unwrap_or("work")),

@@ -130,6 +130,19 @@ impl WorkerSlot {
 
     /// Counted in `nr_running`.
     #[inline]
+    /// What a worker with an execution in progress is doing, as `dump()`
+    /// and the control socket say it: known `blocked`, `cpu-intensive` (out
+    /// of concurrency management, G16) or `running`.
+    pub(crate) fn busy_state(&self) -> &'static str {
+        if self.sleeping {
+            "blocked"
+        } else if self.flags & WORKER_CPU_INTENSIVE != 0 {
+            "cpu-intensive"
+        } else {
+            "running"
+        }
+    }
+
     fn counts(&self) -> bool {
         self.flags & WORKER_NOT_RUNNING == 0 && !self.sleeping
     }

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
-// Each test binary compiles this module and uses a part of it: helpers one
-// binary leaves unused are used by others (none is unused by all).
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it: every item
+// carries `allow(dead_code)` for the binaries that do not use it (each is
+// used by some binary).
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 /// Timing-dependent tests take this lock so they run one at a time within
 /// a test binary (the machines are small and noisy).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Poll `cond` until it holds or `timeout` passes; returns whether it held.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
@@ -27,6 +29,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// CPU time of the calling thread.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -38,6 +41,7 @@ pub fn thread_cpu() -> Duration {
 }
 
 /// Burn `d` of this thread's CPU time (not wall time).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn burn_cpu(d: Duration) {
     let start = thread_cpu();
     let mut x = 0u64;
@@ -50,6 +54,7 @@ pub fn burn_cpu(d: Duration) {
 }
 
 /// Spin for `d` of wall time.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn spin_for(d: Duration) {
     let t = Instant::now();
     while t.elapsed() < d {
@@ -58,12 +63,14 @@ pub fn spin_for(d: Duration) {
 }
 
 /// The CPU the calling thread runs on.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn current_cpu() -> usize {
     // SAFETY: no preconditions.
     unsafe { libc::sched_getcpu() as usize }
 }
 
 /// Pin the calling thread to `cpus`.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn pin_self(cpus: &[usize]) {
     let mut set = rustix::thread::CpuSet::new();
     for &c in cpus {
@@ -73,6 +80,7 @@ pub fn pin_self(cpus: &[usize]) {
 }
 
 /// The calling thread's affinity mask.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_affinity() -> Vec<usize> {
     let set = rustix::thread::sched_getaffinity(None).expect("sched_getaffinity");
     (0..rustix::thread::CpuSet::MAX_CPU)
@@ -82,12 +90,14 @@ pub fn own_affinity() -> Vec<usize> {
 
 /// Counts concurrent executions and remembers the most seen at once.
 #[derive(Default)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Concurrency {
     now: AtomicUsize,
     max: AtomicUsize,
     total: AtomicUsize,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Concurrency {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -114,11 +124,13 @@ impl Concurrency {
 }
 
 /// A shared counter.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn counter() -> Arc<AtomicUsize> {
     Arc::new(AtomicUsize::new(0))
 }
 
 /// A work item that increments `c`.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn counting_work(c: &Arc<AtomicUsize>) -> cmwq::Work {
     let c = c.clone();
     cmwq::Work::new(move |_| {
@@ -128,11 +140,13 @@ pub fn counting_work(c: &Arc<AtomicUsize>) -> cmwq::Work {
 
 /// A gate: items wait on it until opened.
 #[derive(Default)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Gate {
     open: Mutex<bool>,
     cv: std::sync::Condvar,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Gate {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
@@ -150,6 +164,7 @@ impl Gate {
 }
 
 /// The names of this process's threads.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn thread_names() -> Vec<String> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
@@ -161,6 +176,7 @@ pub fn thread_names() -> Vec<String> {
 }
 
 /// The calling thread's name.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_thread_name() -> String {
     std::fs::read_to_string("/proc/thread-self/comm")
         .unwrap()
@@ -169,19 +185,23 @@ pub fn own_thread_name() -> String {
 }
 
 /// The calling thread's nice level.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_nice() -> i32 {
     rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
 }
 
 /// Reports received by [`log_hook`].
+#[allow(dead_code)] // used by some of the test binaries only
 pub static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// A log hook that keeps every report in [`EVENTS`].
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn log_hook(ev: &cmwq::Event<'_>) {
     EVENTS.lock().unwrap().push(ev.to_string());
 }
 
 /// Install [`log_hook`] (once per test binary, before first use).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn setup_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -193,6 +213,7 @@ pub fn setup_log() {
 }
 
 /// How many reports so far contain `s`.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn events_matching(s: &str) -> usize {
     EVENTS
         .lock()
@@ -203,6 +224,7 @@ pub fn events_matching(s: &str) -> usize {
 }
 
 /// Set the soft RLIMIT_NPROC (the hard limit stays, so it can be lifted).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn set_nproc_soft(soft: u64) {
     let mut r = libc::rlimit {
         rlim_cur: 0,
@@ -216,6 +238,7 @@ pub fn set_nproc_soft(soft: u64) {
 }
 
 /// Number of threads of this process.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_threads() -> u64 {
     std::fs::read_dir("/proc/self/task").unwrap().count() as u64
 }
@@ -224,6 +247,7 @@ pub fn own_threads() -> u64 {
 /// 65534, with `env=scenario` set, and check that it printed "child
 /// scenario ok". Needs root to switch users; prints "skipped" otherwise.
 /// Returns the child's output.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn run_unprivileged_child(entry: &str, env: &str, scenario: &str) -> String {
     use std::os::unix::process::CommandExt;
     // SAFETY: no preconditions.

@@ -19,9 +19,9 @@
 //! library problem: the wall time of every CPU burn, how often each item
 //! was preempted and how long it waited for the CPU, and how often the
 //! library's monitor thread woke up.
-// Each test binary compiles this module and uses a part of it: helpers one
-// binary leaves unused are used by others (none is unused by all).
-#![allow(dead_code)]
+// Each test binary compiles this module and uses a part of it: every item
+// carries `allow(dead_code)` for the binaries that do not use it (each is
+// used by some binary).
 
 use std::fmt::Write as _;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -33,21 +33,27 @@ use cmwq::{Config, Detect, Work, Workqueue, WqFlags};
 use crate::common::{burn_cpu, current_cpu, own_affinity, own_thread_name, pin_self};
 
 /// The doc's timings are multiplied by this.
+#[allow(dead_code)] // used by some of the test binaries only
 pub const SCALE: u64 = 4;
 /// The doc's 5 ms of CPU burning, scaled (thread CPU time).
+#[allow(dead_code)] // used by some of the test binaries only
 pub const BURN: Duration = Duration::from_millis(5 * SCALE);
 /// The doc's 10 ms sleep, scaled.
+#[allow(dead_code)] // used by some of the test binaries only
 pub const SLEEP: Duration = Duration::from_millis(10 * SCALE);
 /// `cpu_intensive_thresh`, scaled like the burns (the default 10 ms is
 /// shorter than one scaled burn, G16).
+#[allow(dead_code)] // used by some of the test binaries only
 pub const HOG_THRESH: Duration = Duration::from_millis(10 * SCALE);
 
 /// The stall window these binaries set (the default is 0, the kernel's:
 /// any block that idles the CPU starts the next worker); with a window, a
 /// shorter block starts none, which `check_short_blocks` checks.
+#[allow(dead_code)] // used by some of the test binaries only
 pub const STALL_WINDOW: Duration = Duration::from_micros(200);
 
 /// The process-wide configuration of a scenarios test binary.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn config(mode: Detect) -> Config {
     Config::default()
         .detect(mode)
@@ -59,6 +65,7 @@ pub fn config(mode: Detect) -> Config {
 /// the library uses `mode`. Returns false (after printing why) where the
 /// mode is not available to this process, so the caller skips; panics if
 /// the mode is available but the library picked another.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn setup(mode: Detect) -> bool {
     static READY: OnceLock<Result<Option<String>, String>> = OnceLock::new();
     let r = READY.get_or_init(|| {
@@ -95,6 +102,7 @@ pub fn setup(mode: Detect) -> bool {
 /// `struct perf_event_attr`, `PERF_ATTR_SIZE_VER5` (112 bytes).
 #[repr(C)]
 #[derive(Default)]
+#[allow(dead_code)] // used by some of the test binaries only
 struct PerfAttr {
     kind: u32,
     size: u32,
@@ -108,6 +116,7 @@ struct PerfAttr {
 
 /// Whether this thread may open what perf detection needs: a dummy software
 /// event with `context_switch` on itself.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn perf_probe() -> std::io::Result<()> {
     const PERF_TYPE_SOFTWARE: u32 = 1;
     const PERF_COUNT_SW_DUMMY: u64 = 9;
@@ -143,12 +152,14 @@ pub fn perf_probe() -> std::io::Result<()> {
 }
 
 /// Whether this thread may read its own `/proc/self/task/TID/stat`.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn proc_probe() -> std::io::Result<()> {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).map(drop)
 }
 
 /// The process's CPUs, as seen before any test thread pinned itself.
+#[allow(dead_code)] // used by some of the test binaries only
 fn process_cpus() -> &'static [usize] {
     static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
     CPUS.get_or_init(own_affinity)
@@ -162,6 +173,7 @@ fn process_cpus() -> &'static [usize] {
 /// another CPU where there is one, so it does not compete with the items.
 /// This only decides where and when a run starts: nothing the library does
 /// during the run is excused by it.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn prepare() -> (usize, NoiseProbe) {
     let cpus = process_cpus();
     let candidates: Vec<usize> = cpus.iter().rev().take(4).copied().collect();
@@ -199,6 +211,7 @@ pub fn prepare() -> (usize, NoiseProbe) {
 /// Make sure `target`'s normal pool has enough idle workers for the
 /// scenarios (three items running at once, plus the spare), so that no
 /// scenario waits for a thread to be created; then let it settle.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn warm_up(target: usize) {
     let wq = Workqueue::new("scen_warmup").expect("workqueue");
     let items: Vec<Work> = (0..5)
@@ -215,6 +228,7 @@ pub fn warm_up(target: usize) {
 }
 
 /// Sleep `d`, with the blocking hint or without.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn block(d: Duration, hint: bool) {
     if hint {
         cmwq::blocking(|| std::thread::sleep(d));
@@ -223,11 +237,13 @@ pub fn block(d: Duration, hint: bool) {
     }
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// The calling thread's (voluntary, involuntary) context switches so far.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_switches() -> (i64, i64) {
     // SAFETY: an all-zero rusage is valid; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -239,6 +255,7 @@ pub fn own_switches() -> (i64, i64) {
 /// Time the calling thread has waited on a run queue so far (runnable but
 /// not running: preempted, or not picked yet after a wake-up), from
 /// `/proc/thread-self/schedstat`; zero where that is not readable.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn own_rq_wait() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
@@ -249,6 +266,7 @@ pub fn own_rq_wait() -> Duration {
 /// How busy the target CPU was with things other than us just before a
 /// run: a thread pinned there burns 3 x 5 ms of CPU time.
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct NoiseProbe {
     /// Wall time the 15 ms of CPU took (the last probe).
     pub wall: Duration,
@@ -256,6 +274,7 @@ pub struct NoiseProbe {
     pub waited: Duration,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl NoiseProbe {
     const CPU: Duration = Duration::from_millis(15);
 
@@ -268,6 +287,7 @@ impl NoiseProbe {
     }
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl std::fmt::Display for NoiseProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -290,6 +310,7 @@ impl std::fmt::Display for NoiseProbe {
 
 /// Wall time that [`NoiseProbe::CPU`] of CPU time takes on `cpu` (three
 /// bursts, from a thread pinned there).
+#[allow(dead_code)] // used by some of the test binaries only
 fn probe_cpu(cpu: usize) -> Duration {
     pin_self(&[cpu]);
     let mut wall = Duration::ZERO;
@@ -304,6 +325,7 @@ fn probe_cpu(cpu: usize) -> Duration {
 
 /// What `/proc` says of the library's monitor thread: (voluntary,
 /// involuntary) context switches so far and the CPU it last ran on.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn monitor_thread() -> Option<(i64, i64, i64)> {
     for e in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let p = e.path();
@@ -336,6 +358,7 @@ pub fn monitor_thread() -> Option<(i64, i64, i64)> {
 
 /// What happened to an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub enum What {
     /// Its function started (and burns CPU).
     Start,
@@ -349,6 +372,7 @@ pub enum What {
 
 /// One event of a timeline.
 #[derive(Clone, Debug)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Event {
     /// 0 for w0, 1 for w1, ...
     pub item: usize,
@@ -360,6 +384,7 @@ pub struct Event {
 }
 
 /// Records events relative to t0, which is set just before queueing.
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Recorder {
     t0: OnceLock<Instant>,
     events: Mutex<Vec<Event>>,
@@ -368,6 +393,7 @@ pub struct Recorder {
     threads: Mutex<Vec<(usize, ItemStats)>>,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Recorder {
     pub fn new() -> Arc<Recorder> {
         Arc::new(Recorder {
@@ -426,6 +452,7 @@ impl Recorder {
 
 /// How an item's worker fared.
 #[derive(Clone, Debug, Default)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct ItemStats {
     /// Its name (`kworker/C:N`).
     pub thread: String,
@@ -437,6 +464,7 @@ pub struct ItemStats {
 
 /// One of the doc's scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub enum Kind {
     /// "original wq": emulated with max_active 1.
     A,
@@ -448,6 +476,7 @@ pub enum Kind {
     D,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Kind {
     pub fn title(self) -> &'static str {
         match self {
@@ -536,6 +565,7 @@ impl Kind {
 
 /// An expected time, in the doc's ms.
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub enum Expect {
     At(u64),
     /// Anywhere in this range (both ends with tolerance).
@@ -544,6 +574,7 @@ pub enum Expect {
 
 /// One expectation of a timeline.
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Check {
     pub item: usize,
     pub what: What,
@@ -551,10 +582,12 @@ pub struct Check {
 }
 
 /// Allowed deviation from an expected time (scaled ms): 10% + 6 ms.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn tolerance(expected_ms: f64) -> f64 {
     expected_ms * 0.1 + 6.0
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Check {
     /// The scaled expected range with tolerance, in ms.
     fn bounds(&self) -> (f64, f64) {
@@ -594,6 +627,7 @@ impl Check {
 
 /// An item of a scenario.
 #[derive(Clone, Copy)]
+#[allow(dead_code)] // used by some of the test binaries only
 struct Spec {
     burn_before: Duration,
     sleep: Duration,
@@ -602,6 +636,7 @@ struct Spec {
     on_q1: bool,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Spec {
     fn of(kind: Kind, item: usize) -> Spec {
         Spec {
@@ -614,6 +649,7 @@ impl Spec {
 }
 
 /// What a scenario run recorded.
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct Timeline {
     pub kind: Kind,
     pub hint: bool,
@@ -631,6 +667,7 @@ pub struct Timeline {
     pub q1: Option<cmwq::WqStats>,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl Timeline {
     pub fn at(&self, item: usize, what: What) -> Option<Duration> {
         self.events
@@ -780,6 +817,7 @@ impl Timeline {
 
 /// Run one scenario once and record its timeline. `hint`: wrap the sleeps
 /// in `cmwq::blocking`.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
     let (target, noise) = prepare();
     let q0 = Workqueue::builder(&format!("scen_{kind:?}_q0"))
@@ -856,11 +894,13 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
 /// takes 25 ms of wall time without being preempted), which a 4x timeline
 /// with a 6 ms tolerance cannot absorb; a library that gets the order
 /// wrong misses every attempt.
+#[allow(dead_code)] // used by some of the test binaries only
 const SCENARIO_ATTEMPTS: usize = 3;
 
 /// Run a scenario; if its timeline misses the doc's, run it again, up to
 /// [`SCENARIO_ATTEMPTS`] times; panic with every timeline if all miss.
 /// Prints the timeline(s).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn check_scenario(kind: Kind, mode: Detect) {
     let hint = mode == Detect::Hint;
     let mut failed = Vec::new();
@@ -887,6 +927,7 @@ pub fn check_scenario(kind: Kind, mode: Detect) {
 /// One run of: item X does `rounds` of (burn `burn` of CPU, sleep
 /// `block`), item Y is queued behind X on the same CPU of a bound
 /// workqueue.
+#[allow(dead_code)] // used by some of the test binaries only
 pub struct BlockRun {
     pub rounds: usize,
     pub block: Duration,
@@ -902,6 +943,7 @@ pub struct BlockRun {
     pub noise: NoiseProbe,
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl BlockRun {
     /// Y started while X was still running: another worker was started.
     pub fn y_during_x(&self) -> bool {
@@ -909,6 +951,7 @@ impl BlockRun {
     }
 }
 
+#[allow(dead_code)] // used by some of the test binaries only
 impl std::fmt::Display for BlockRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -933,6 +976,7 @@ impl std::fmt::Display for BlockRun {
 }
 
 /// Run X and Y once (see [`BlockRun`]).
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bool) -> BlockRun {
     let (target, noise) = prepare();
     let wq = Workqueue::new("scen_stall").expect("workqueue");
@@ -976,6 +1020,7 @@ pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bo
 
 /// Run up to `tries` times until `ok`; Err with every attempt's report if
 /// none was.
+#[allow(dead_code)] // used by some of the test binaries only
 fn until_ok(
     tries: usize,
     mut run: impl FnMut() -> BlockRun,
@@ -996,6 +1041,7 @@ fn until_ok(
 /// G15: "A block shorter than the stall window (here [`STALL_WINDOW`])
 /// does not start a new worker", with the positive control that shows the same
 /// setup does see a worker start when it should.
+#[allow(dead_code)] // used by some of the test binaries only
 pub fn check_short_blocks(mode: Detect) {
     let burn = Duration::from_millis(1);
     let short = Duration::from_micros(20);
