@@ -451,7 +451,7 @@ fn trace(s: &mut UnixStream, d: Duration) {
     // A client that reads just fast enough not to trip WRITE_TIMEOUT still
     // cannot keep the recorder on past this.
     let hard_end = end + WRITE_TIMEOUT;
-    let wqs = std::cell::RefCell::new(WqNames::default());
+    let mut wqs = WqNames::default();
     let mut seen_pools: Vec<u32> = Vec::new();
     let mut seen_workers: Vec<i32> = Vec::new();
     let mut events = 0u64;
@@ -488,7 +488,7 @@ fn trace(s: &mut UnixStream, d: Duration) {
                 } else {
                     spans.join(",")
                 },
-                escape(&wqs.borrow_mut().name(r.wq)),
+                escape(&wqs.name(r.wq)),
                 escape(r.item.unwrap_or("work")),
             );
             events += 1;
