@@ -4,7 +4,9 @@
 //! `Future` under any executor), or cancelled before it starts.
 //! [`unblock`] is the async entry point on `system_dfl_wq`.
 //!
-//! The handle and the item share one small state block:
+//! The handle and the item share one small state block, which lives in
+//! the item's own allocation beside the closure (one allocation per
+//! submit):
 //!
 //! ```text
 //!  state (A)   QUEUED --run--> RUNNING --result--> DONE
@@ -19,15 +21,17 @@
 //! slot's single write.
 
 use std::any::Any;
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::sync::Mutex;
+use crate::work::WorkFn;
 use crate::{Work, Workqueue};
 
 /// Why a [`Handle`] has no value.
@@ -136,16 +140,33 @@ impl<T> Shared<T> {
 /// assert_eq!(e.panic_message(), Some("boom"));
 /// ```
 pub struct Handle<T> {
-    shared: Arc<Shared<T>>,
+    /// Into `work`'s allocation (the `SubmitFn`), which `work` keeps alive.
+    shared: NonNull<Shared<T>>,
     work: Work,
     /// I: the workqueue's id, and whether it is ordered (a join from one
     /// of its own items on an item behind it would wait forever).
     wq: (u64, bool),
 }
 
+// SAFETY: the handle only reads `Shared<T>` through a shared reference
+// into the allocation its `work` keeps alive; `Shared<T>` is atomics and
+// mutexes over `T` and a waker, `Send + Sync` when `T: Send`, like the
+// `Arc<Shared<T>>` it stands for.
+unsafe impl<T: Send> Send for Handle<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Handle<T> {}
+
+impl<T> Handle<T> {
+    #[inline]
+    fn shared(&self) -> &Shared<T> {
+        // SAFETY: `shared` points into the allocation `self.work` holds.
+        unsafe { self.shared.as_ref() }
+    }
+}
+
 impl<T> fmt::Debug for Handle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.shared.state.load(Acquire) {
+        let state = match self.shared().state.load(Acquire) {
             QUEUED => "queued",
             RUNNING => "running",
             DONE => "done",
@@ -153,6 +174,41 @@ impl<T> fmt::Debug for Handle<T> {
             _ => "refused",
         };
         f.debug_struct("Handle").field("state", &state).finish()
+    }
+}
+
+/// The function of a submitted item: the shared state first, then the
+/// closure, in the item's own allocation (one allocation per submit).
+struct SubmitFn<T, F> {
+    shared: Shared<T>,
+    /// Taken once, by whoever moved `state` from QUEUED to RUNNING.
+    f: UnsafeCell<Option<F>>,
+}
+
+// `SubmitFn` is `Send` (as `WorkFn` needs) because `T` and `F` are.
+impl<T, F> WorkFn for SubmitFn<T, F>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    unsafe fn run(&self, _work: &Work) {
+        let s = &self.shared;
+        // Against `cancel`: whoever leaves QUEUED owns the closure and the
+        // result. The item runs at most once more after a cancel, and then
+        // finds CANCELLED.
+        if s.state
+            .compare_exchange(QUEUED, RUNNING, AcqRel, Acquire)
+            .is_err()
+        {
+            return;
+        }
+        // SAFETY: only the one winner of the compare-exchange above ever
+        // reaches this line, so nothing else touches the cell.
+        let Some(f) = (unsafe { &mut *self.f.get() }).take() else {
+            return;
+        };
+        let r = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::Panicked);
+        s.complete(DONE, r);
     }
 }
 
@@ -164,43 +220,37 @@ impl Workqueue {
     /// [`queue`](Self::queue): on a bound workqueue it runs on the
     /// caller's CPU; use [`system_dfl_wq`](crate::system_dfl_wq) to spread.
     ///
-    /// Costs two allocations (the item and the shared result).
+    /// One allocation: the item, with the closure and the result slot in
+    /// it.
     pub fn submit<T, F>(&self, f: F) -> Handle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let shared = Arc::new(Shared {
-            state: AtomicU8::new(QUEUED),
-            word: AtomicU32::new(0),
-            result: Mutex::new(None),
-            waker: Mutex::new(None),
-        });
-        let mut f = Some(f);
-        let s = shared.clone();
-        let work = Work::named("submit", move |_| {
-            let Some(f) = f.take() else {
-                return;
-            };
-            // Against `cancel`: whoever leaves QUEUED owns the result.
-            if s.state
-                .compare_exchange(QUEUED, RUNNING, AcqRel, Acquire)
-                .is_err()
-            {
-                return;
-            }
-            let r = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::Panicked);
-            s.complete(DONE, r);
-        });
-        if !self.queue(&work) {
-            // A new item is never pending already: the queue was refused.
-            shared.complete(REFUSED, Err(JoinError::Refused));
-        }
-        Handle {
+        let func = SubmitFn {
+            shared: Shared {
+                state: AtomicU8::new(QUEUED),
+                word: AtomicU32::new(0),
+                result: Mutex::new(None),
+                waker: Mutex::new(None),
+            },
+            f: UnsafeCell::new(Some(f)),
+        };
+        let (work, func) = Work::with_fn(Some("submit"), func);
+        let shared = NonNull::from(
+            // SAFETY: `func` points into the allocation `work` keeps alive.
+            &unsafe { func.as_ref() }.shared,
+        );
+        let h = Handle {
             shared,
             work,
             wq: self.id_and_ordered(),
+        };
+        if !self.queue(&h.work) {
+            // A new item is never pending already: the queue was refused.
+            h.shared().complete(REFUSED, Err(JoinError::Refused));
         }
+        h
     }
 }
 
@@ -220,7 +270,7 @@ impl<T> Handle<T> {
     /// of the same ordered workqueue while the joined item has not started
     /// (either would wait for itself forever).
     pub fn join(self) -> Result<T, JoinError> {
-        if !self.shared.finished() {
+        if !self.shared().finished() {
             if let Some((cur, _)) = crate::worker::current_exec() {
                 if std::ptr::addr_eq(cur.as_ptr(), self.work.as_ptr().as_ptr()) {
                     panic!(
@@ -230,7 +280,7 @@ impl<T> Handle<T> {
                 }
                 if self.wq.1
                     && crate::worker::current_wq_id() == Some(self.wq.0)
-                    && self.shared.state.load(Acquire) == QUEUED
+                    && self.shared().state.load(Acquire) == QUEUED
                 {
                     panic!(
                         "cmwq::Handle::join called from an item of the ordered workqueue the \
@@ -239,11 +289,11 @@ impl<T> Handle<T> {
                 }
             }
             crate::blocking(|| loop {
-                let seen = self.shared.word.load(Acquire);
-                if self.shared.finished() {
+                let seen = self.shared().word.load(Acquire);
+                if self.shared().finished() {
                     break;
                 }
-                crate::sync::wait(&self.shared.word, seen, None);
+                crate::sync::wait(&self.shared().word, seen, None);
             });
         }
         self.take()
@@ -252,13 +302,13 @@ impl<T> Handle<T> {
     /// The result if it is there (`None` while queued or running). Once a
     /// result was taken, the next call panics.
     pub fn try_join(&mut self) -> Option<Result<T, JoinError>> {
-        self.shared.finished().then(|| self.take())
+        self.shared().finished().then(|| self.take())
     }
 
     /// Whether the result is there (the closure returned or panicked, or
     /// the item was cancelled or refused).
     pub fn is_finished(&self) -> bool {
-        self.shared.finished()
+        self.shared().finished()
     }
 
     /// Take it off the queue if it has not started: true if so (the
@@ -266,7 +316,7 @@ impl<T> Handle<T> {
     /// started (it runs to the end) or finished.
     pub fn cancel(&self) -> bool {
         if self
-            .shared
+            .shared()
             .state
             .compare_exchange(QUEUED, CANCELLED, AcqRel, Acquire)
             .is_err()
@@ -276,12 +326,12 @@ impl<T> Handle<T> {
         // Off the worklist now, if it is still there; if a worker took it
         // already, the closure sees CANCELLED and returns at once.
         self.work.cancel();
-        self.shared.complete(CANCELLED, Err(JoinError::Cancelled));
+        self.shared().complete(CANCELLED, Err(JoinError::Cancelled));
         true
     }
 
     fn take(&self) -> Result<T, JoinError> {
-        self.shared
+        self.shared()
             .result
             .lock()
             .take()
@@ -293,18 +343,18 @@ impl<T> Future for Handle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.shared.finished() {
+        if self.shared().finished() {
             return Poll::Ready(self.take());
         }
         {
-            let mut w = self.shared.waker.lock();
+            let mut w = self.shared().waker.lock();
             match &*w {
                 Some(old) if old.will_wake(cx.waker()) => {}
                 _ => *w = Some(cx.waker().clone()),
             }
         }
         // The result may have come between the check and the registration.
-        if self.shared.finished() {
+        if self.shared().finished() {
             return Poll::Ready(self.take());
         }
         Poll::Pending

@@ -109,3 +109,34 @@ fn b7_a_work_item_is_one_small_allocation() {
     assert_eq!(mine() - before, 1, "Work::new is one allocation");
     drop(w);
 }
+
+#[test]
+fn g33_submit_is_one_allocation() {
+    let _s = common::serial();
+    let wq = cmwq::system_dfl_wq();
+    // Warm up the pools the items land on.
+    for _ in 0..3 {
+        let hs: Vec<_> = (0..64).map(|i| wq.submit(move || i)).collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+    let mut most = 0;
+    let mut total = 0;
+    let mut handles = Vec::with_capacity(1000);
+    for i in 0..1000u64 {
+        let before = mine();
+        let h = wq.submit(move || i * 2);
+        let n = mine() - before;
+        most = most.max(n);
+        total += n;
+        handles.push(h);
+    }
+    let mut sum = 0;
+    for h in handles {
+        sum += h.join().unwrap();
+    }
+    assert_eq!(sum, 999 * 1000);
+    assert_eq!(most, 1, "a submit allocated {most} times");
+    assert_eq!(total, 1000, "{total} allocations for 1000 submits");
+}

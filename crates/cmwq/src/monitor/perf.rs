@@ -1000,7 +1000,10 @@ mod tests {
             }
             let _ = ring.drain_last();
         }
-        assert!(quiet, "the blocked worker's ring never stayed quiet for 30 ms");
+        assert!(
+            quiet,
+            "the blocked worker's ring never stayed quiet for 30 ms"
+        );
         assert!(poll_readable(&[], Some(Duration::ZERO)).is_empty());
         go_tx.send(()).unwrap();
         worker.join().unwrap();

@@ -17,7 +17,36 @@ use crate::worker;
 use state::{seq_reached, Enabled, Snapshot, StateWord};
 
 /// The type-erased work function.
-pub(crate) type DynFn = dyn FnMut(&Work) + Send + 'static;
+pub(crate) type DynFn = dyn WorkFn;
+
+/// What an item runs. Called through a shared reference, so that other
+/// parts of the same allocation may be read meanwhile (the result slot of
+/// [`submit`](crate::Workqueue::submit)); an implementation keeps its
+/// mutable state in cells and relies on the caller's exclusivity.
+pub(crate) trait WorkFn: Send + 'static {
+    /// Run one execution.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds RUNNING for the current execution (no other thread
+    /// is in `run` of the same item, G3), and `work` is a handle on the
+    /// item that holds `self`.
+    unsafe fn run(&self, work: &Work);
+}
+
+/// A user's `FnMut` closure as a [`WorkFn`].
+struct FnCell<F>(UnsafeCell<F>);
+
+impl<F: FnMut(&Work) + Send + 'static> WorkFn for FnCell<F> {
+    #[inline]
+    unsafe fn run(&self, work: &Work) {
+        // SAFETY: RUNNING is exclusive (G3, the caller's contract), so this
+        // is the only reference to the closure; consecutive executions are
+        // ordered by the acquire/release transitions of the state word.
+        let f = unsafe { &mut *self.0.get() };
+        f(work)
+    }
+}
 
 /// Where a pending instance is to be accounted: its pwq (a strong reference
 /// taken with `Arc::into_raw`), flush colour, and whether it is active.
@@ -62,8 +91,8 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     /// A (written under the pool lock by the queuer, while traced): when
     /// it was last queued, CLOCK_MONOTONIC ns (`trace`).
     pub(crate) queued_ns: AtomicU64,
-    /// R: the work function.
-    func: UnsafeCell<F>,
+    /// R: the work function (its own cells, see [`WorkFn`]).
+    func: F,
 }
 
 impl<F: ?Sized> Drop for WorkInner<F> {
@@ -137,11 +166,8 @@ impl WorkInner {
     /// thread is in the function) and `work` is a handle on `self`.
     #[inline]
     pub(crate) unsafe fn call(&self, work: &Work) {
-        // SAFETY: RUNNING is exclusive (G3), so this is the only reference
-        // to the function; consecutive executions are ordered by the
-        // acquire/release transitions of the state word.
-        let f = unsafe { &mut *self.func.get() };
-        f(work)
+        // SAFETY: the caller's contract is `run`'s.
+        unsafe { self.func.run(work) }
     }
 
     /// The pwq recorded in the slot (only meaningful to the slot's owner;
@@ -218,7 +244,13 @@ impl Work {
     where
         F: FnMut(&Work) + Send + 'static,
     {
-        let inner: Arc<WorkInner> = Arc::new(WorkInner {
+        Self::with_fn(name, FnCell(UnsafeCell::new(f))).0
+    }
+
+    /// An item running `func`, and a pointer to `func` inside the item's
+    /// one allocation, valid while any handle on the item lives.
+    pub(crate) fn with_fn<R: WorkFn>(name: Option<&'static str>, func: R) -> (Work, NonNull<R>) {
+        let inner: Arc<WorkInner<R>> = Arc::new(WorkInner {
             state: StateWord::new(),
             done: AtomicU32::new(0),
             wake: AtomicU32::new(0),
@@ -232,9 +264,11 @@ impl Work {
             timer: AtomicU32::new(crate::timer::NO_ENTRY),
             name,
             queued_ns: AtomicU64::new(0),
-            func: UnsafeCell::new(f),
+            func,
         });
-        Work { inner }
+        let func = NonNull::from(&inner.func);
+        let inner: Arc<WorkInner> = inner;
+        (Work { inner }, func)
     }
 
     /// The name given to [`named`](Self::named).
@@ -521,7 +555,7 @@ pub(crate) fn size_of_empty() -> usize {
         _weak: usize,
     }
     fn size_for<F>(_: &F) -> usize {
-        std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<F>>()
+        std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<FnCell<F>>>()
     }
     size_for(&|_: &Work| {})
 }
