@@ -118,13 +118,13 @@ pub fn run(ctx: &Ctx) -> Table {
 
 /// Writes one byte to each pipe when its time comes (a timer heap served
 /// by one thread), then closes the write end.
-struct Writer {
+pub(super) struct Writer {
     due: Mutex<BinaryHeap<Reverse<(Instant, i32)>>>,
     cv: Condvar,
 }
 
 impl Writer {
-    fn start() -> Arc<Writer> {
+    pub(super) fn start() -> Arc<Writer> {
         let w = Arc::new(Writer {
             due: Mutex::new(BinaryHeap::new()),
             cv: Condvar::new(),
@@ -158,11 +158,11 @@ impl Writer {
     }
 
     /// Block reading a pipe whose byte arrives `after` from now.
-    fn read_after(&self, after: Duration) {
+    pub(super) fn read_after(&self, after: Duration) {
         let mut fds = [0i32; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            panic!("b12: pipe2 failed");
+            panic!("bench: pipe2 failed");
         }
         self.due
             .lock()

@@ -4,6 +4,7 @@
 //! through the hidden `__child` subcommand.
 
 pub mod b1;
+pub mod b10;
 pub mod b11;
 pub mod b12;
 pub mod b2;
@@ -87,6 +88,10 @@ pub const ALL: &[Scenario] = &[
         run: b9::run,
     },
     Scenario {
+        id: "B10",
+        run: b10::run,
+    },
+    Scenario {
         id: "B11",
         run: b11::run,
     },
@@ -106,6 +111,7 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
         "b7" => b7::child(rest),
         "b8" => b8::child(rest),
         "b9" => b9::child(rest),
+        "b10" => b10::child(rest),
         "b11" => b11::child(rest),
         "b12" => b12::child(rest),
         other => Err(format!("__child: unknown scenario {other:?}")),

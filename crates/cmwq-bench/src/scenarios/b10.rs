@@ -1,0 +1,235 @@
+//! B10, async offload: a tokio server on loopback answers requests, each
+//! of which does 100 us of CPU and a real 1 ms blocking read (a pipe whose
+//! writer fires after the delay, as in B12) off the runtime's threads,
+//! with `tokio::task::spawn_blocking`, `blocking::unblock` or
+//! `cmwq::unblock`. A client on its own thread keeps a fixed number of
+//! connections busy (closed loop: each sends its next request when the
+//! reply to the last one came). Requests/s, p50/p99 latency as the client
+//! sees it, and the peak number of threads the offloading system started.
+//! Each measurement in a fresh child.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::b12::Writer;
+use super::{child_rows, ratio_str, Ctx};
+use crate::child::emit_row;
+use crate::report::{median_row, Row, Table};
+use crate::util::{self, ThreadSampler};
+
+const TARGET: &str = ">= tokio's throughput at <= 1/4 of its threads, p99 <= 1.2x";
+
+/// CPU per request.
+const CPU_PART: Duration = Duration::from_micros(100);
+/// The blocking read per request.
+const READ_DELAY: Duration = Duration::from_millis(1);
+/// Connections the client keeps busy: enough requests in flight to keep
+/// every CPU busy through the reads (1.1 ms of wall time per 0.1 ms of
+/// CPU) on machines of up to 16 CPUs.
+const CONNECTIONS: usize = 200;
+
+const SYSTEMS: &[&str] = &["tokio", "blocking", "cmwq"];
+
+fn label(sys: &str) -> &'static str {
+    match sys {
+        "tokio" => "tokio spawn_blocking",
+        "blocking" => "blocking::unblock",
+        _ => "cmwq::unblock",
+    }
+}
+
+pub fn run(ctx: &Ctx) -> Table {
+    let requests = ctx.pick(2_000, 20_000);
+    let mut t = Table::new(
+        "B10",
+        &format!(
+            "async offload: a tokio loopback server, {requests} requests of 100 us CPU + a 1 ms pipe read, {CONNECTIONS} connections, on {} CPUs",
+            ctx.ncpu
+        ),
+        TARGET,
+    );
+    t.ratio_of = Some("requests_per_s".into());
+    let mut samples: Vec<Vec<Row>> = SYSTEMS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..ctx.reps {
+        for (i, sys) in SYSTEMS.iter().enumerate() {
+            if let Some(out) = child_rows(
+                &mut t,
+                &["b10", sys, &requests.to_string()],
+                &[],
+                Duration::from_secs(120),
+            ) {
+                samples[i].extend(out.rows);
+            }
+        }
+    }
+    for s in samples.iter().filter(|s| !s.is_empty()) {
+        t.rows.push(median_row(s));
+    }
+    // The CPU floor: every request's CPU part spread over every CPU.
+    t.rows.push(Row::new("floor: CPU bound").num(
+        "requests_per_s",
+        ctx.ncpu as f64 / CPU_PART.as_secs_f64(),
+    ));
+    let get = |t: &Table, p: &str, k: &str| t.row(p, None).and_then(|r| r.get(k));
+    let (c, k) = (label("cmwq"), label("tokio"));
+    let fig = |t: &Table, key: &str| (get(t, c, key), get(t, k, key));
+    if let (Some(cr), Some(kr)) = fig(&t, "requests_per_s") {
+        t.check(
+            "cmwq::unblock requests/s >= tokio spawn_blocking's",
+            ratio_str(cr / kr),
+            cr >= kr,
+        );
+    }
+    if let (Some(ct), Some(kt)) = fig(&t, "peak_threads") {
+        t.check(
+            "cmwq::unblock peak threads <= 1/4 of tokio spawn_blocking's",
+            format!("{ct:.0} vs {kt:.0}"),
+            ct * 4.0 <= kt,
+        );
+    }
+    if let (Some(cp), Some(kp)) = fig(&t, "p99_ms") {
+        t.check(
+            "cmwq::unblock p99 <= 1.2x tokio spawn_blocking's",
+            ratio_str(cp / kp),
+            cp <= 1.2 * kp,
+        );
+    }
+    t.note("the server is a tokio multi-thread runtime with nr_cpus workers; each connection's task reads an 8-byte request, offloads the request's work and awaits it, then writes the reply; the client is a current-thread runtime on a thread of its own");
+    t.note("the read is real: the offloaded closure makes a pipe and blocks reading it; a writer thread writes the byte 1 ms after it asked; cmwq is given no hint");
+    t.note("latency: from the client's write of a request to its read of the reply; peak_threads: threads the offloading system started (tokio's blocking pool, the blocking crate's pool, cmwq's workers and its own threads), sampled every ms; cpu_util_pct: process CPU time / (wall time x nr_cpus); cpu_us_per_request: process CPU time / requests (100 us of it is the request's own work); both count the server, the client and the writer too");
+    t
+}
+
+/// Child: `b10 SYSTEM REQUESTS`.
+pub fn child(args: &[String]) -> Result<(), String> {
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let sys = arg(0).to_string();
+    if !SYSTEMS.contains(&sys.as_str()) {
+        return Err(format!("b10: unknown system {sys}"));
+    }
+    let requests: usize = arg(1).parse().map_err(|_| "b10: how many requests?")?;
+    let writer = Writer::start();
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cmwq::nr_cpus())
+        .thread_name("b10-server")
+        .enable_io()
+        .build()
+        .map_err(|e| format!("b10: server runtime: {e}"))?;
+    let listener = server
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| format!("b10: bind: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let sys2 = sys.clone();
+    server.spawn(async move {
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                return;
+            };
+            let _ = conn.set_nodelay(true);
+            tokio::spawn(serve(conn, sys2.clone(), writer.clone()));
+        }
+    });
+
+    // The client: connect everything first, then start the clock.
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("b10: client runtime: {e}"))?;
+    let conns: Vec<TcpStream> = client.block_on(async {
+        let mut v = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let c = TcpStream::connect(addr).await?;
+            c.set_nodelay(true)?;
+            v.push(c);
+        }
+        Ok::<_, std::io::Error>(v)
+    })
+    .map_err(|e| format!("b10: connect: {e}"))?;
+    std::thread::sleep(Duration::from_millis(50));
+
+    // Every thread that exists now is not the offloading system's.
+    let sampler = ThreadSampler::start(Duration::from_millis(1), |_| false);
+    let next = Arc::new(AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(requests)));
+    let cpu0 = util::process_cpu_ns();
+    let t0 = Instant::now();
+    client.block_on(async {
+        let mut tasks = Vec::new();
+        for mut c in conns {
+            let (next, lat) = (next.clone(), lat.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let mut buf = [0u8; 8];
+                loop {
+                    let id = next.fetch_add(1, Relaxed);
+                    if id >= requests {
+                        break;
+                    }
+                    let t = Instant::now();
+                    c.write_all(&(id as u64).to_le_bytes()).await?;
+                    c.read_exact(&mut buf).await?;
+                    if u64::from_le_bytes(buf) != id as u64 {
+                        return Err(std::io::Error::other("b10: a reply for another request"));
+                    }
+                    mine.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+                lat.lock().unwrap().extend(mine);
+                Ok::<_, std::io::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    })?;
+    let wall = t0.elapsed();
+    let cpu = util::process_cpu_ns() - cpu0;
+    let peak = sampler.stop();
+    let lat = lat.lock().unwrap().clone();
+    if lat.len() != requests {
+        return Err(format!("b10: {} of {requests} replies", lat.len()));
+    }
+    emit_row(
+        &Row::new(label(&sys))
+            .num("requests_per_s", requests as f64 / wall.as_secs_f64())
+            .num("p50_ms", util::percentile(&lat, 50.0))
+            .num("p99_ms", util::percentile(&lat, 99.0))
+            .num("peak_threads", peak as f64)
+            .num(
+                "cpu_util_pct",
+                100.0 * cpu as f64 / (wall.as_nanos() as f64 * cmwq::nr_cpus() as f64),
+            )
+            .num("cpu_us_per_request", cpu as f64 / 1e3 / requests as f64),
+    );
+    // Without waiting for the blocking pool's idle threads.
+    server.shutdown_background();
+    Ok(())
+}
+
+/// One connection of the server: request in, offloaded work, reply out.
+async fn serve(mut conn: TcpStream, sys: String, writer: Arc<Writer>) {
+    let mut buf = [0u8; 8];
+    while conn.read_exact(&mut buf).await.is_ok() {
+        let w = writer.clone();
+        let work = move || {
+            util::burn_cpu(CPU_PART);
+            w.read_after(READ_DELAY);
+            buf
+        };
+        let reply = match sys.as_str() {
+            "tokio" => match tokio::task::spawn_blocking(work).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+            "blocking" => blocking::unblock(work).await,
+            _ => cmwq::unblock(work).await,
+        };
+        if conn.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
