@@ -70,10 +70,10 @@ pub fn run(ctx: &Ctx) -> Table {
         t.rows.push(median_row(s));
     }
     // The CPU floor: every request's CPU part spread over every CPU.
-    t.rows.push(Row::new("floor: CPU bound").num(
-        "requests_per_s",
-        ctx.ncpu as f64 / CPU_PART.as_secs_f64(),
-    ));
+    t.rows.push(
+        Row::new("floor: CPU bound")
+            .num("requests_per_s", ctx.ncpu as f64 / CPU_PART.as_secs_f64()),
+    );
     let get = |t: &Table, p: &str, k: &str| t.row(p, None).and_then(|r| r.get(k));
     let (c, k) = (label("cmwq"), label("tokio"));
     let fig = |t: &Table, key: &str| (get(t, c, key), get(t, k, key));
@@ -139,16 +139,17 @@ pub fn child(args: &[String]) -> Result<(), String> {
         .enable_io()
         .build()
         .map_err(|e| format!("b10: client runtime: {e}"))?;
-    let conns: Vec<TcpStream> = client.block_on(async {
-        let mut v = Vec::with_capacity(CONNECTIONS);
-        for _ in 0..CONNECTIONS {
-            let c = TcpStream::connect(addr).await?;
-            c.set_nodelay(true)?;
-            v.push(c);
-        }
-        Ok::<_, std::io::Error>(v)
-    })
-    .map_err(|e| format!("b10: connect: {e}"))?;
+    let conns: Vec<TcpStream> = client
+        .block_on(async {
+            let mut v = Vec::with_capacity(CONNECTIONS);
+            for _ in 0..CONNECTIONS {
+                let c = TcpStream::connect(addr).await?;
+                c.set_nodelay(true)?;
+                v.push(c);
+            }
+            Ok::<_, std::io::Error>(v)
+        })
+        .map_err(|e| format!("b10: connect: {e}"))?;
     std::thread::sleep(Duration::from_millis(50));
 
     // Every thread that exists now is not the offloading system's.
@@ -182,7 +183,9 @@ pub fn child(args: &[String]) -> Result<(), String> {
             }));
         }
         for t in tasks {
-            t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
         }
         Ok::<_, String>(())
     })?;
