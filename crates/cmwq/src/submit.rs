@@ -312,8 +312,9 @@ impl<T> Handle<T> {
     }
 
     /// Take it off the queue if it has not started: true if so (the
-    /// handle then resolves to [`JoinError::Cancelled`]); false once it
-    /// started (it runs to the end) or finished.
+    /// handle then resolves to [`JoinError::Cancelled`]; the closure, never
+    /// run, is dropped with the handle); false once it started (it runs to
+    /// the end) or finished.
     pub fn cancel(&self) -> bool {
         if self
             .shared()

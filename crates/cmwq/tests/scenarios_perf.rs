@@ -139,78 +139,13 @@ fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
 /// A CPU hog on a worker that the monitor itself woke (to take over from a
 /// runner it found blocked) is flagged near the threshold, although that
 /// worker's wake-up left no switch record (its ring is off while parked).
-/// Judged on the hog's own CPU time, as the hog check is, so a loaded
-/// machine only makes the test slower. (Without the monitor's second look
-/// after it wakes a worker, the hog is first seen at the monitor's 20 ms
-/// timeout and flagged after about 60 ms of CPU.)
+/// See `scenarios::check_hog_on_a_woken_worker`. (Without the monitor's
+/// second look after it wakes a worker, the hog is first seen at the
+/// monitor's 20 ms timeout and flagged after about 60 ms of CPU.)
 #[test]
 fn g16_a_hog_on_a_worker_woken_for_a_blocked_runner_is_flagged_in_time_perf() {
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
     let _s = common::serial();
-    if !ready() {
-        return;
+    if ready() {
+        scenarios::check_hog_on_a_woken_worker();
     }
-    let cpu = cmwq::nr_cpus() - 1;
-    if let Some(&other) = common::own_affinity().iter().find(|&&c| c != cpu) {
-        common::pin_self(&[other]);
-    }
-    let wq = cmwq::Workqueue::new("g16_hog_after_kick").unwrap();
-    let thresh = scenarios::HOG_THRESH;
-    // Several idle workers, so that the one woken for the blocker creates
-    // no spare (a new thread's first switches would wake the monitor by
-    // themselves).
-    let warm: Vec<cmwq::Work> = (0..4)
-        .map(|_| {
-            cmwq::Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(20))))
-        })
-        .collect();
-    for w in &warm {
-        assert!(wq.queue_on(cpu, w));
-    }
-    wq.flush();
-    // Let the pool go unwatched and its workers park.
-    std::thread::sleep(Duration::from_millis(150));
-
-    let t0 = Instant::now();
-    // (wall time, CPU time the hog has used), every millisecond of CPU.
-    let trace: Arc<Mutex<Vec<(Duration, Duration)>>> = Arc::default();
-    let next_at: Arc<Mutex<Option<Duration>>> = Arc::default();
-    // Blocks unannounced, long enough to be found and to stay out.
-    let blocker = cmwq::Work::new(move |_| std::thread::sleep(thresh * 8));
-    // Runs on the worker woken for the blocker, and hogs the CPU.
-    let tr = trace.clone();
-    let hog = cmwq::Work::new(move |_| {
-        let start = common::thread_cpu();
-        loop {
-            let used = common::thread_cpu() - start;
-            tr.lock().unwrap().push((t0.elapsed(), used));
-            if used >= thresh * 6 {
-                break;
-            }
-            common::burn_cpu(Duration::from_millis(1));
-        }
-    });
-    // Waits behind the hog until the hog is flagged.
-    let n = next_at.clone();
-    let next = cmwq::Work::new(move |_| *n.lock().unwrap() = Some(t0.elapsed()));
-    assert!(wq.queue_on(cpu, &blocker));
-    assert!(wq.queue_on(cpu, &hog));
-    assert!(wq.queue_on(cpu, &next));
-    next.flush();
-    let next_start = next_at.lock().unwrap().expect("next ran");
-    let used = trace
-        .lock()
-        .unwrap()
-        .iter()
-        .take_while(|(wall, _)| *wall <= next_start)
-        .last()
-        .map_or(Duration::ZERO, |&(_, used)| used);
-    wq.flush();
-    let limit = thresh + thresh * 3 / 10;
-    assert!(
-        used < limit,
-        "the item behind a hog on a freshly woken worker started only after the hog had used {used:?} of CPU (threshold {thresh:?}, allowed {limit:?})"
-    );
 }

@@ -55,3 +55,14 @@ fn g15_short_blocks_do_not_start_a_worker_sentinel() {
         scenarios::check_short_blocks(MODE);
     }
 }
+
+/// A CPU hog on the spare a sentinel woke (to take over from a runner it
+/// found blocked) is flagged near the threshold, although the monitor is
+/// not woken at every sentinel mark (`policy::wake_to_follow`).
+#[test]
+fn g16_a_hog_on_a_worker_woken_for_a_blocked_runner_is_flagged_in_time_sentinel() {
+    let _s = common::serial();
+    if ready() {
+        scenarios::check_hog_on_a_woken_worker();
+    }
+}

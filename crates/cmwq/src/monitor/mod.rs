@@ -337,19 +337,20 @@ pub(crate) fn new_runner_unrecorded() {
 }
 
 /// A runner the monitor has not seen yet starts (a worker woken unrecorded,
-/// or a spare a sentinel woke): have the monitor look at it within half the
-/// hog threshold of its start, so that a CPU hog is flagged near the
-/// threshold. The next pass looks twice ([`ANNOUNCED`]); the monitor is
-/// woken only if it is in a pass (which may miss the runner) or would sleep
-/// past that, not at every new runner: a blocking service starts one per
-/// block, and a wake-up each cost 27 us of CPU per request in B10.
+/// or a spare a sentinel woke, whose marked predecessor's return must be
+/// looked for too): have the monitor look soon ([`policy::wake_to_follow`]),
+/// so that a CPU hog is flagged near the threshold. The next pass looks
+/// twice ([`ANNOUNCED`]); the monitor is woken only if it is in a pass
+/// (which may miss the runner) or would sleep past that, not at every new
+/// runner: a blocking service starts one per block, and a wake-up each cost
+/// 27 us of CPU per request in B10.
 fn follow_new_runner() {
-    let Some(th) = settings().cpu_intensive_thresh else {
-        return;
-    };
-    ANNOUNCED.store(true, Relaxed);
-    let until = SLEEP_UNTIL.load(Relaxed);
-    if policy::wake_to_follow(until, util::mono_ns(), th.as_nanos() as u64) {
+    let th = settings().cpu_intensive_thresh.map(|d| d.as_nanos() as u64);
+    ANNOUNCED.store(true, SeqCst);
+    // Against the monitor's store of 0 and swap of ANNOUNCED (the other
+    // order): one of the two sides sees the other's write.
+    let until = SLEEP_UNTIL.load(SeqCst);
+    if policy::wake_to_follow(until, util::mono_ns(), th) {
         wake();
     }
 }
@@ -511,7 +512,7 @@ fn monitor_main() {
         let mut set_timeout = |t: u64| {
             timeout = Some(timeout.map_or(t, |x: u64| x.min(t)));
         };
-        if ANNOUNCED.swap(false, Relaxed) {
+        if ANNOUNCED.swap(false, SeqCst) {
             // A worker woke unrecorded: it may not be `current` yet.
             set_timeout(now + NEW_RUNNER_LOOK_NS);
         }
@@ -676,7 +677,7 @@ fn monitor_main() {
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd entries
         // whose fds are open (see above); the timeout pointer is null or
         // points to a live timespec; no signal mask is passed.
-        SLEEP_UNTIL.store(timeout.unwrap_or(u64::MAX), Relaxed);
+        SLEEP_UNTIL.store(timeout.unwrap_or(u64::MAX), SeqCst);
         let n = unsafe {
             libc::ppoll(
                 pfds.as_mut_ptr(),
@@ -685,7 +686,7 @@ fn monitor_main() {
                 std::ptr::null(),
             )
         };
-        SLEEP_UNTIL.store(0, Relaxed);
+        SLEEP_UNTIL.store(0, SeqCst);
         if let (true, Some(fd)) = (n > 0 && pfds[0].revents != 0, &m.wake_fd) {
             let mut buf = [0u8; 8];
             let _ = rustix::io::read(fd, &mut buf);
@@ -829,15 +830,28 @@ fn check_runner(
                     };
                     let marked = d.marked;
                     let before = d.track.interval;
-                    // A marked runner's return is looked for at the /proc
-                    // cadence whatever the mode.
+                    // A marked runner's return is looked for on the
+                    // return grid (`policy::on_marked`); once back, it is
+                    // followed at the /proc cadence at most, whatever the
+                    // mode.
                     let max = if marked {
                         max_interval.min(PROC_MAX_INTERVAL_NS)
                     } else {
                         max_interval
                     };
                     match policy::proc_sample(&mut d.track, sample, now, stall, marked, max) {
-                        policy::ProcVerdict::Blocked => blocked = Some(true),
+                        policy::ProcVerdict::Blocked => {
+                            blocked = Some(true);
+                            if !marked {
+                                // About to be marked: its return is looked
+                                // for on the grid from now, not at the
+                                // confirming cadence (one wake-up saved per
+                                // mark). A mark that does not take is seen
+                                // at the next look (new execution, or not
+                                // marked after all).
+                                policy::on_marked(&mut d.track, now);
+                            }
+                        }
                         policy::ProcVerdict::Running { woke } => {
                             if woke {
                                 d.rebase_cpu(&r.w, now, hog);

@@ -18,10 +18,15 @@ pub(crate) const NEW_RUNNER_LOOK_NS: u64 = 1_000_000;
 
 /// A new runner starts that the monitor has not seen: whether to wake the
 /// monitor, which sleeps until `sleep_until` (0: it is in a pass, which may
-/// miss the runner; `u64::MAX`: no timeout), given the hog threshold `th`:
-/// only if it would not look within half the threshold anyway.
-pub(crate) fn wake_to_follow(sleep_until: u64, now: u64, th: u64) -> bool {
-    sleep_until == 0 || sleep_until > now.saturating_add(th / 2)
+/// miss the runner; `u64::MAX`: no timeout), given the hog threshold `th`
+/// (None: hog detection off). It must look within an eighth of the
+/// threshold, at most [`RETURN_LOOK_NS`] (a hog is then flagged within
+/// that of the threshold, and a marked runner's return looked for from
+/// then): woken only if it would not look that soon anyway. A deadline
+/// already past counts as a pass (the monitor may be past its look).
+pub(crate) fn wake_to_follow(sleep_until: u64, now: u64, th: Option<u64>) -> bool {
+    let within = th.map_or(RETURN_LOOK_NS, |t| (t / 8).min(RETURN_LOOK_NS));
+    sleep_until <= now || sleep_until > now.saturating_add(within)
 }
 
 /// proc: the longest interval between two samples of a runner that keeps
@@ -32,14 +37,15 @@ pub(crate) const PROC_MAX_INTERVAL_NS: u64 = 1_000_000;
 /// window of 0 the first blocked sample is confirmed by the next one.
 pub(crate) const PROC_MIN_INTERVAL_NS: u64 = 20_000;
 
-/// A runner just marked blocked: how long after the mark its return is
-/// first looked for, and then how often (ns). Not urgent: most blocks end
-/// and their item finishes (which counts the worker again) before; and a
-/// runner that came back unseen keeps its CPU busy, so that CPU's sentinel
-/// does not run and wakes nobody. Until it is seen, a queue or an item's
-/// end may start one worker too many on its CPU, for at most this long.
-/// Looking sooner cost a sample every 20-40 us per blocked worker: 30% of
-/// a CPU for a blocking service (B10) on two CPUs.
+/// A runner just marked blocked: about how long after the monitor's first
+/// look at the mark its return is looked for, and then how often (ns). Not
+/// urgent: most blocks end and their item finishes (which counts the worker
+/// again) before; and a runner that came back unseen keeps its CPU busy,
+/// so that CPU's sentinel does not run and wakes nobody. Until it is seen,
+/// a queue or an item's end may start one worker too many on its CPU, for
+/// about two of these (the first look comes within one,
+/// [`wake_to_follow`]). Looking sooner cost a sample every 20-40 us per
+/// blocked worker: 30% of a CPU for a blocking service (B10) on two CPUs.
 pub(crate) const RETURN_LOOK_NS: u64 = 1_000_000;
 
 /// A runner was just marked blocked at `now`: sample it for its return
@@ -444,15 +450,26 @@ mod tests {
 
     #[test]
     fn a_new_runner_wakes_the_monitor_only_if_it_would_look_too_late() {
-        let th = 10 * MS;
-        // In a pass: it may have read the pool before the runner started.
+        let th = Some(10 * MS);
+        // In a pass (it may have read the pool before the runner started),
+        // or its deadline already passed.
         assert!(wake_to_follow(0, 100 * MS, th));
-        // Asleep with no timeout, or past half the threshold.
+        assert!(wake_to_follow(99 * MS, 100 * MS, th));
+        // Asleep with no timeout, or past an eighth of the threshold (at
+        // most RETURN_LOOK_NS).
         assert!(wake_to_follow(u64::MAX, 100 * MS, th));
-        assert!(wake_to_follow(106 * MS, 100 * MS, th));
+        assert!(wake_to_follow(100 * MS + RETURN_LOOK_NS + 1, 100 * MS, th));
+        assert!(wake_to_follow(100 * MS + MS / 2, 100 * MS, Some(MS)));
         // It looks soon enough anyway.
-        assert!(!wake_to_follow(105 * MS, 100 * MS, th));
-        assert!(!wake_to_follow(101 * MS, 100 * MS, th));
+        assert!(!wake_to_follow(100 * MS + RETURN_LOOK_NS, 100 * MS, th));
+        assert!(!wake_to_follow(100 * MS + 1, 100 * MS, th));
+        // Hog detection off: still within a return look.
+        assert!(wake_to_follow(u64::MAX, 100 * MS, None));
+        assert!(!wake_to_follow(
+            100 * MS + RETURN_LOOK_NS / 2,
+            100 * MS,
+            None
+        ));
     }
 
     #[test]

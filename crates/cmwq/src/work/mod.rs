@@ -105,7 +105,10 @@ impl<F: ?Sized> Drop for WorkInner<F> {
 }
 
 // SAFETY: the function is only called by the holder of RUNNING (one thread
-// at a time, G3) and only needs `Send`; `slot` follows the exclusive-access
+// at a time, G3), through `&self`, and a `WorkFn` keeps whatever it mutates
+// in cells that only that call touches, so it only needs `Send`; the parts
+// `with_fn`'s pointer lets others read meanwhile must be `Sync` (its
+// contract); `slot` follows the exclusive-access
 // protocol documented on `Slot`; everything else is atomic or immutable.
 unsafe impl<F: ?Sized + Send> Sync for WorkInner<F> {}
 // SAFETY: as above; the raw pointers are owned references to `Pwq`s, which
@@ -248,7 +251,9 @@ impl Work {
     }
 
     /// An item running `func`, and a pointer to `func` inside the item's
-    /// one allocation, valid while any handle on the item lives.
+    /// one allocation, valid while any handle on the item lives. Other
+    /// threads may read through it while `run` executes: only parts of `R`
+    /// that are `Sync` and that `run` does not hold `&mut` to may be read.
     pub(crate) fn with_fn<R: WorkFn>(name: Option<&'static str>, func: R) -> (Work, NonNull<R>) {
         let inner: Arc<WorkInner<R>> = Arc::new(WorkInner {
             state: StateWord::new(),

@@ -1086,3 +1086,73 @@ pub fn check_short_blocks(mode: Detect) {
         }
     }
 }
+
+/// G16: a CPU hog on a worker woken to take over from a runner found
+/// blocked (by the monitor, or by a sentinel) is flagged near the
+/// threshold: the item queued behind it starts before the hog has used
+/// 1.3x the threshold of CPU. Judged on the hog's own CPU time, as the hog
+/// check is, so a loaded machine only makes the test slower.
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn check_hog_on_a_woken_worker() {
+    let cpu = cmwq::nr_cpus() - 1;
+    if let Some(&other) = crate::common::own_affinity().iter().find(|&&c| c != cpu) {
+        crate::common::pin_self(&[other]);
+    }
+    let wq = cmwq::Workqueue::new("g16_hog_after_kick").unwrap();
+    let thresh = HOG_THRESH;
+    // Several idle workers, so that the one woken for the blocker creates
+    // no spare (a new thread's first switches would wake the monitor by
+    // themselves).
+    let warm: Vec<cmwq::Work> = (0..4)
+        .map(|_| {
+            cmwq::Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(20))))
+        })
+        .collect();
+    for w in &warm {
+        assert!(wq.queue_on(cpu, w));
+    }
+    wq.flush();
+    // Let the pool go unwatched and its workers park.
+    std::thread::sleep(Duration::from_millis(150));
+
+    let t0 = Instant::now();
+    // (wall time, CPU time the hog has used), every millisecond of CPU.
+    let trace: Arc<Mutex<Vec<(Duration, Duration)>>> = Arc::default();
+    let next_at: Arc<Mutex<Option<Duration>>> = Arc::default();
+    // Blocks unannounced, long enough to be found and to stay out.
+    let blocker = cmwq::Work::new(move |_| std::thread::sleep(thresh * 8));
+    // Runs on the worker woken for the blocker, and hogs the CPU.
+    let tr = trace.clone();
+    let hog = cmwq::Work::new(move |_| {
+        let start = crate::common::thread_cpu();
+        loop {
+            let used = crate::common::thread_cpu() - start;
+            tr.lock().unwrap().push((t0.elapsed(), used));
+            if used >= thresh * 6 {
+                break;
+            }
+            crate::common::burn_cpu(Duration::from_millis(1));
+        }
+    });
+    // Waits behind the hog until the hog is flagged.
+    let n = next_at.clone();
+    let next = cmwq::Work::new(move |_| *n.lock().unwrap() = Some(t0.elapsed()));
+    assert!(wq.queue_on(cpu, &blocker));
+    assert!(wq.queue_on(cpu, &hog));
+    assert!(wq.queue_on(cpu, &next));
+    next.flush();
+    let next_start = next_at.lock().unwrap().expect("next ran");
+    let used = trace
+        .lock()
+        .unwrap()
+        .iter()
+        .take_while(|(wall, _)| *wall <= next_start)
+        .last()
+        .map_or(Duration::ZERO, |&(_, used)| used);
+    wq.flush();
+    let limit = thresh + thresh * 3 / 10;
+    assert!(
+        used < limit,
+        "the item behind a hog on a freshly woken worker started only after the hog had used {used:?} of CPU (threshold {thresh:?}, allowed {limit:?})"
+    );
+}
