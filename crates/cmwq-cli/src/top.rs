@@ -21,8 +21,11 @@
 //!
 //! When the process has a control socket (`CMWQ_CONTROL=1`), its
 //! `workers` reply adds what only the library knows: the item each worker
-//! runs (ITEM column), and idle or known-blocked where `/proc` cannot say.
-//! Without one, `/proc` alone is used; nothing is asked of the process.
+//! runs (ITEM column), and idle or known-blocked where `/proc` cannot say;
+//! and, since it lists every worker, threads named like workers that are
+//! not (threads an item started inherit its worker's name) go to a group
+//! of their own, `started by items`. Without one, `/proc` alone is used
+//! (and cannot tell those apart); nothing is asked of the process.
 //!
 //! CPU% is over the last interval, 100% being one CPU: the delta of the
 //! threads' `utime + stime` over the wall-clock delta.
@@ -276,6 +279,9 @@ enum Group {
     Rescuers,
     /// `cmwq-*` and unrecognised `kworker/*`.
     Library,
+    /// Named like a pool's worker but not one, by the control socket's
+    /// list: a thread a work item started (it inherits the worker's name).
+    NotWorkers,
 }
 
 impl Group {
@@ -290,6 +296,7 @@ impl Group {
             Group::Pool(PoolKey::Unbound(id)) => format!("unbound u{id}"),
             Group::Rescuers => "rescuers".into(),
             Group::Library => "library".into(),
+            Group::NotWorkers => "started by items".into(),
         }
     }
 
@@ -647,10 +654,15 @@ fn build(pid: u32, prev: Option<&Sample>, cur: &Sample, clk_tck: u64) -> Snapsho
         .iter()
         .any(|t| matches!(t.syscall, SyscallInfo::Known(_)));
     for t in &cur.tasks {
-        let Some((group, id)) = classify_name(&t.stat.comm) else {
+        let Some((mut group, mut id)) = classify_name(&t.stat.comm) else {
             continue;
         };
         let exact = cur.exact.as_ref().and_then(|m| m.get(&t.tid));
+        if group.is_pool() && cur.exact.is_some() && exact.is_none() {
+            // Not in the library's list of workers: a thread an item
+            // started, named after the worker that started it.
+            (group, id) = (Group::NotWorkers, None);
+        }
         let mut state = classify(t.stat.state, &t.syscall);
         if let (Some(e), State::Sleeping) = (exact, &state) {
             // /proc could not tell (no syscall file): the library's view,
@@ -817,7 +829,7 @@ fn render_text(s: &Snapshot) -> String {
     let pool_row = |out: &mut String, c: &[&str]| {
         let _ = writeln!(
             out,
-            "{:<12} {:>7} {:>7} {:>7} {:>5} {:>8} {:>7}",
+            "{:<16} {:>7} {:>7} {:>7} {:>5} {:>8} {:>7}",
             c[0], c[1], c[2], c[3], c[4], c[5], c[6]
         );
     };
@@ -1224,7 +1236,7 @@ fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
     let pools = Table::new(
         pool_rows,
         [
-            Constraint::Length(12),
+            Constraint::Length(16),
             Constraint::Length(8),
             Constraint::Length(8),
             Constraint::Length(8),
@@ -1476,6 +1488,7 @@ mod tests {
             Group::Library,
             Group::Pool(PoolKey::Unbound(2)),
             Group::Rescuers,
+            Group::NotWorkers,
             Group::Pool(PoolKey::Cpu {
                 cpu: 1,
                 highpri: false,
@@ -1504,7 +1517,8 @@ mod tests {
                 "cpu10",
                 "unbound u2",
                 "rescuers",
-                "library"
+                "library",
+                "started by items"
             ]
         );
     }
@@ -1727,8 +1741,14 @@ mod tests {
         assert_eq!(row(16).item.as_deref(), Some("-"));
         assert_eq!(row(11).state, State::Running);
         assert_eq!(row(11).item.as_deref(), Some("w:x"));
-        // A thread the socket did not list.
+        // A thread named like a worker that the socket did not list: one
+        // an item started, which inherited its worker's name.
         assert_eq!(row(14).item.as_deref(), Some("-"));
+        assert_eq!(row(14).group, Group::NotWorkers);
+        assert!(s.groups.iter().any(|g| g.group == Group::NotWorkers));
+        // Rescuers and the library's threads are never in that list.
+        assert_eq!(row(17).group, Group::Rescuers);
+        assert_eq!(row(18).group, Group::Library);
         assert!(s.note.unwrap().contains("control socket"));
     }
 
