@@ -30,8 +30,14 @@ fn setup() -> &'static (PathBuf, Arc<AtomicU64>) {
             std::thread::sleep(Duration::from_micros(500));
             let _ = w;
         })));
+        // Always on one CPU's pool: a re-queue while the tick runs then
+        // waits behind it there, so detection finds the sleep (with
+        // `queue`, the queuer's CPU decided: from another CPU the re-queue
+        // woke that CPU's idle worker, which handed it over, and no block
+        // was ever detected).
+        let cpu = *common::own_affinity().first().expect("a CPU");
         std::thread::spawn(move || loop {
-            wq.queue(w);
+            wq.queue_on(cpu, w);
             std::thread::sleep(Duration::from_micros(200));
         });
         let path = cmwq::control::socket_path().expect("the control socket is listening");
