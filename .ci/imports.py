@@ -5,7 +5,9 @@ components (circles), and the imports that run upward in the layer order of
 crates/cmwq/src/LAYERS.md.
 
     .ci/imports.py            print circles and upward imports
-    .ci/imports.py --check    fail if an upward import is not allowed
+    .ci/imports.py --check    fail if a module is missing from LAYERS.md, or
+                              the largest circle or the number of upward
+                              imports is above the figures LAYERS.md records
 """
 import os
 import re
@@ -159,8 +161,23 @@ def main():
     if missing:
         print("not in LAYERS.md:", " ".join(missing))
     if "--check" in sys.argv:
-        allowed = int(os.environ.get("CMWQ_MAX_UPWARD", "-1"))
-        bad = missing or (allowed >= 0 and len(upward) > allowed)
+        text = open(os.path.join(ROOT, "LAYERS.md")).read()
+        max_circle = int(re.search(r"largest circle: (\d+)", text).group(1))
+        max_upward = int(re.search(r"upward imports: (\d+)", text).group(1))
+        largest = max((len(c) for c in circles), default=1)
+        bad = False
+        if missing:
+            print("FAIL: modules missing from LAYERS.md")
+            bad = True
+        if largest > max_circle:
+            print(f"FAIL: a circle of {largest} files, LAYERS.md allows {max_circle}")
+            bad = True
+        if len(upward) > max_upward:
+            print(f"FAIL: {len(upward)} upward imports, LAYERS.md allows {max_upward}")
+            bad = True
+        if not bad:
+            print(f"ok: largest circle {largest} (allowed {max_circle}), "
+                  f"{len(upward)} upward imports (allowed {max_upward})")
         return 1 if bad else 0
     return 0
 

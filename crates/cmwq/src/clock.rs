@@ -39,32 +39,53 @@
 //! assert_eq!(clock::now(), Duration::from_millis(340));
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::Error;
 
-static MANUAL: AtomicBool = AtomicBool::new(false);
+/// Which clock the process uses: not decided yet, the real one (decided
+/// by the first read of the clock or the start of the pools), or the
+/// manual one ([`use_manual`]). Decided once, by one compare-exchange.
+static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+const UNDECIDED: u8 = 0;
+const REAL: u8 = 1;
+const MANUAL: u8 = 2;
+/// The pools started ([`seal`]).
+static SEALED: AtomicBool = AtomicBool::new(false);
 /// Manual time, ns since the clock started.
 static MANUAL_NOW: AtomicU64 = AtomicU64::new(0);
 /// Serialises `advance` calls so timers fire in order.
 pub(crate) static ADVANCE: crate::sync::Mutex<()> = crate::sync::Mutex::new(());
 /// CLOCK_MONOTONIC (ns) when the clock started.
 static START: OnceLock<u64> = OnceLock::new();
-
-/// CLOCK_MONOTONIC in ns: the clock `Instant` reads, without `Instant`'s
-/// checked `Timespec` arithmetic (this is on the path of every timer arm).
-#[inline]
-fn monotonic_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
+/// What [`advance`] calls to fire the timers due at the new time: set by
+/// the timer module when its wheel is made (before that, nothing is
+/// armed). Keeps this module a leaf of the library.
+static FIRE_DUE: OnceLock<fn(u64)> = OnceLock::new();
 
 /// Whether the manual clock is in use.
 #[inline]
 pub(crate) fn is_manual() -> bool {
-    MANUAL.load(Relaxed)
+    MODE.load(Relaxed) == MANUAL
+}
+
+/// The pools started: [`use_manual`] is refused from now on, and the clock
+/// is the real one unless the manual one was chosen before.
+pub(crate) fn seal() {
+    SEALED.store(true, SeqCst);
+    decide_real();
+}
+
+/// The real clock from now on, unless the manual one was chosen.
+fn decide_real() {
+    let _ = MODE.compare_exchange(UNDECIDED, REAL, AcqRel, Acquire);
+}
+
+/// The timers' "fire what is due at this time" for [`advance`].
+pub(crate) fn on_advance(fire: fn(u64)) {
+    let _ = FIRE_DUE.set(fire);
 }
 
 /// The clock in ns since it started: virtual or real.
@@ -73,19 +94,24 @@ pub(crate) fn now_ns() -> u64 {
     if is_manual() {
         MANUAL_NOW.load(Acquire)
     } else {
-        let start = *START.get_or_init(monotonic_ns);
-        monotonic_ns().saturating_sub(start)
+        let start = *START.get_or_init(|| {
+            decide_real();
+            crate::util::mono_ns()
+        });
+        crate::util::mono_ns().saturating_sub(start)
     }
 }
 
 /// Switch the process to a manual clock. Call before any workqueue is used;
 /// an error afterwards. From then on delays follow [`advance`] only.
 pub fn use_manual() -> Result<(), Error> {
-    if crate::pool::pools_if_started().is_some() || START.get().is_some() {
+    if SEALED.load(SeqCst) {
         return Err(Error::AlreadyStarted("the manual clock"));
     }
-    MANUAL.store(true, SeqCst);
-    Ok(())
+    match MODE.compare_exchange(UNDECIDED, MANUAL, AcqRel, Acquire) {
+        Ok(_) | Err(MANUAL) => Ok(()),
+        Err(_) => Err(Error::AlreadyStarted("the manual clock")),
+    }
 }
 
 /// Move the manual clock forward by `d`: fires every timer due, in deadline
@@ -102,7 +128,9 @@ pub fn advance(d: Duration) {
     let _g = ADVANCE.lock();
     let now = MANUAL_NOW.load(Acquire).saturating_add(d.as_nanos() as u64);
     MANUAL_NOW.store(now, Release);
-    crate::timer::advance_manual(now);
+    if let Some(fire) = FIRE_DUE.get() {
+        fire(now);
+    }
 }
 
 /// Time since the clock started, virtual or real.

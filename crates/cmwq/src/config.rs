@@ -230,7 +230,9 @@ pub(crate) fn settings() -> &'static Settings {
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_default();
-        resolve(cfg, |k| std::env::var(k).ok())
+        let s = resolve(cfg, |k| std::env::var(k).ok());
+        crate::event::set_hook(s.log);
+        s
     })
 }
 

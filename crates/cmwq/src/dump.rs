@@ -235,3 +235,61 @@ pub(crate) fn dump() -> String {
     }
     o
 }
+
+/// A workqueue as listed by [`workqueues`](crate::workqueues): what
+/// `wq_monitor.py` shows for it.
+#[derive(Clone, Debug)]
+pub struct WqInfo {
+    /// Its name.
+    pub name: String,
+    /// Its flags.
+    pub flags: crate::WqFlags,
+    /// Ordered workqueue.
+    pub ordered: bool,
+    /// Current max_active.
+    pub max_active: u32,
+    /// Its counters.
+    pub stats: crate::WqStats,
+}
+
+impl WqInfo {
+    /// Its row in [`monitor_table`](crate::monitor_table).
+    pub fn row(&self) -> String {
+        // CPUitsv and CMW apply where concurrency management does: bound
+        // and managed unbound pools (G19), not UNBOUND|CPU_INTENSIVE.
+        self.stats.row(
+            &self.name,
+            self.flags
+                .contains(crate::WqFlags::UNBOUND | crate::WqFlags::CPU_INTENSIVE),
+            self.flags.contains(crate::WqFlags::MEM_RECLAIM),
+        )
+    }
+}
+
+/// Every live workqueue, oldest first.
+pub fn workqueues() -> Vec<WqInfo> {
+    crate::workqueue::all_workqueues()
+        .into_iter()
+        .map(|wq| WqInfo {
+            name: wq.shared.name.clone(),
+            flags: wq.shared.flags,
+            ordered: wq.shared.ordered,
+            max_active: wq
+                .shared
+                .max_active
+                .load(std::sync::atomic::Ordering::Relaxed),
+            stats: wq.stats(),
+        })
+        .collect()
+}
+
+/// `wq_monitor.py`'s table: a header and one row per live workqueue.
+pub fn monitor_table() -> String {
+    let mut s = crate::WqStats::header();
+    s.push('\n');
+    for info in workqueues() {
+        s.push_str(&info.row());
+        s.push('\n');
+    }
+    s
+}

@@ -257,9 +257,21 @@ pub(crate) static PANICS: RateLimit = RateLimit::new("work item panic");
 /// Panics of closures' destructors.
 pub(crate) static DROP_PANICS: RateLimit = RateLimit::new("work item destructor panic");
 
+/// The hook events go to, set once when the settings are resolved
+/// (`config::settings`), so that this module stays below `config`. Every
+/// path that reports runs after that (it starts from the pools, which
+/// resolve them first); anything earlier would go to [`default_log`].
+static HOOK: std::sync::OnceLock<fn(&Event<'_>)> = std::sync::OnceLock::new();
+
+/// Where [`report`] delivers: called once, with the resolved settings.
+pub(crate) fn set_hook(hook: fn(&Event<'_>)) {
+    let _ = HOOK.set(hook);
+}
+
 /// Deliver an event to the configured hook.
 pub(crate) fn report(ev: Event<'_>) {
-    (crate::config::settings().log)(&ev);
+    let hook = HOOK.get().copied().unwrap_or(default_log);
+    hook(&ev);
 }
 
 /// The default hook: stderr, plus a `tracing` event with that feature.

@@ -76,7 +76,20 @@ pub(crate) fn register() {
                 message: "pthread_atfork failed: a forked child cannot use cmwq",
             });
         }
+        crate::monitor::on_child_start(restart_in_child);
     });
+}
+
+/// In a forked child, from the monitor's thread once it runs: start the
+/// rescuers' threads and the control socket again (a no-op unless asked
+/// for).
+fn restart_in_child() {
+    crate::control::start();
+    for wq in crate::workqueue::all_workqueues() {
+        if let Some(r) = &wq.shared.rescuer {
+            r.restart_after_fork();
+        }
+    }
 }
 
 extern "C" fn prepare() {
@@ -150,8 +163,8 @@ unsafe fn unlock_all(held: &Held) {
     let Some(pools) = pools_if_started() else {
         return;
     };
-    // SAFETY (whole block): each of these locks was taken by `prepare` on
-    // this thread and its guard forgotten; nothing released them since.
+    // SAFETY: (the whole block) each of these locks was taken by `prepare`
+    // on this thread and its guard forgotten; nothing released them since.
     unsafe {
         crate::event::DROP_PANICS.fork_unlock();
         crate::event::PANICS.fork_unlock();

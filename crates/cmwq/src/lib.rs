@@ -33,6 +33,7 @@
 //! in their names, and `RELIABILITY.md` says how they are tested.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod clock;
 pub mod coming_from;
@@ -68,12 +69,13 @@ mod workqueue;
 use std::sync::OnceLock;
 
 pub use config::{Config, Detect};
+pub use dump::{monitor_table, workqueues, WqInfo};
 pub use error::Error;
 pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
 pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
 pub use freeze::{freeze, thaw};
 pub use scope::{scope, scope_on, Scope};
-pub use stats::{monitor_table, workqueues, WqInfo, WqStats};
+pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
 pub use work::Work;
 pub use workqueue::{

@@ -2,7 +2,7 @@
 //! keyed waits, and clocks.
 
 use std::sync::atomic::{AtomicU32, Ordering::*};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A vector of slots with stable indices and a free list.
 pub(crate) struct Slab<T> {
@@ -199,32 +199,6 @@ impl Parker {
     }
 }
 
-/// Sleep on the futex word `word` until `ready()` holds. The word is read
-/// before each check of `ready`, and whoever makes `ready` true changes the
-/// word (or bumps it) and wakes it after, so no wake-up is lost.
-///
-/// While some pool waits out a failed worker creation, the wait wakes every
-/// cooldown to retry it: what it waits for may need that worker, and at a
-/// thread limit nothing else may be left to retry (G4: items start once a
-/// thread can be had).
-pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, ready: impl Fn() -> bool) {
-    loop {
-        let seen = word.load(Acquire);
-        if ready() {
-            return;
-        }
-        // Also while the monitor is not running (it could not start): a
-        // creation that fails after this wait began would have nobody else
-        // to retry it.
-        let stalled = crate::pool::creation_stalled() || !crate::monitor::started();
-        let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
-        crate::sync::wait(word, seen, deadline);
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            crate::pool::help_stalled_creation();
-        }
-    }
-}
-
 /// CLOCK_MONOTONIC in nanoseconds (vDSO; the time base of perf records).
 #[inline]
 pub(crate) fn mono_ns() -> u64 {
@@ -319,6 +293,7 @@ mod tests {
 
     #[test]
     fn parker_token_and_timeout() {
+        use std::time::Instant;
         let p = Parker::new();
         p.unpark();
         assert!(p.park(Some(Duration::from_secs(5))), "token consumed");

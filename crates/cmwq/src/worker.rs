@@ -536,7 +536,11 @@ fn process_one_work(
             // ring is made here, outside the pool lock (its registry's lock
             // is never taken under a pool lock).
             let traced = crate::trace::on().then(|| {
-                crate::trace::ring_of(w);
+                crate::trace::ring_in(&w.trace_ring, || crate::trace::Owner {
+                    tid: w.tid.load(Relaxed),
+                    pool: w.pool.id,
+                    name: w.pool.worker_name(w.id),
+                });
                 crate::trace::Record {
                     wq: Arc::as_ptr(&exec.pwq.wq) as usize,
                     item: work.name(),

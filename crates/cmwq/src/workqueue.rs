@@ -949,7 +949,7 @@ impl WqInner {
         }
         if sh.nr_pwqs_to_flush.fetch_sub(1, SeqCst) != 1 {
             MutexGuard::unlocked(c, || {
-                util::wait_on(&sh.nr_pwqs_to_flush, || {
+                pool::wait_on(&sh.nr_pwqs_to_flush, || {
                     sh.nr_pwqs_to_flush.load(Acquire) == 0
                 })
             });

@@ -385,8 +385,18 @@ pub(crate) fn reset_after_fork() {
 }
 
 /// Set in a forked child: the monitor starts the rescuers' threads again
-/// when it starts.
+/// when it starts ([`CHILD_RESTART`]).
 static RESTART_RESCUERS: AtomicBool = AtomicBool::new(false);
+
+/// What the monitor runs when it starts in a forked child: set by the
+/// fork layer (`fork::register`), which knows the workqueues' threads; a
+/// hook, so that detection does not name the layers above it.
+static CHILD_RESTART: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Have the monitor run `restart` when it starts in a forked child.
+pub(crate) fn on_child_start(restart: fn()) {
+    let _ = CHILD_RESTART.set(restart);
+}
 
 /// Wake the monitor: a pool needs watching, or a creation must be retried.
 #[inline]
@@ -454,12 +464,11 @@ fn monitor_main() {
         sentinel::start_all();
     }
     if RESTART_RESCUERS.swap(false, SeqCst) {
-        // A forked child: its control socket too (a no-op unless asked for).
-        crate::control::start();
-        for wq in crate::workqueue::all_workqueues() {
-            if let Some(r) = &wq.shared.rescuer {
-                r.restart_after_fork();
-            }
+        // A forked child: the threads the workqueue layer above keeps
+        // (rescuers, the control socket) start again, from a thread that is
+        // not in a fork handler.
+        if let Some(restart) = CHILD_RESTART.get() {
+            restart();
         }
     }
     // Precise sleeps: the stall window is a few hundred microseconds.
@@ -674,10 +683,10 @@ fn monitor_main() {
                 tv_nsec: (d % 1_000_000_000) as libc::c_long,
             }
         });
+        SLEEP_UNTIL.store(timeout.unwrap_or(u64::MAX), SeqCst);
         // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd entries
         // whose fds are open (see above); the timeout pointer is null or
         // points to a live timespec; no signal mask is passed.
-        SLEEP_UNTIL.store(timeout.unwrap_or(u64::MAX), SeqCst);
         let n = unsafe {
             libc::ppoll(
                 pfds.as_mut_ptr(),

@@ -47,7 +47,7 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 #[cfg(test)]
-use rustix::time::{ClockId, Timespec};
+use rustix::time::Timespec;
 
 /// The number of data pages [`SwitchRing::open_current_thread`] is normally
 /// given: 8 KiB with 4 KiB pages, room for 512 switch records.
@@ -591,20 +591,10 @@ pub(crate) fn probe() -> Result<(), String> {
         .clone()
 }
 
-/// clock_gettime(CLOCK_MONOTONIC) in ns, the time base of the records
-/// (`crate::util::mono_ns` in the library).
-///
-/// The kernel stamps records with `ktime_get_mono_fast_ns()`, the same clock
-/// read without the sequence lock, so a record's time may differ from this
-/// by a few microseconds around timekeeping updates: compare with a
-/// tolerance.
-#[cfg(test)]
-pub(crate) fn monotonic_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(ClockId::Monotonic);
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
+// The time base of the records is CLOCK_MONOTONIC, `crate::util::mono_ns`.
+// The kernel stamps records with `ktime_get_mono_fast_ns()`, the same clock
+// read without the sequence lock, so a record's time may differ from it by a
+// few microseconds around timekeeping updates: compare with a tolerance.
 
 /// Wait until any of `fds` is readable or `timeout` passes (poll(2) with
 /// POLLIN; EINTR retried). Returns the indices that are readable.
@@ -749,7 +739,7 @@ mod tests {
             (PERF_SAMPLE_TIME, 16),
             (PERF_SAMPLE_TID | PERF_SAMPLE_TIME, 24),
         ] {
-            let t0 = monotonic_ns();
+            let t0 = crate::util::mono_ns();
             let (mut ring, tid) = thread::spawn(move || {
                 let mut ring = open_ring(DEFAULT_DATA_PAGES, sample_type, false).unwrap();
                 let _ = collect(&mut ring);
@@ -758,7 +748,7 @@ mod tests {
             })
             .join()
             .unwrap();
-            let t1 = monotonic_ns();
+            let t1 = crate::util::mono_ns();
             let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
             let head = ring.data_head().load(Ordering::Acquire);
             let (mut pos, mut n) = (ring.tail, 0);
@@ -790,9 +780,9 @@ mod tests {
         let (mut ring, t0, t1) = thread::spawn(|| {
             let mut ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             let _ = collect(&mut ring);
-            let t0 = monotonic_ns();
+            let t0 = crate::util::mono_ns();
             thread::sleep(Duration::from_millis(20));
-            let t1 = monotonic_ns();
+            let t1 = crate::util::mono_ns();
             (ring, t0, t1)
         })
         .join()
@@ -891,8 +881,8 @@ mod tests {
                             SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
                         barrier.wait();
                         let _ = collect(&mut ring);
-                        let end = monotonic_ns() + 60 * MS;
-                        while monotonic_ns() < end {
+                        let end = crate::util::mono_ns() + 60 * MS;
+                        while crate::util::mono_ns() < end {
                             std::hint::spin_loop();
                         }
                         ring
@@ -925,18 +915,18 @@ mod tests {
         let worker = thread::spawn(move || {
             let ring = SwitchRing::open_current_thread(DEFAULT_DATA_PAGES, true).unwrap();
             tx.send(ring).unwrap();
-            let end = monotonic_ns() + 20 * MS;
-            while monotonic_ns() < end {
+            let end = crate::util::mono_ns() + 20 * MS;
+            while crate::util::mono_ns() < end {
                 std::hint::spin_loop();
             }
             thread::sleep(Duration::from_millis(100));
         });
         let mut ring = rx.recv().unwrap();
-        let give_up = monotonic_ns() + 2_000 * MS;
+        let give_up = crate::util::mono_ns() + 2_000 * MS;
         let mut woke = None;
-        'wait: while monotonic_ns() < give_up {
+        'wait: while crate::util::mono_ns() < give_up {
             let ready = poll_readable(&[ring.as_fd()], Some(Duration::from_millis(500)));
-            let now = monotonic_ns();
+            let now = crate::util::mono_ns();
             let mut recs = Vec::new();
             ring.drain(|r| recs.push(r));
             if ready.is_empty() {
@@ -976,9 +966,9 @@ mod tests {
         // (Time-bounded: on a busy CPU each record written by the worker
         // wakes this thread, which may preempt the worker again at once, so
         // the worker can take milliseconds to get there.)
-        let give_up = monotonic_ns() + 2_000 * MS;
+        let give_up = crate::util::mono_ns() + 2_000 * MS;
         let mut blocked = false;
-        while !blocked && monotonic_ns() < give_up {
+        while !blocked && crate::util::mono_ns() < give_up {
             poll_readable(&[ring.as_fd()], Some(Duration::from_millis(20)));
             blocked = matches!(
                 ring.drain_last(),
@@ -1129,7 +1119,7 @@ mod tests {
             tx.send(ring).unwrap();
             loop {
                 // Everything before this time is older than the block in recv.
-                ack_tx.send(monotonic_ns()).unwrap();
+                ack_tx.send(crate::util::mono_ns()).unwrap();
                 if !go_rx.recv().unwrap() {
                     break;
                 }
@@ -1141,9 +1131,9 @@ mod tests {
             let acked = ack_rx.recv().unwrap();
             // Each drain_last sees the sleep's Out and In, the ack, and
             // finally the block in recv: only that last one may come out.
-            let give_up = monotonic_ns() + 2_000 * MS;
+            let give_up = crate::util::mono_ns() + 2_000 * MS;
             let mut newest = None;
-            while monotonic_ns() < give_up {
+            while crate::util::mono_ns() < give_up {
                 poll_readable(&[ring.as_fd()], Some(Duration::from_millis(20)));
                 let (last, lost) = ring.drain_last();
                 assert!(!lost);

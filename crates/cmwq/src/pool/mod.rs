@@ -585,6 +585,32 @@ pub(crate) fn creation_stalled() -> bool {
     NR_STALLED.load(Relaxed) > 0
 }
 
+/// Sleep on the futex word `word` until `ready()` holds. The word is read
+/// before each check of `ready`, and whoever makes `ready` true changes the
+/// word (or bumps it) and wakes it after, so no wake-up is lost.
+///
+/// While some pool waits out a failed worker creation, the wait wakes every
+/// cooldown to retry it: what it waits for may need that worker, and at a
+/// thread limit nothing else may be left to retry (G4: items start once a
+/// thread can be had).
+pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, ready: impl Fn() -> bool) {
+    loop {
+        let seen = word.load(Acquire);
+        if ready() {
+            return;
+        }
+        // Also while the monitor is not running (it could not start): a
+        // creation that fails after this wait began would have nobody else
+        // to retry it.
+        let stalled = creation_stalled() || !crate::monitor::started();
+        let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
+        crate::sync::wait(word, seen, deadline);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            help_stalled_creation();
+        }
+    }
+}
+
 /// Retry the creations whose cooldown is over: called by threads that wait
 /// for items (flush, cancel_sync) while [`creation_stalled`], so that items
 /// start once a thread can be had even where the monitor thread could not
@@ -796,6 +822,7 @@ pub(crate) fn pools() -> &'static Pools {
             }
             cpu.push([pair[0].unwrap(), pair[1].unwrap()]);
         }
+        crate::clock::seal();
         crate::monitor::start();
         crate::fork::register();
         crate::control::start();

@@ -61,11 +61,14 @@ struct Timers {
 static TIMERS: OnceLock<Timers> = OnceLock::new();
 
 fn timers() -> &'static Timers {
-    TIMERS.get_or_init(|| Timers {
-        wheel: Mutex::new(Wheel::new()),
-        sleep_until: AtomicU64::new(u64::MAX),
-        parker: Parker::new(),
-        started: AtomicBool::new(false),
+    TIMERS.get_or_init(|| {
+        clock::on_advance(advance_manual);
+        Timers {
+            wheel: Mutex::new(Wheel::new()),
+            sleep_until: AtomicU64::new(u64::MAX),
+            parker: Parker::new(),
+            started: AtomicBool::new(false),
+        }
     })
 }
 
@@ -401,8 +404,8 @@ pub(crate) unsafe fn reset_after_fork() {
 pub(crate) static WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
 /// Manual clock: expire what is due at the new time and queue it before
-/// returning.
-pub(crate) fn advance_manual(now_ns: u64) {
+/// returning (`clock::advance`, through `clock::on_advance`).
+fn advance_manual(now_ns: u64) {
     let t = timers();
     run_expired(t, now_ns);
 }

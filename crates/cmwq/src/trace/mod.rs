@@ -17,7 +17,7 @@
 pub(crate) mod ring;
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::sync::Mutex;
 
@@ -68,16 +68,12 @@ static RINGS: Mutex<Vec<(Arc<Ring>, Owner)>> = Mutex::new(Vec::new());
 /// drain when one starts).
 static DRAINER: Mutex<()> = Mutex::new(());
 
-/// The ring of the calling worker, made and registered on first use.
-pub(crate) fn ring_of(w: &crate::worker::Worker) -> &Arc<Ring> {
-    w.trace_ring.get_or_init(|| {
+/// The ring of the calling worker, kept in `cell` (the worker's), made and
+/// registered on first use with the worker's `owner` description.
+pub(crate) fn ring_in(cell: &OnceLock<Arc<Ring>>, owner: impl FnOnce() -> Owner) -> &Arc<Ring> {
+    cell.get_or_init(|| {
         let r = Arc::new(Ring::new(RING_CAPACITY));
-        let owner = Owner {
-            tid: w.tid.load(Relaxed),
-            pool: w.pool.id,
-            name: w.pool.worker_name(w.id),
-        };
-        RINGS.lock().push((r.clone(), owner));
+        RINGS.lock().push((r.clone(), owner()));
         r
     })
 }

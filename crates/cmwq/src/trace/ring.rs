@@ -158,14 +158,21 @@ mod tests {
     fn push_drain_in_order_and_full_ring_counts_losses() {
         let r = Ring::new(4);
         let mut out = Vec::new();
-        // SAFETY (all calls): this test is the only producer and consumer.
+        let push = |rec: Record| {
+            // SAFETY: this test is the ring's only producer.
+            unsafe { r.push(rec) }
+        };
+        let drain = |out: &mut Vec<Record>| {
+            // SAFETY: this test is the ring's only consumer.
+            unsafe { r.drain(out) }
+        };
         for n in 0..6 {
-            let kept = unsafe { r.push(rec(n)) };
+            let kept = push(rec(n));
             assert_eq!(kept, n < 4);
         }
         assert_eq!(r.lost(), 2);
         assert_eq!(r.len(), 4);
-        assert_eq!(unsafe { r.drain(&mut out) }, 4);
+        assert_eq!(drain(&mut out), 4);
         assert_eq!(
             out.iter().map(|r| r.start_ns).collect::<Vec<_>>(),
             [0, 1, 2, 3]
@@ -173,9 +180,9 @@ mod tests {
         // Wraps around.
         out.clear();
         for n in 10..13 {
-            assert!(unsafe { r.push(rec(n)) });
+            assert!(push(rec(n)));
         }
-        assert_eq!(unsafe { r.drain(&mut out) }, 3);
+        assert_eq!(drain(&mut out), 3);
         assert_eq!(
             out.iter().map(|r| r.start_ns).collect::<Vec<_>>(),
             [10, 11, 12]

@@ -455,7 +455,7 @@ impl Work {
         // `wait_on` reads the wake word before each check: a waker that
         // clears WAITERS after `set_waiters_if` set it bumps the word, so
         // the sleep returns at once or is woken.
-        util::wait_on(&self.inner.wake, || !st.set_waiters_if(&must_wait));
+        pool::wait_on(&self.inner.wake, || !st.set_waiters_if(&must_wait));
     }
 
     /// After `fork()`, in the child: make an item that was pending or
