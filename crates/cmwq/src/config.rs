@@ -4,9 +4,10 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::attrs::AffinityScope;
 use crate::event::{default_log, Event};
 use crate::topology::Scope;
-use crate::{AffinityScope, Error};
+use crate::Error;
 
 /// How blocked workers are detected (G15).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

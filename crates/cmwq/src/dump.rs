@@ -1,6 +1,7 @@
 //! `dump()`: what the kernel's `tools/workqueue/wq_dump.py` prints (G30),
 //! plus each pool's in-flight items (the kernel's `show_one_worker_pool`)
-//! and the block detection mode.
+//! and the block detection mode; and the listing of live workqueues with
+//! their counters (`workqueues()`, `monitor_table()`, G29).
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;

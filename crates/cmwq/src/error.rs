@@ -1,13 +1,13 @@
 //! Errors returned by the library.
 
-use crate::WqFlags;
+use crate::attrs::WqFlags;
 
 /// What went wrong. Misuse is reported, never silently clamped (G27).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// `max_active` outside `1..=WQ_MAX_ACTIVE` (G17).
-    #[error("max_active {0} is out of range 1..={max}", max = crate::WQ_MAX_ACTIVE)]
+    #[error("max_active {0} is out of range 1..={max}", max = crate::attrs::WQ_MAX_ACTIVE)]
     InvalidMaxActive(u32),
     /// A flag combination that makes no sense (for example `UNBOUND |
     /// CPU_INTENSIVE`, or anything but `FREEZABLE | MEM_RECLAIM` on an
@@ -15,7 +15,7 @@ pub enum Error {
     #[error("invalid workqueue flags {0:?}")]
     InvalidFlags(WqFlags),
     /// A CPU id that is not a possible CPU of this machine.
-    #[error("CPU {0} does not exist (nr_cpus() is {n})", n = crate::nr_cpus())]
+    #[error("CPU {0} does not exist (nr_cpus() is {n})", n = crate::topology::topology().nr_cpus)]
     InvalidCpu(usize),
     /// Unbound attributes given to a per-CPU workqueue.
     #[error("attributes apply to unbound workqueues only")]

@@ -259,8 +259,10 @@ pub(crate) static DROP_PANICS: RateLimit = RateLimit::new("work item destructor 
 
 /// The hook events go to, set once when the settings are resolved
 /// (`config::settings`), so that this module stays below `config`. Every
-/// path that reports runs after that (it starts from the pools, which
-/// resolve them first); anything earlier would go to [`default_log`].
+/// path that reports runs after that: from the pools, which resolve them
+/// first, or (`Work::enable` on an item that is not disabled, the control
+/// socket) resolving them itself. Anything earlier would go to
+/// [`default_log`].
 static HOOK: std::sync::OnceLock<fn(&Event<'_>)> = std::sync::OnceLock::new();
 
 /// Where [`report`] delivers: called once, with the resolved settings.

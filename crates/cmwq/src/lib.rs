@@ -35,6 +35,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod attrs;
 pub mod clock;
 pub mod coming_from;
 pub mod compat;
@@ -66,8 +67,7 @@ mod work;
 mod worker;
 mod workqueue;
 
-use std::sync::OnceLock;
-
+pub use attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 pub use config::{Config, Detect};
 pub use dump::{monitor_table, workqueues, WqInfo};
 pub use error::Error;
@@ -79,80 +79,10 @@ pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
 pub use work::Work;
 pub use workqueue::{
-    AffinityScope, Workqueue, WorkqueueBuilder, WqAttrs, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE,
+    system_dfl_wq, system_freezable_power_efficient_wq, system_freezable_wq, system_highpri_wq,
+    system_long_wq, system_power_efficient_wq, system_unbound_wq, system_wq, Workqueue,
+    WorkqueueBuilder, WqAttrs,
 };
-
-macro_rules! system_workqueue {
-    ($(#[$doc:meta])* $fn:ident, $name:literal, $flags:expr, $max:expr) => {
-        $(#[$doc])*
-        pub fn $fn() -> &'static Workqueue {
-            static WQ: OnceLock<Workqueue> = OnceLock::new();
-            WQ.get_or_init(|| {
-                Workqueue::builder($name)
-                    .flags($flags)
-                    .max_active($max)
-                    .build()
-                    .expect("system workqueue attributes are valid")
-            })
-        }
-    };
-}
-
-system_workqueue!(
-    /// `events`: the default bound workqueue ([`schedule_work`]). Bound: an
-    /// item runs on the CPU it is queued from (or the one `queue_on`
-    /// names), so items queued from one thread all run on its CPU.
-    system_wq, "events", WqFlags::empty(), WQ_DFL_ACTIVE
-);
-system_workqueue!(
-    /// `events_highpri`: bound, highpri pools (nice -20).
-    system_highpri_wq, "events_highpri", WqFlags::HIGHPRI, WQ_DFL_ACTIVE
-);
-system_workqueue!(
-    /// `events_long`: bound, for items that may run long.
-    system_long_wq, "events_long", WqFlags::empty(), WQ_DFL_ACTIVE
-);
-system_workqueue!(
-    /// `events_unbound`: unbound, max_active 2048.
-    system_unbound_wq, "events_unbound", WqFlags::UNBOUND, WQ_MAX_ACTIVE
-);
-system_workqueue!(
-    /// `events_freezable`: bound, stopped by [`freeze`].
-    system_freezable_wq, "events_freezable", WqFlags::FREEZABLE, WQ_DFL_ACTIVE
-);
-system_workqueue!(
-    /// `events_power_efficient`: unbound in power-efficient mode, else bound.
-    system_power_efficient_wq, "events_power_efficient", WqFlags::POWER_EFFICIENT, WQ_DFL_ACTIVE
-);
-system_workqueue!(
-    /// `events_freezable_power_efficient`.
-    system_freezable_power_efficient_wq,
-    "events_freezable_power_efficient",
-    WqFlags::FREEZABLE.union(WqFlags::POWER_EFFICIENT),
-    WQ_DFL_ACTIVE
-);
-
-/// `events_dfl`: the default workqueue for work that should use every
-/// CPU, whichever thread queues it (the kernel's `system_dfl_wq`).
-/// Unbound and concurrency managed (G19): one pool over every CPU the
-/// process may use (affinity scope [`AffinityScope::System`]) that keeps
-/// as many workers running as there are CPUs while it has pending work,
-/// and starts another when one blocks, found automatically like on a
-/// bound pool. max_active 2048. [`spawn`] queues on it.
-pub fn system_dfl_wq() -> &'static Workqueue {
-    static WQ: OnceLock<Workqueue> = OnceLock::new();
-    WQ.get_or_init(|| {
-        Workqueue::builder("events_dfl")
-            .flags(WqFlags::UNBOUND)
-            .max_active(WQ_MAX_ACTIVE)
-            .attrs(WqAttrs {
-                affinity_scope: AffinityScope::System,
-                ..WqAttrs::default()
-            })
-            .build()
-            .expect("system workqueue attributes are valid")
-    })
-}
 
 /// Run `f` on a worker of [`system_dfl_wq`] and return its item (to
 /// [`flush`](Work::flush) or [`cancel`](Work::cancel) it). Items spawned

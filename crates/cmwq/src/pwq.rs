@@ -23,10 +23,10 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 
+use crate::attrs::WqFlags;
 use crate::list::WorkList;
 use crate::pool::{PoolState, WorkerPool};
 use crate::work::Work;
-use crate::WqFlags;
 
 /// Number of flush colours (the kernel's WORK_NR_COLORS).
 pub(crate) const NR_COLORS: usize = 16;

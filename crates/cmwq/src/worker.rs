@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::sync::{Mutex, MutexGuard};
 
+use crate::attrs::WqFlags;
 use crate::config::settings;
 use crate::event::{report, Event};
 use crate::monitor::procstat::TaskStat;
@@ -24,7 +25,6 @@ use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
 use crate::work::state::{Dequeued, Finished};
 use crate::work::{Work, WorkInner};
-use crate::WqFlags;
 
 /// A worker thread's shared part. Its pool-side state (flags, current
 /// item) is in the pool's worker slab at `slot`. Annotations:

@@ -2,86 +2,22 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use crate::sync::{Condvar, Mutex, MutexGuard};
 
+use crate::attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 use crate::config::settings;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
 use crate::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
 use crate::rcu::Rcu;
 use crate::stats::WqStats;
-use crate::topology::{topology, CpuMask, Scope};
+use crate::topology::{topology, CpuMask};
 use crate::util;
 use crate::work::Work;
 use crate::worker;
 use crate::Error;
-
-/// The most `max_active` a workqueue may have.
-pub const WQ_MAX_ACTIVE: u32 = 2048;
-/// The default `max_active`.
-pub const WQ_DFL_ACTIVE: u32 = 1024;
-
-bitflags::bitflags! {
-    /// Workqueue flags (the kernel's `WQ_*`).
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct WqFlags: u32 {
-        /// Not bound to a CPU: items go to the pool of the queueing CPU's
-        /// affinity pod, which keeps as many workers running as the pod
-        /// has CPUs (concurrency managed over the pod, G19; not with
-        /// `CPU_INTENSIVE`).
-        const UNBOUND         = 1 << 1;
-        /// Stopped by [`freeze`](crate::freeze) (G24).
-        const FREEZABLE       = 1 << 2;
-        /// Guaranteed forward progress with a rescuer thread (G22).
-        const MEM_RECLAIM     = 1 << 3;
-        /// Served by the highpri pools, nice -20 (G20).
-        const HIGHPRI         = 1 << 4;
-        /// Items do not count toward concurrency (G16). On an unbound
-        /// workqueue: its pools are not concurrency managed (every item
-        /// starts as soon as a worker can be had, the kernel's unbound
-        /// behaviour, G19).
-        const CPU_INTENSIVE   = 1 << 5;
-        /// Unbound when `Config::power_efficient(true)`, else per-CPU.
-        const POWER_EFFICIENT = 1 << 7;
-    }
-}
-
-/// Affinity scopes of unbound workqueues (the kernel's `WQ_AFFN_*`, G19).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum AffinityScope {
-    /// The process default (`Config::default_affinity_scope`, else `Cache`).
-    #[default]
-    Default,
-    /// One pod per CPU.
-    Cpu,
-    /// CPUs that share a core (SMT siblings).
-    Smt,
-    /// CPUs that share the last-level cache.
-    Cache,
-    /// CPUs of a NUMA node.
-    Numa,
-    /// All CPUs.
-    System,
-}
-
-impl AffinityScope {
-    pub(crate) fn scope(self) -> Option<Scope> {
-        Some(match self {
-            AffinityScope::Default => return None,
-            AffinityScope::Cpu => Scope::Cpu,
-            AffinityScope::Smt => Scope::Smt,
-            AffinityScope::Cache => Scope::Cache,
-            AffinityScope::Numa => Scope::Numa,
-            AffinityScope::System => Scope::System,
-        })
-    }
-
-    fn resolve(self) -> Scope {
-        self.scope().unwrap_or(settings().affinity_scope)
-    }
-}
 
 /// Attributes of an unbound workqueue (the kernel's `workqueue_attrs`,
 /// applied with `apply_workqueue_attrs`).
@@ -371,7 +307,12 @@ fn make_table(
             dfl: Some(dfl),
         };
     }
-    let pt = topo.pod_type(attrs.affinity_scope.resolve());
+    let pt = topo.pod_type(
+        attrs
+            .affinity_scope
+            .scope()
+            .unwrap_or(settings().affinity_scope),
+    );
     let mut pod_pwq: Vec<Option<Arc<Pwq>>> = vec![None; pt.nr_pods()];
     let per_cpu = (0..topo.nr_cpus)
         .map(|c| {
@@ -1112,7 +1053,7 @@ impl Drop for Workqueue {
             // Dropped from one of its own items: that item cannot be waited
             // for here, so the rest of the destruction runs elsewhere and
             // completes once it returns (G25).
-            crate::system_unbound_wq().spawn(move || inner.destroy());
+            system_unbound_wq().spawn(move || inner.destroy());
             return;
         }
         worker::blocking(|| inner.destroy());
@@ -1128,4 +1069,78 @@ impl fmt::Debug for Workqueue {
             .field("ordered", &self.is_ordered())
             .finish()
     }
+}
+
+// ----------------------------------------------------------- system workqueues
+
+macro_rules! system_workqueue {
+    ($(#[$doc:meta])* $fn:ident, $name:literal, $flags:expr, $max:expr) => {
+        $(#[$doc])*
+        pub fn $fn() -> &'static Workqueue {
+            static WQ: OnceLock<Workqueue> = OnceLock::new();
+            WQ.get_or_init(|| {
+                Workqueue::builder($name)
+                    .flags($flags)
+                    .max_active($max)
+                    .build()
+                    .expect("system workqueue attributes are valid")
+            })
+        }
+    };
+}
+
+system_workqueue!(
+    /// `events`: the default bound workqueue ([`schedule_work`](crate::schedule_work)). Bound: an
+    /// item runs on the CPU it is queued from (or the one `queue_on`
+    /// names), so items queued from one thread all run on its CPU.
+    system_wq, "events", WqFlags::empty(), WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_highpri`: bound, highpri pools (nice -20).
+    system_highpri_wq, "events_highpri", WqFlags::HIGHPRI, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_long`: bound, for items that may run long.
+    system_long_wq, "events_long", WqFlags::empty(), WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_unbound`: unbound, max_active 2048.
+    system_unbound_wq, "events_unbound", WqFlags::UNBOUND, WQ_MAX_ACTIVE
+);
+system_workqueue!(
+    /// `events_freezable`: bound, stopped by [`freeze`](crate::freeze).
+    system_freezable_wq, "events_freezable", WqFlags::FREEZABLE, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_power_efficient`: unbound in power-efficient mode, else bound.
+    system_power_efficient_wq, "events_power_efficient", WqFlags::POWER_EFFICIENT, WQ_DFL_ACTIVE
+);
+system_workqueue!(
+    /// `events_freezable_power_efficient`.
+    system_freezable_power_efficient_wq,
+    "events_freezable_power_efficient",
+    WqFlags::FREEZABLE.union(WqFlags::POWER_EFFICIENT),
+    WQ_DFL_ACTIVE
+);
+
+/// `events_dfl`: the default workqueue for work that should use every
+/// CPU, whichever thread queues it (the kernel's `system_dfl_wq`).
+/// Unbound and concurrency managed (G19): one pool over every CPU the
+/// process may use (affinity scope [`AffinityScope::System`]) that keeps
+/// as many workers running as there are CPUs while it has pending work,
+/// and starts another when one blocks, found automatically like on a
+/// bound pool. max_active 2048. [`spawn`](crate::spawn) queues on it.
+pub fn system_dfl_wq() -> &'static Workqueue {
+    static WQ: OnceLock<Workqueue> = OnceLock::new();
+    WQ.get_or_init(|| {
+        Workqueue::builder("events_dfl")
+            .flags(WqFlags::UNBOUND)
+            .max_active(WQ_MAX_ACTIVE)
+            .attrs(WqAttrs {
+                affinity_scope: AffinityScope::System,
+                ..WqAttrs::default()
+            })
+            .build()
+            .expect("system workqueue attributes are valid")
+    })
 }

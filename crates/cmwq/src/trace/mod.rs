@@ -73,7 +73,8 @@ static DRAINER: Mutex<()> = Mutex::new(());
 pub(crate) fn ring_in(cell: &OnceLock<Arc<Ring>>, owner: impl FnOnce() -> Owner) -> &Arc<Ring> {
     cell.get_or_init(|| {
         let r = Arc::new(Ring::new(RING_CAPACITY));
-        RINGS.lock().push((r.clone(), owner()));
+        let owner = owner();
+        RINGS.lock().push((r.clone(), owner));
         r
     })
 }

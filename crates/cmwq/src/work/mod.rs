@@ -437,6 +437,10 @@ impl Work {
             Enabled::Zero => true,
             Enabled::StillDisabled => false,
             Enabled::NotDisabled => {
+                // The one report that may come before anything started the
+                // pools: resolve the settings, so it reaches the configured
+                // hook (`event::report`).
+                let _ = crate::config::settings();
                 report(Event::Misuse {
                     message: &format!(
                         "Work::enable on work item {} that is not disabled",
