@@ -1,16 +1,15 @@
 //! Freezing (G24): `freeze()` stops FREEZABLE workqueues from starting items
 //! and waits for their running ones; `thaw()` resumes them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 
 use crate::sync::Mutex;
 
-use crate::pwq::{self, Pwq};
+use crate::pwq::{self, Pwq, FROZEN};
 use crate::workqueue::all_workqueues;
 use crate::WqFlags;
 
-static FROZEN: AtomicBool = AtomicBool::new(false);
 /// Serialises freeze and thaw state changes. Not held while a freeze waits
 /// for running items, so a `thaw` from another thread never waits for
 /// them.
@@ -18,12 +17,6 @@ pub(crate) static FREEZER: Mutex<()> = Mutex::new(());
 /// Incremented by every freeze and thaw: a freeze waits only while the
 /// state it set is still in force.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// Whether FREEZABLE workqueues are frozen.
-#[inline]
-pub(crate) fn frozen() -> bool {
-    FROZEN.load(Relaxed)
-}
 
 fn freezable_pwqs() -> Vec<Arc<Pwq>> {
     all_workqueues()

@@ -28,6 +28,11 @@ use crate::list::WorkList;
 use crate::pool::{PoolState, WorkerPool};
 use crate::work::Work;
 
+/// A: FREEZABLE workqueues are frozen (G24): their pwqs activate nothing
+/// ([`Pwq::effective_max_active`]). Set and cleared by `freeze`/`thaw`
+/// (`freeze.rs`), which then reactivate the pwqs.
+pub(crate) static FROZEN: AtomicBool = AtomicBool::new(false);
+
 /// Number of flush colours (the kernel's WORK_NR_COLORS).
 pub(crate) const NR_COLORS: usize = 16;
 
@@ -105,7 +110,7 @@ impl WqShared {
     /// Effective max_active for new activations: zero while frozen (G24).
     #[inline]
     pub(crate) fn effective_max_active(&self) -> u32 {
-        if self.flags.contains(WqFlags::FREEZABLE) && crate::freeze::frozen() {
+        if self.flags.contains(WqFlags::FREEZABLE) && FROZEN.load(Relaxed) {
             0
         } else {
             self.max_active.load(Relaxed)
