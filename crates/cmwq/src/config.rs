@@ -171,7 +171,7 @@ impl Config {
         self
     }
 
-    /// Start the control socket (G32) with the pools: a Unix socket at
+    /// Start the control socket (G32) with the first workqueue: a Unix socket at
     /// `$XDG_RUNTIME_DIR/cmwq/PID.sock`, else `/tmp/cmwq-UID/PID.sock`,
     /// through which `cmwq monitor PID`, `cmwq dump PID` and `cmwq trace
     /// PID` look inside this process. Off by default; `CMWQ_CONTROL=1`.

@@ -3,7 +3,7 @@
 //! The child of a multithreaded process has one thread, the one that
 //! called `fork()`; every other thread, with what it was doing, is gone,
 //! and any lock one of them held stays held for ever. cmwq registers
-//! `pthread_atfork` handlers when its pools are created:
+//! `pthread_atfork` handlers when its first workqueue is made (`init.rs`):
 //!
 //! * **prepare** (in the parent, before the fork): take every lock of the
 //!   library, in the lock order of `src/LOCKING.md`, so that no other
@@ -64,7 +64,8 @@ thread_local! {
     static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
-/// Register the handlers (once, when the pools are created).
+/// Register the handlers (once, by `init::start`, before any workqueue
+/// exists).
 pub(crate) fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {

@@ -47,6 +47,8 @@ mod event;
 mod fault;
 mod fork;
 mod freeze;
+mod init;
+mod item;
 mod list;
 mod loom;
 mod monitor;
@@ -161,7 +163,7 @@ pub fn current_work() -> Option<Work> {
 /// this process may use; a mode the process may not use falls back to the
 /// next best (`dump()` says why). Starts the pools if they have not started.
 pub fn detection() -> Detect {
-    pool::pools();
+    init::start();
     match monitor::mode() {
         monitor::Mode::Perf => Detect::Perf,
         monitor::Mode::Proc => Detect::Proc,
@@ -204,6 +206,7 @@ pub fn work_on_cpu<R: Send + 'static>(cpu: usize, f: impl FnOnce() -> R + Send +
 /// `wq_dump.py`'s report (G30): affinity scopes and pods, pools, the
 /// workqueue -> pool map, rescuers, and each pool's in-flight items.
 pub fn dump() -> String {
+    init::start();
     dump::dump()
 }
 

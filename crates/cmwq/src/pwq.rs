@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 
 use crate::attrs::WqFlags;
-use crate::list::WorkList;
 use crate::pool::{PoolState, WorkerPool};
 use crate::work::Work;
+use crate::work::WorkList;
 
 /// A: FREEZABLE workqueues are frozen (G24): their pwqs activate nothing
 /// ([`Pwq::effective_max_active`]). Set and cleared by `freeze`/`thaw`
@@ -71,7 +71,7 @@ pub(crate) struct WqShared {
     /// A: timers armed for this workqueue (G25 cancels them on destroy).
     pub(crate) nr_timers: AtomicUsize,
     /// I: the rescuer of a `MEM_RECLAIM` workqueue (G22).
-    pub(crate) rescuer: Option<Arc<crate::rescuer::Rescuer>>,
+    pub(crate) rescuer: Option<Arc<crate::worker::Rescuer>>,
 }
 
 impl WqShared {
@@ -260,7 +260,7 @@ pub(crate) fn insert_work(g: &mut PoolState, pwq: &Arc<Pwq>, work: &Work) -> boo
         // SAFETY: we hold the pool lock that guards the worklist; the item
         // is on no list.
         unsafe { g.worklist.push_back(work.clone()) };
-        crate::watchdog::touch();
+        crate::pool::touch_watchdog();
     } else {
         // SAFETY: as above, for the pwq's inactive list (same pool lock).
         unsafe { st.inactive.push_back(work.clone()) };
@@ -289,7 +289,7 @@ pub(crate) fn activate_inactive(g: &mut PoolState, pwq: &Pwq) -> bool {
         crate::trace::activate_work!(pwq.wq.name, work);
         // SAFETY: pool lock held, the item was just unlinked.
         unsafe { g.worklist.push_back(work) };
-        crate::watchdog::touch();
+        crate::pool::touch_watchdog();
         moved = true;
     }
     moved

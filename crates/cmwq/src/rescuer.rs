@@ -8,7 +8,7 @@
 //! (`kworker/R-NAME`), started with the workqueue and stopped with it.
 //!
 //! * **Mayday timer.** A pool that starts creating a worker while rescuers
-//!   exist arms its mayday timer ([`creation_started`], `mayday_at` in the
+//!   exist arms its mayday timer (`pool::arm_mayday`, `mayday_at` in the
 //!   pool state) and wakes the monitor thread, which keeps the timers. When
 //!   the timer fires ([`mayday_check`], `MAYDAY_TIMEOUT` after the creation
 //!   began, `CMWQ_MAYDAY_TIMEOUT_MS`) and the pool still cannot run its
@@ -24,13 +24,13 @@
 //!   as every worker, each execution counted in `rescued`. It keeps
 //!   `WORKER_PREP`, so concurrency management never counts it.
 //!
-//! Annotations: `src/LOCKING.md`; `M:` is a rescuer's mayday-list lock, a
-//! leaf taken under a pool lock (the kernel's `wq_mayday_lock`).
+//! The rescuer's state is a worker's ([`Rescuer`] in `worker.rs`, as the
+//! kernel's rescuer is a `struct worker`); this file starts, runs and
+//! stops it. Annotations: `src/LOCKING.md`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
@@ -39,40 +39,12 @@ use crate::config::settings;
 use crate::pool::{need_to_create_worker, PoolState, WorkerPool};
 use crate::pwq::Pwq;
 use crate::util::Parker;
+use crate::worker::{Rescuer, DETACHED};
 use crate::Error;
 
 /// While a pool stays stuck, maydays are sent again this often (the
 /// kernel's MAYDAY_INTERVAL).
 pub(crate) const MAYDAY_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Rescuers alive. Pools arm mayday timers only while there is one (a
-/// process without `MEM_RECLAIM` workqueues pays nothing).
-static NR_RESCUERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Not attached to any pool.
-const DETACHED: u32 = u32::MAX;
-
-/// The rescuer of one `MEM_RECLAIM` workqueue. Annotations:
-/// `src/LOCKING.md`.
-pub(crate) struct Rescuer {
-    /// I: the thread name, `kworker/R-NAME` cut to 15 bytes.
-    pub(crate) name: String,
-    /// A: wakes the thread.
-    parker: Parker,
-    /// M: pwqs that sent a mayday, FIFO (the kernel's `wq->maydays`).
-    maydays: Mutex<VecDeque<Arc<Pwq>>>,
-    /// A: the workqueue is destroyed: exit once the list is empty.
-    stop: AtomicBool,
-    /// A: the thread id (0 until it runs).
-    pub(crate) tid: AtomicI32,
-    /// A: the id of the pool it is attached to, or `DETACHED`.
-    pub(crate) attached: AtomicU32,
-    /// Its own lock: the thread, joined when the workqueue is destroyed.
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// A: in a child process after `fork()`, its thread does not exist:
-    /// started again when the monitor starts there (G26).
-    needs_thread: AtomicBool,
-}
 
 /// The thread name of a rescuer: `kworker/R-NAME`, cut to the 15 bytes a
 /// Linux thread name holds (on a character boundary).
@@ -91,9 +63,11 @@ impl Rescuer {
     /// error if its thread, or the monitor thread that keeps the mayday
     /// timers, cannot be started.
     pub(crate) fn start(wq: &str) -> Result<Arc<Rescuer>, Error> {
-        crate::pool::pools();
-        crate::monitor::ensure_running();
-        if !crate::monitor::started() {
+        // `init::start` ran (every workqueue is built through it): the
+        // monitor that fires the mayday timers is the detector.
+        debug_assert!(crate::pool::detector_installed());
+        crate::pool::detector().ensure_running();
+        if !crate::pool::detector().running() {
             return Err(Error::ThreadStart {
                 what: format!("the monitor thread that calls the rescuer of {wq:?}"),
                 error: "thread creation failed".into(),
@@ -111,7 +85,7 @@ impl Rescuer {
         });
         match r.spawn() {
             Ok(()) => {
-                NR_RESCUERS.fetch_add(1, SeqCst);
+                crate::pool::NR_RESCUERS.fetch_add(1, SeqCst);
                 Ok(r)
             }
             Err(e) => Err(Error::ThreadStart {
@@ -179,20 +153,13 @@ impl Rescuer {
         }
     }
 
-    /// Put a pwq on the mayday list and wake the thread. The caller holds
-    /// the pwq's pool lock and has set its `on_mayday`.
-    pub(crate) fn push(&self, pwq: Arc<Pwq>) {
-        self.maydays.lock().push_back(pwq);
-        self.parker.unpark();
-    }
-
     /// Stop the thread once its list is empty, and wait for it (the
     /// workqueue is being destroyed: it has been drained).
     pub(crate) fn stop(&self) {
         if self.stop.swap(true, AcqRel) {
             return;
         }
-        NR_RESCUERS.fetch_sub(1, SeqCst);
+        crate::pool::NR_RESCUERS.fetch_sub(1, SeqCst);
         self.parker.unpark();
         let h = self.thread.lock().take();
         if let Some(h) = h {
@@ -225,18 +192,6 @@ fn rescuer_main(r: Arc<Rescuer>) {
             }
         }
     }
-}
-
-/// A pool begins creating a worker (under its lock): arm its mayday timer
-/// if rescuers exist and it is not armed. Returns whether the caller must
-/// wake the monitor (after dropping the lock), which fires the timer.
-#[inline]
-pub(crate) fn creation_started(g: &mut PoolState) -> bool {
-    if NR_RESCUERS.load(Relaxed) == 0 || g.mayday_at.is_some() {
-        return false;
-    }
-    g.mayday_at = Some(Instant::now() + settings().mayday_timeout);
-    true
 }
 
 /// An item of a workqueue with a rescuer was queued on a pool (under its

@@ -9,9 +9,9 @@
 //!
 //! The checks run on the monitor thread every quarter of the threshold
 //! (the kernel's period), and only while some pool has items waiting: a
-//! queue that puts an item on a worklist calls [`touch`], one relaxed load
-//! of [`ARMED`]; the first one after the watchdog disarmed arms it and
-//! wakes the monitor. A check that finds every worklist empty disarms it,
+//! queue that puts an item on a worklist calls `pool::touch_watchdog`, one
+//! relaxed load of `pool::WATCHDOG_ARMED`; the first one after the
+//! watchdog disarmed arms it and wakes the monitor. A check that finds every worklist empty disarms it,
 //! so an idle process has no watchdog tick at all.
 //!
 //! Progress is a pool's count of started plus finished executions, read
@@ -23,36 +23,12 @@
 //! and are not stalls either (as in the kernel).
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::atomic::Ordering::*;
 use std::time::Duration;
 
 use crate::config::settings;
-use crate::pool::WorkerPool;
+use crate::pool::{WorkerPool, WATCHDOG_ARMED};
 use crate::util;
-
-/// A: the watchdog is checking (some pool had items waiting at its last
-/// check, or a queue armed it since). Disabled watchdog: stays true, so
-/// queuers never arm it.
-static ARMED: AtomicBool = AtomicBool::new(false);
-
-/// An item was put on a pool's worklist (called under that pool's lock).
-#[inline]
-pub(crate) fn touch() {
-    if !ARMED.load(Relaxed) {
-        arm();
-    }
-}
-
-#[cold]
-fn arm() {
-    if settings().watchdog_thresh.is_none() {
-        ARMED.store(true, Relaxed);
-        return;
-    }
-    if !ARMED.swap(true, AcqRel) {
-        crate::monitor::wake();
-    }
-}
 
 /// What the watchdog saw of one pool at its last check.
 #[derive(Clone, Copy, Default)]
@@ -89,7 +65,7 @@ impl Watchdog {
         let thresh = settings().watchdog_thresh?.as_nanos() as u64;
         let period = (thresh / 4).max(1);
         match self.next {
-            None if !ARMED.load(Acquire) => return None,
+            None if !WATCHDOG_ARMED.load(Acquire) => return None,
             None => {
                 // Armed by a queue: first look one period from now, so a
                 // process that goes idle and busy again many times a second
@@ -102,11 +78,11 @@ impl Watchdog {
             Some(_) => {}
         }
         // Disarm first, then look: a queue that fills a worklist after we
-        // looked at its pool sees ARMED down (we took that pool's lock
-        // after clearing it) and arms it again.
-        ARMED.store(false, SeqCst);
-        // Read the pool list after disarming: a pool made since the
-        // caller read it may have had its first item queued while ARMED
+        // looked at its pool sees WATCHDOG_ARMED down (we took that pool's
+        // lock after clearing it) and arms it again.
+        WATCHDOG_ARMED.store(false, SeqCst);
+        // Read the pool list after disarming: a pool made since the caller
+        // read it may have had its first item queued while WATCHDOG_ARMED
         // was still up (so that queue did not arm it).
         let fresh;
         let pools = match crate::pool::pools_if_started() {
@@ -155,7 +131,7 @@ impl Watchdog {
             });
         }
         if any {
-            ARMED.store(true, Relaxed);
+            WATCHDOG_ARMED.store(true, Relaxed);
             let next = now + period;
             self.next = Some(next);
             Some(next)

@@ -2,11 +2,13 @@
 //! them (the kernel's worker_thread and process_one_work).
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::sync::{Mutex, MutexGuard};
@@ -15,7 +17,7 @@ use crate::attrs::WqFlags;
 use crate::config::settings;
 use crate::event::{report, Event};
 use crate::monitor::procstat::TaskStat;
-use crate::monitor::DetectState;
+use crate::monitor::state::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
     Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
@@ -185,14 +187,14 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     });
     if depth == 0 {
         worker_sleeping(w, false);
-        crate::monitor::worker_quiet(w, true);
+        pool::detector().worker_quiet(w, true);
     }
     struct Wake<'a>(&'a Worker, u32);
     impl Drop for Wake<'_> {
         fn drop(&mut self) {
             BLOCKING.with(|b| b.set(self.1));
             if self.1 == 0 && !FORKED_IN_ITEM.with(|f| f.get()) {
-                let _ = crate::monitor::worker_quiet(self.0, false);
+                pool::detector().worker_quiet(self.0, false);
                 worker_running(self.0, false);
             }
         }
@@ -375,15 +377,10 @@ fn worker_main(w: Arc<Worker>) {
         loop {
             let woken = MutexGuard::unlocked(&mut g, || {
                 deferred.drop_now();
-                // No switch records while parked (perf detection). Its
-                // switch-in goes unrecorded: if it runs an item of a
-                // watched pool, the monitor is told (its blocks are
-                // recorded from now on).
-                crate::monitor::worker_quiet(&w, true);
+                // Detection is told it parks and woke (`Monitoring`).
+                pool::detector().worker_idle(&w, false);
                 let woken = w.parker.park(Some(timeout));
-                if crate::monitor::worker_quiet(&w, false) {
-                    crate::monitor::new_runner_unrecorded();
-                }
+                pool::detector().worker_idle(&w, true);
                 woken
             });
             acct.tick();
@@ -446,7 +443,7 @@ fn setup_thread(w: &Worker) {
         let got = set_nice(tid, pool.attrs.nice);
         pool.nice_actual.store(got, Relaxed);
     }
-    crate::monitor::worker_started(w);
+    pool::detector().worker_started(w);
 }
 
 /// Set the thread's nice level, or the best one allowed (G20).
@@ -795,6 +792,44 @@ fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) 
     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
 }
 
+// ---------------------------------------------------------------- rescuers
+
+/// A rescuer not attached to any pool (`Rescuer::attached`).
+pub(crate) const DETACHED: u32 = u32::MAX;
+
+/// The rescuer of one `MEM_RECLAIM` workqueue: a worker of its own (the
+/// kernel's `wq->rescuer`, with `wq->maydays`), which `rescuer.rs` starts,
+/// runs and stops. Annotations: `src/LOCKING.md`; `M:` is the mayday-list
+/// lock, a leaf taken under a pool lock (the kernel's `wq_mayday_lock`).
+pub(crate) struct Rescuer {
+    /// I: the thread name, `kworker/R-NAME` cut to 15 bytes.
+    pub(crate) name: String,
+    /// A: wakes the thread.
+    pub(crate) parker: Parker,
+    /// M: pwqs that sent a mayday, FIFO (the kernel's `wq->maydays`).
+    pub(crate) maydays: Mutex<VecDeque<Arc<Pwq>>>,
+    /// A: the workqueue is destroyed: exit once the list is empty.
+    pub(crate) stop: AtomicBool,
+    /// A: the thread id (0 until it runs).
+    pub(crate) tid: AtomicI32,
+    /// A: the id of the pool it is attached to, or `DETACHED`.
+    pub(crate) attached: AtomicU32,
+    /// Its own lock: the thread, joined when the workqueue is destroyed.
+    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    /// A: in a child process after `fork()`, its thread does not exist:
+    /// started again when the monitor starts there (G26).
+    pub(crate) needs_thread: AtomicBool,
+}
+
+impl Rescuer {
+    /// Put a pwq on the mayday list and wake the thread. The caller holds
+    /// the pwq's pool lock and has set its `on_mayday`.
+    pub(crate) fn push(&self, pwq: Arc<Pwq>) {
+        self.maydays.lock().push_back(pwq);
+        self.parker.unpark();
+    }
+}
+
 /// A rescuer runs the items of its workqueue's pwq `pwq` that wait on that
 /// pwq's pool (the kernel's rescuer_thread, for one mayday): it attaches to
 /// the pool as an extra worker (pinned to the pool's CPUs; `WORKER_PREP`
@@ -803,7 +838,7 @@ fn report_panic(pwq: &Pwq, work: &Work, payload: Box<dyn std::any::Any + Send>) 
 /// colours and stats all hold; each execution counts in `rescued`), then
 /// detaches. If the pool still cannot get a worker and more of the pwq's
 /// items wait, it asks again.
-pub(crate) fn rescue(r: &crate::rescuer::Rescuer, pwq: Arc<Pwq>) {
+pub(crate) fn rescue(r: &Rescuer, pwq: Arc<Pwq>) {
     let pool = pwq.pool;
     let topo = crate::topology::topology();
     let cpus = pool.attrs.cpus.and(&topo.allowed);

@@ -117,6 +117,16 @@ pub(crate) struct WqInner {
     pub(crate) mem_reclaim: bool,
 }
 
+/// Cancels a destroyed workqueue's armed timers and returns how many (G25):
+/// set by delayed work (`timer`, the layer above) when it makes its wheel,
+/// before anything can be armed.
+static CANCEL_TIMERS: OnceLock<fn(&WqInner) -> usize> = OnceLock::new();
+
+/// Install the hook that cancels a destroyed workqueue's armed timers.
+pub(crate) fn on_destroy_cancel_timers(cancel: fn(&WqInner) -> usize) {
+    let _ = CANCEL_TIMERS.set(cancel);
+}
+
 /// Every live workqueue, in creation order (for `dump()` and the monitor).
 pub(crate) static WORKQUEUES: Mutex<Vec<Weak<WqInner>>> = Mutex::new(Vec::new());
 static NEXT_WQ_ID: AtomicU64 = AtomicU64::new(1);
@@ -137,7 +147,7 @@ pub(crate) fn all_workqueues() -> Vec<Arc<WqInner>> {
 /// wq.flush();
 /// ```
 pub struct Workqueue {
-    inner: Arc<WqInner>,
+    pub(crate) inner: Arc<WqInner>,
 }
 
 /// Builds a [`Workqueue`] (the kernel's `alloc_workqueue`).
@@ -170,8 +180,10 @@ impl WorkqueueBuilder {
         self
     }
 
-    /// Create the workqueue.
-    pub fn build(self) -> Result<Workqueue, Error> {
+    /// Create the workqueue. Only through `build` (`init.rs`), which starts
+    /// the process-wide services first: the rescuer of a `MEM_RECLAIM`
+    /// workqueue needs the monitor.
+    pub(crate) fn create(self) -> Result<Workqueue, Error> {
         let mut flags = self.flags;
         if WqFlags::from_bits(flags.bits()).is_none() {
             return Err(Error::InvalidFlags(flags));
@@ -200,7 +212,7 @@ impl WorkqueueBuilder {
         // G22: a MEM_RECLAIM workqueue is not created without its rescuer
         // (the kernel's alloc_workqueue fails the same way).
         let rescuer = if flags.contains(WqFlags::MEM_RECLAIM) {
-            Some(crate::rescuer::Rescuer::start(&self.name)?)
+            Some(crate::worker::Rescuer::start(&self.name)?)
         } else {
             None
         };
@@ -291,15 +303,21 @@ fn make_table(
         wq_cpus.and(&topo.allowed)
     };
     // G19: unbound pools are concurrency managed over their pod, except
-    // for CPU_INTENSIVE workqueues (the kernel's unbound behaviour).
+    // for CPU_INTENSIVE workqueues (the kernel's unbound behaviour), and
+    // where detection is off (`CMWQ_DETECT=hint`): a managed pool that
+    // cannot tell a block would stall behind it.
     let managed = !shared.flags.contains(WqFlags::CPU_INTENSIVE);
-    let dfl = pwq_for(pools.unbound_pool(&PoolAttrs {
-        nice: attrs.nice,
-        cpus: wq_cpus.clone(),
-        pod_cpus: wq_cpus.clone(),
-        strict: attrs.affinity_strict,
-        managed,
-    }));
+    let detects = crate::monitor::mode() != crate::monitor::Mode::Hint;
+    let dfl = pwq_for(pools.unbound_pool(
+        &PoolAttrs {
+            nice: attrs.nice,
+            cpus: wq_cpus.clone(),
+            pod_cpus: wq_cpus.clone(),
+            strict: attrs.affinity_strict,
+            managed,
+        },
+        detects,
+    ));
     if shared.ordered {
         let per_cpu = (0..topo.nr_cpus).map(|_| dfl.clone()).collect();
         return PwqTable {
@@ -324,17 +342,20 @@ fn make_table(
             let p = if pod_cpus.is_empty() {
                 dfl.clone()
             } else {
-                pwq_for(pools.unbound_pool(&PoolAttrs {
-                    nice: attrs.nice,
-                    cpus: if attrs.affinity_strict {
-                        pod_cpus.clone()
-                    } else {
-                        wq_cpus.clone()
+                pwq_for(pools.unbound_pool(
+                    &PoolAttrs {
+                        nice: attrs.nice,
+                        cpus: if attrs.affinity_strict {
+                            pod_cpus.clone()
+                        } else {
+                            wq_cpus.clone()
+                        },
+                        pod_cpus,
+                        strict: attrs.affinity_strict,
+                        managed,
                     },
-                    pod_cpus,
-                    strict: attrs.affinity_strict,
-                    managed,
-                }))
+                    detects,
+                ))
             };
             pod_pwq[pod] = Some(p.clone());
             p
@@ -417,55 +438,6 @@ impl Workqueue {
     pub fn queue_on(&self, cpu: usize, work: &Work) -> bool {
         check_cpu("queue_on", cpu);
         self.inner.queue(Some(cpu), work)
-    }
-
-    /// Queue `work` after `delay` (G12): a timer is armed and the item is
-    /// pending meanwhile; no sooner than `delay` later it is queued on this
-    /// workqueue, on the pool of the CPU the timer fires on (the kernel's
-    /// global timers do the same; [`queue_delayed_on`](Self::queue_delayed_on)
-    /// names the CPU). `delay == 0` queues at once, on the calling CPU.
-    /// `true` if this call made it pending.
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// let wq = cmwq::Workqueue::new("delayed_doc").unwrap();
-    /// let t = Instant::now();
-    /// let w = cmwq::Work::new(move |_| assert!(t.elapsed() >= Duration::from_millis(20)));
-    /// assert!(wq.queue_delayed(&w, Duration::from_millis(20)));
-    /// assert!(!wq.queue(&w), "armed: pending");
-    /// w.flush(); // fires it now and waits
-    /// ```
-    pub fn queue_delayed(&self, work: &Work, delay: Duration) -> bool {
-        self.inner.queue_delayed(None, work, delay)
-    }
-
-    /// [`queue_delayed`](Self::queue_delayed) on `cpu`'s pool.
-    ///
-    /// # Panics
-    ///
-    /// If `cpu >= nr_cpus()`.
-    pub fn queue_delayed_on(&self, cpu: usize, work: &Work, delay: Duration) -> bool {
-        check_cpu("queue_delayed_on", cpu);
-        self.inner.queue_delayed(Some(cpu), work, delay)
-    }
-
-    /// Modify a delay (G13): if `work` is pending (armed or queued) it is
-    /// re-armed to fire `delay` from now and `true` is returned; otherwise
-    /// it is armed and `false` is returned. `delay == 0` runs it now. Never
-    /// two executions. This is how to debounce: each call pushes the
-    /// execution back.
-    pub fn mod_delayed(&self, work: &Work, delay: Duration) -> bool {
-        self.inner.mod_delayed(None, work, delay)
-    }
-
-    /// [`mod_delayed`](Self::mod_delayed) on `cpu`'s pool.
-    ///
-    /// # Panics
-    ///
-    /// If `cpu >= nr_cpus()`.
-    pub fn mod_delayed_on(&self, cpu: usize, work: &Work, delay: Duration) -> bool {
-        check_cpu("mod_delayed_on", cpu);
-        self.inner.mod_delayed(Some(cpu), work, delay)
     }
 
     /// One-shot convenience: a `Work` for `f`, queued; returns it (so it can
@@ -608,7 +580,7 @@ impl Workqueue {
 }
 
 #[inline]
-fn check_cpu(what: &str, cpu: usize) {
+pub(crate) fn check_cpu(what: &str, cpu: usize) {
     let n = topology().nr_cpus;
     if cpu >= n {
         panic!("cmwq: {what}: CPU {cpu} does not exist (nr_cpus() is {n})");
@@ -679,14 +651,14 @@ impl WqInner {
     /// G1 and G8: refuse during a drain (unless chained), then take
     /// PENDING. True if the caller now owns PENDING.
     #[inline]
-    fn grab(&self, work: &Work) -> bool {
+    pub(crate) fn grab(&self, work: &Work) -> bool {
         !self.refuses_caller() && work.inner().state.try_grab_for_queue().is_ok()
     }
 
     /// G8: a queue from outside this workqueue's own items during a drain
     /// or destruction is refused (counted and reported once).
     #[inline]
-    fn refuses_caller(&self) -> bool {
+    pub(crate) fn refuses_caller(&self) -> bool {
         let sh = &*self.shared;
         let refused = sh.refusing() && !self.executing_own();
         if refused {
@@ -698,64 +670,6 @@ impl WqInner {
     #[inline]
     pub(crate) fn queue(&self, cpu: Option<usize>, work: &Work) -> bool {
         self.grab(work) && self.insert_grabbed(cpu, work)
-    }
-
-    pub(crate) fn queue_delayed(
-        self: &Arc<Self>,
-        cpu: Option<usize>,
-        work: &Work,
-        delay: Duration,
-    ) -> bool {
-        if delay.is_zero() {
-            return self.queue(cpu, work);
-        }
-        if !self.grab(work) {
-            return false;
-        }
-        crate::timer::arm(work, self, cpu, delay);
-        true
-    }
-
-    pub(crate) fn mod_delayed(
-        self: &Arc<Self>,
-        cpu: Option<usize>,
-        work: &Work,
-        delay: Duration,
-    ) -> bool {
-        // G8: during a drain a queue from anywhere else is refused before
-        // anything is touched: the item stays as it was (pending where it
-        // was, or idle), and the caller is told (false).
-        if self.refuses_caller() {
-            return false;
-        }
-        // Debounce fast path: an armed item only moves in the wheel.
-        if !delay.is_zero() && crate::timer::rearm(work, self, cpu, delay) {
-            return true;
-        }
-        let state = &work.inner().state;
-        let was_pending = loop {
-            if crate::work::steal_pending(work) {
-                break true;
-            }
-            match state.try_grab_for_queue() {
-                Ok(_) => break false,
-                // Queued by someone else meanwhile: steal that one.
-                Err(crate::work::state::Refused::Pending) => continue,
-                Err(crate::work::state::Refused::Disabled) => return false,
-            }
-        };
-        // We own PENDING. The disable count only rises while its raiser
-        // owns PENDING (see `Work::disable`), and it was zero when this
-        // instance became pending, so it is zero now.
-        debug_assert_eq!(state.load().disable_count(), 0);
-        if delay.is_zero() {
-            // A drain that started since the check above refuses this
-            // re-queue (reported): the documented G4 exception.
-            self.insert_grabbed(cpu, work);
-        } else {
-            crate::timer::arm(work, self, cpu, delay);
-        }
-        was_pending
     }
 
     /// Queue an item whose PENDING the caller owns (a queue call, or an
@@ -1015,7 +929,7 @@ impl WqInner {
     /// release the pwqs.
     fn destroy(&self) {
         self.drain();
-        let cancelled = crate::timer::cancel_all_for(self);
+        let cancelled = CANCEL_TIMERS.get().map_or(0, |cancel| cancel(self));
         if cancelled > 0 {
             crate::event::report(crate::Event::TimersCancelled {
                 workqueue: &self.shared.name,

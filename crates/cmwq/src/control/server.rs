@@ -352,7 +352,7 @@ fn serve(mut s: UnixStream) {
             b
         }
         Request::Workers => workers(),
-        Request::Dump => crate::dump(),
+        Request::Dump => crate::dump::dump(),
         Request::Trace(d) => {
             trace(&mut s, d);
             return;

@@ -35,6 +35,7 @@ pub(crate) mod perf;
 pub(crate) mod policy;
 pub(crate) mod procstat;
 pub(crate) mod sentinel;
+pub(crate) mod state;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::*};
@@ -45,43 +46,7 @@ use crate::config::{settings, Detect};
 use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::util;
 use crate::worker::{self, Worker};
-
-/// Per-worker detection state, owned by the monitor (the worker only
-/// installs its ring or stat files when it starts, and sets `quiet`). All
-/// fields are `D:` (the `Worker::detect` lock), never held together with a
-/// pool lock; see `src/LOCKING.md`.
-#[derive(Default)]
-pub(crate) struct DetectState {
-    ring: Option<perf::SwitchRing>,
-    /// exec_seq of the execution being followed.
-    seen_exec: u64,
-    /// perf: switched out (blocked) since this time, not switched in yet.
-    out_since: Option<u64>,
-    /// proc and sentinel backstop: what the samples of this execution
-    /// established (`policy::proc_sample`).
-    track: policy::ProcTrack,
-    /// sentinel backstop: (time, CPU clock) of the last sample.
-    last_cpu: Option<(u64, u64)>,
-    /// hog: CPU clock of the worker when the execution was first seen or
-    /// last woke.
-    cpu_base: Option<u64>,
-    /// hog: no need to read the CPU clock before this time (mono ns): the
-    /// item cannot have used its threshold of CPU sooner (a thread gains
-    /// CPU time no faster than wall time). Set with every `cpu_base`.
-    hog_at: u64,
-    /// The monitor marked it sleeping.
-    marked: bool,
-    /// perf: the monitor wants the ring on (the worker's pool is watched).
-    watch: bool,
-    /// perf: the worker needs no records now: it is idle (parked), or
-    /// inside `blocking()`, which told its pool already.
-    quiet: bool,
-    /// perf: the ring records: `watch && !quiet`, as last applied.
-    on: bool,
-    /// perf: the ring was just switched on and says nothing of what came
-    /// before: ask /proc once, as after lost records.
-    resync: bool,
-}
+use state::DetectState;
 
 impl DetectState {
     /// hog: take the worker's CPU clock now as the baseline of the item's
@@ -130,7 +95,7 @@ fn ring_watch(w: &Worker, watch: bool) {
 /// perf: the calling worker parks idle or enters `blocking()` (`quiet`),
 /// or is back to work: no records while it is quiet. Returns whether this
 /// switched its ring on (its pool is watched).
-pub(crate) fn worker_quiet(w: &Worker, quiet: bool) -> bool {
+fn worker_quiet(w: &Worker, quiet: bool) -> bool {
     if mode() != Mode::Perf || !w.pool.managed() {
         return false;
     }
@@ -248,8 +213,58 @@ pub(crate) fn describe() -> String {
     }
 }
 
-/// Start the monitor thread (once, with the pools).
+/// What the pools see of block detection (`pool::Detector`): the monitor
+/// and, in sentinel mode, the sentinels.
+struct Monitoring;
+
+impl pool::Detector for Monitoring {
+    fn wake(&self) {
+        wake();
+    }
+
+    fn arm_sentinels(&self, pool: &'static WorkerPool) {
+        sentinel::arm(pool);
+    }
+
+    fn defer_creation(&self) -> bool {
+        if !sentinel::on_sentinel() {
+            return false;
+        }
+        // A thread made here would inherit SCHED_IDLE: the monitor makes it.
+        sentinel::CREATE_WANTED.store(true, Relaxed);
+        true
+    }
+
+    fn ensure_running(&self) {
+        ensure_running();
+    }
+
+    fn running(&self) -> bool {
+        started()
+    }
+
+    fn worker_started(&self, w: &Worker) {
+        worker_started(w);
+    }
+
+    fn worker_quiet(&self, w: &Worker, quiet: bool) {
+        worker_quiet(w, quiet);
+    }
+
+    fn worker_idle(&self, w: &Worker, woke: bool) {
+        // No switch records while parked (perf detection). Its switch-in
+        // goes unrecorded: if it runs an item of a watched pool, the
+        // monitor is told (its blocks are recorded from now on).
+        if worker_quiet(w, !woke) && woke {
+            new_runner_unrecorded();
+        }
+    }
+}
+
+/// Start the monitor thread (once, by `init::start`, before any workqueue
+/// exists), and become the pools' detector.
 pub(crate) fn start() {
+    pool::set_detector(&Monitoring);
     MONITOR.get_or_init(|| {
         let (mode, fallback) = resolve_mode();
         MODE.store(mode as u8, Relaxed);
@@ -298,7 +313,7 @@ fn spawn_monitor() {
 }
 
 /// Whether the monitor thread was started (or its start is in flight);
-/// true before the pools exist (nothing to retry then).
+/// true before the monitor is set up (nothing to retry then).
 #[inline]
 pub(crate) fn started() -> bool {
     MONITOR.get().is_none() || STARTED.load(Relaxed)
@@ -332,7 +347,7 @@ static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 /// records and timers of the pool's other runners wake it). Off the item
 /// path: one store, one load and a clock read per wake-up from idle.
 #[cold]
-pub(crate) fn new_runner_unrecorded() {
+fn new_runner_unrecorded() {
     follow_new_runner();
 }
 
@@ -408,7 +423,7 @@ pub(crate) fn wake() {
 
 /// Called by each worker thread at start: set up what the monitor needs to
 /// watch it.
-pub(crate) fn worker_started(w: &Worker) {
+fn worker_started(w: &Worker) {
     if !w.pool.managed() {
         return;
     }
@@ -505,7 +520,7 @@ fn monitor_main() {
     let mut runners: Vec<Runner> = Vec::new();
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut watchdog = crate::watchdog::Watchdog::default();
-    let mut rescuers: Vec<Arc<crate::rescuer::Rescuer>> = Vec::new();
+    let mut rescuers: Vec<Arc<crate::worker::Rescuer>> = Vec::new();
     loop {
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
@@ -710,7 +725,7 @@ fn monitor_main() {
 fn pool_timers(
     pool: &'static WorkerPool,
     set_timeout: &mut impl FnMut(u64),
-    rescuers: &mut Vec<Arc<crate::rescuer::Rescuer>>,
+    rescuers: &mut Vec<Arc<crate::worker::Rescuer>>,
 ) {
     let (retry, mayday) = {
         let mut g = pool.lock();

@@ -113,7 +113,7 @@ fn all() -> &'static [Sentinel] {
 }
 
 /// Start the sentinel of every CPU the process may use that has none
-/// running or starting: with the pools, and by the monitor thread when it
+/// running or starting: with the monitor (`init::start`), and by the monitor thread when it
 /// starts (so one that could not start at a thread limit, or in a forked
 /// child, starts with the monitor).
 pub(crate) fn start_all() {

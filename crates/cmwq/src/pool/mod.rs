@@ -11,17 +11,17 @@
 //! lock, `A:` atomic, ...).
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
-use crate::list::WorkList;
 use crate::pwq::{Pwq, PwqState};
 use crate::topology::{topology, CpuMask};
 use crate::util::{IdAlloc, Slab};
+use crate::work::WorkList;
 use crate::work::{Work, WorkInner};
 use crate::worker::{self, Worker};
 
@@ -56,7 +56,9 @@ pub(crate) struct PoolAttrs {
     pub(crate) strict: bool,
     /// Concurrency managed over the pod (G19): false only for the pools of
     /// `CPU_INTENSIVE` unbound workqueues, which keep the kernel's unbound
-    /// behaviour (every item starts as soon as a worker can be had).
+    /// behaviour (every item starts as soon as a worker can be had). Part of
+    /// the key pools are shared by; whether the pool is managed also
+    /// depends on the process detecting blocks ([`WorkerPool::managed`]).
     pub(crate) managed: bool,
 }
 
@@ -238,14 +240,19 @@ pub(crate) struct WorkerPool {
 pub(crate) type PoolGuard = MutexGuard<'static, PoolState>;
 
 impl WorkerPool {
-    fn new(id: u32, cpu: Option<usize>, highpri: bool, attrs: PoolAttrs) -> WorkerPool {
+    fn new(
+        id: u32,
+        cpu: Option<usize>,
+        highpri: bool,
+        attrs: PoolAttrs,
+        detects: bool,
+    ) -> WorkerPool {
         let concurrency = if cpu.is_some() {
             1
         } else {
             pod_concurrency(&attrs.pod_cpus)
         };
-        let managed = cpu.is_some()
-            || (attrs.managed && crate::monitor::mode() != crate::monitor::Mode::Hint);
+        let managed = cpu.is_some() || (attrs.managed && detects);
         WorkerPool {
             managed,
             id,
@@ -288,7 +295,8 @@ impl WorkerPool {
     }
 
     /// Concurrency managed: a bound pool, or an unbound one that does not
-    /// serve a `CPU_INTENSIVE` workqueue (G15, G19).
+    /// serve a `CPU_INTENSIVE` workqueue, in a process that detects blocks
+    /// (G15, G19).
     #[inline]
     pub(crate) fn managed(&self) -> bool {
         self.managed
@@ -385,6 +393,129 @@ pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut 
     }
 }
 
+// ------------------------------------------------------------ the detector
+
+/// Block detection and the monitor thread as the pools see them: the layer
+/// above (`monitor`) installs itself with [`set_detector`] when it starts,
+/// which `init::start` does before any workqueue exists. Until then, and
+/// in a process that never starts it, [`NoDetector`] stands in: nothing is
+/// watched and nothing wakes (items still run; blocks go unnoticed unless
+/// hinted). Every call the pools and workers make to detection goes
+/// through here, so this trait is the whole interface between the two.
+pub(crate) trait Detector: Sync {
+    /// Wake the monitor thread: a pool became watched, its mayday timer or
+    /// the watchdog was armed, or a worker creation failed (the monitor
+    /// retries it after the cooldown). Cheap enough to call under a pool
+    /// lock (an eventfd write).
+    fn wake(&self);
+    /// Items wait behind a running worker of `pool`: arm the sentinels of
+    /// its CPUs. Called under the pool lock, after the item was put on the
+    /// worklist.
+    fn arm_sentinels(&self, pool: &'static WorkerPool);
+    /// Whether the calling thread must not create a worker (a thread it
+    /// starts would inherit its scheduling policy, as on a sentinel). If
+    /// so it has recorded that one is wanted: the monitor creates it.
+    fn defer_creation(&self) -> bool;
+    /// A thread could be had: start the monitor thread if it could not
+    /// start before.
+    fn ensure_running(&self);
+    /// The monitor thread runs. While it does not, waiters retry stalled
+    /// worker creations themselves ([`wait_on`]).
+    fn running(&self) -> bool;
+    /// A worker thread starts: set up what watching it needs.
+    fn worker_started(&self, w: &Worker);
+    /// The calling worker enters a hinted block (`quiet`) or leaves it.
+    fn worker_quiet(&self, w: &Worker, quiet: bool);
+    /// The calling worker parks idle (`woke` false) or woke from idle
+    /// (true): it may start running an item nothing recorded it taking.
+    fn worker_idle(&self, w: &Worker, woke: bool);
+}
+
+/// The detector before (or without) the monitor: nothing is watched.
+pub(crate) struct NoDetector;
+
+impl Detector for NoDetector {
+    fn wake(&self) {}
+    fn arm_sentinels(&self, _: &'static WorkerPool) {}
+    fn defer_creation(&self) -> bool {
+        false
+    }
+    fn ensure_running(&self) {}
+    fn running(&self) -> bool {
+        true
+    }
+    fn worker_started(&self, _: &Worker) {}
+    fn worker_quiet(&self, _: &Worker, _: bool) {}
+    fn worker_idle(&self, _: &Worker, _: bool) {}
+}
+
+static DETECTOR: OnceLock<&'static dyn Detector> = OnceLock::new();
+
+/// Install the detector (once; later calls are ignored).
+pub(crate) fn set_detector(d: &'static dyn Detector) {
+    let _ = DETECTOR.set(d);
+}
+
+/// Whether the monitor installed itself (`init::start` has run).
+pub(crate) fn detector_installed() -> bool {
+    DETECTOR.get().is_some()
+}
+
+/// The installed detector, or [`NoDetector`].
+#[inline]
+pub(crate) fn detector() -> &'static dyn Detector {
+    match DETECTOR.get() {
+        Some(d) => *d,
+        None => &NoDetector,
+    }
+}
+
+// ---------------------------------------------------- safety-net triggers
+
+/// Rescuers alive (`rescuer.rs` counts them). Pools arm mayday timers only
+/// while there is one (a process without `MEM_RECLAIM` workqueues pays
+/// nothing).
+pub(crate) static NR_RESCUERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A pool begins creating a worker (under its lock): arm its mayday timer
+/// (`mayday_at`, the kernel's `pool->mayday_timer` armed in
+/// `maybe_create_worker`) if rescuers exist and it is not armed. Returns
+/// whether the caller must wake the monitor (after dropping the lock),
+/// which fires the timer (`rescuer::mayday_check`).
+fn arm_mayday(g: &mut PoolState) -> bool {
+    if NR_RESCUERS.load(Relaxed) == 0 || g.mayday_at.is_some() {
+        return false;
+    }
+    g.mayday_at = Some(Instant::now() + settings().mayday_timeout);
+    true
+}
+
+/// A: the stall watchdog is checking (some pool had items waiting at its
+/// last check, or a queue armed it since); `watchdog.rs` disarms it.
+/// Disabled watchdog: stays true, so queuers never arm it.
+pub(crate) static WATCHDOG_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// An item was put on a pool's worklist (called under that pool's lock):
+/// one relaxed load, unless the watchdog must be armed (the kernel's
+/// `wq_watchdog_touch`, inverted: here the watchdog only ticks while armed).
+#[inline]
+pub(crate) fn touch_watchdog() {
+    if !WATCHDOG_ARMED.load(Relaxed) {
+        arm_watchdog();
+    }
+}
+
+#[cold]
+fn arm_watchdog() {
+    if settings().watchdog_thresh.is_none() {
+        WATCHDOG_ARMED.store(true, Relaxed);
+        return;
+    }
+    if !WATCHDOG_ARMED.swap(true, AcqRel) {
+        detector().wake();
+    }
+}
+
 /// Outcome of [`kick_pool`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kick {
@@ -430,13 +561,13 @@ pub(crate) fn note_pending_behind_runner(pool: &'static WorkerPool, g: &PoolStat
     if pool.managed() && g.nr_running > 0 {
         if !pool.watched.load(Relaxed) {
             pool.watched.store(true, Relaxed);
-            crate::monitor::wake();
+            detector().wake();
         }
         if !pool.sentinels_armed.load(Relaxed) {
             // Under the pool lock, after the item was put on the worklist:
             // see `sentinel::arm` for why no arming is lost.
             pool.sentinels_armed.store(true, Relaxed);
-            crate::monitor::sentinel::arm(pool);
+            detector().arm_sentinels(pool);
         }
     }
 }
@@ -458,10 +589,7 @@ pub(crate) fn after_kick(pool: &'static WorkerPool, k: Kick) {
 /// unbound pool's last pwq was released meanwhile and its idle workers
 /// left; or one gave its thread way).
 pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
-    if crate::monitor::sentinel::on_sentinel() {
-        // A thread made here would inherit SCHED_IDLE: the monitor makes
-        // it.
-        crate::monitor::sentinel::CREATE_WANTED.store(true, Relaxed);
+    if detector().defer_creation() {
         return;
     }
     let mut g = pool.lock();
@@ -476,10 +604,10 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             return;
         }
         g.manager_active = true;
-        let mayday = crate::rescuer::creation_started(&mut g);
+        let mayday = arm_mayday(&mut g);
         let r = MutexGuard::unlocked(&mut g, || {
             if mayday {
-                crate::monitor::wake();
+                detector().wake();
             }
             let r = create_worker(pool);
             crate::fault::after_spawn();
@@ -513,10 +641,10 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
         clear_retry(g);
     }
     g.manager_active = true;
-    let mayday = crate::rescuer::creation_started(g);
+    let mayday = arm_mayday(g);
     let r = MutexGuard::unlocked(g, || {
         if mayday {
-            crate::monitor::wake();
+            detector().wake();
         }
         create_worker(pool)
     });
@@ -573,9 +701,9 @@ fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_wa
             if ask_give_way {
                 give_way_for(pool);
             }
-            crate::monitor::wake();
+            detector().wake();
         }
-        None => crate::monitor::ensure_running(),
+        None => detector().ensure_running(),
     }
 }
 
@@ -602,7 +730,7 @@ pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, ready: impl Fn() -> b
         // Also while the monitor is not running (it could not start): a
         // creation that fails after this wait began would have nobody else
         // to retry it.
-        let stalled = creation_stalled() || !crate::monitor::started();
+        let stalled = creation_stalled() || !detector().running();
         let deadline = stalled.then(|| Instant::now() + crate::config::settings().create_cooldown);
         crate::sync::wait(word, seen, deadline);
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -629,7 +757,7 @@ pub(crate) fn help_stalled_creation() {
             ensure_worker(pool);
         }
     }
-    crate::monitor::ensure_running();
+    detector().ensure_running();
 }
 
 /// `pool` could not create a worker: one idle worker of another pool whose
@@ -794,7 +922,10 @@ pub(crate) struct Pools {
 
 static POOLS: OnceLock<Pools> = OnceLock::new();
 
-/// The pools, created on first use (which also fixes the settings).
+/// The pools, created on first use (which also fixes the settings). The
+/// services above them (the monitor, the fork handlers, the control
+/// socket) are started by `init::start`, which every way of making a
+/// workqueue goes through first.
 pub(crate) fn pools() -> &'static Pools {
     POOLS.get_or_init(|| {
         let _ = settings();
@@ -816,6 +947,7 @@ pub(crate) fn pools() -> &'static Pools {
                         strict: true,
                         managed: true,
                     },
+                    true,
                 )));
                 all.push(pool);
                 *p = Some(pool);
@@ -823,9 +955,6 @@ pub(crate) fn pools() -> &'static Pools {
             cpu.push([pair[0].unwrap(), pair[1].unwrap()]);
         }
         crate::clock::seal();
-        crate::monitor::start();
-        crate::fork::register();
-        crate::control::start();
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),
@@ -847,8 +976,10 @@ impl Pools {
         self.cpu[cpu][highpri as usize]
     }
 
-    /// Find or create the unbound pool with these attributes.
-    pub(crate) fn unbound_pool(&self, attrs: &PoolAttrs) -> &'static WorkerPool {
+    /// Find or create the unbound pool with these attributes. `detects`:
+    /// the process detects blocks (its mode is not the hint alone), so a
+    /// pool with `attrs.managed` is concurrency managed.
+    pub(crate) fn unbound_pool(&self, attrs: &PoolAttrs, detects: bool) -> &'static WorkerPool {
         let mut ub = self.unbound.lock();
         if let Some(p) = ub.iter().find(|p| &p.attrs == attrs) {
             return p;
@@ -859,6 +990,7 @@ impl Pools {
             None,
             attrs.nice < 0,
             attrs.clone(),
+            detects,
         )));
         all.push(pool);
         self.nr.store(all.len(), Release);

@@ -23,7 +23,7 @@ use crate::sync::Mutex;
 use crate::clock;
 use crate::util::Parker;
 use crate::work::{Work, WorkInner};
-use crate::workqueue::WqInner;
+use crate::workqueue::{check_cpu, Workqueue, WqInner};
 use wheel::Wheel;
 
 /// Wheel tick.
@@ -63,6 +63,8 @@ static TIMERS: OnceLock<Timers> = OnceLock::new();
 fn timers() -> &'static Timers {
     TIMERS.get_or_init(|| {
         clock::on_advance(advance_manual);
+        crate::work::on_drop_timer_entry(release_entry);
+        crate::workqueue::on_destroy_cancel_timers(cancel_all_for);
         Timers {
             wheel: Mutex::new(Wheel::new()),
             sleep_until: AtomicU64::new(u64::MAX),
@@ -85,10 +87,10 @@ fn entry_of(w: &mut Wheel<Target>, inner: &WorkInner) -> u32 {
 }
 
 /// `WorkInner::timer` when the item was never armed.
-pub(crate) const NO_ENTRY: u32 = u32::MAX;
+const NO_ENTRY: u32 = crate::work::NO_TIMER_ENTRY;
 
-/// Release the wheel entry of a dropped item.
-pub(crate) fn release_entry(id: u32) {
+/// Release the wheel entry of a dropped item (the hook `work` calls).
+fn release_entry(id: u32) {
     if let Some(t) = TIMERS.get() {
         t.wheel.lock().free(id);
     }
@@ -224,7 +226,7 @@ fn queue_target(target: Target) {
 }
 
 /// G25: cancel every timer armed for `wq`; returns how many.
-pub(crate) fn cancel_all_for(wq: &WqInner) -> usize {
+fn cancel_all_for(wq: &WqInner) -> usize {
     if wq.shared.nr_timers.load(Acquire) == 0 {
         return 0;
     }
@@ -413,4 +415,56 @@ fn advance_manual(now_ns: u64) {
 /// Armed timers (for dump).
 pub(crate) fn armed() -> usize {
     TIMERS.get().map_or(0, |t| t.wheel.lock().armed())
+}
+
+// ------------------------------------------------ queueing delayed work
+
+impl Workqueue {
+    /// Queue `work` after `delay` (G12): a timer is armed and the item is
+    /// pending meanwhile; no sooner than `delay` later it is queued on this
+    /// workqueue, on the pool of the CPU the timer fires on (the kernel's
+    /// global timers do the same; [`queue_delayed_on`](Self::queue_delayed_on)
+    /// names the CPU). `delay == 0` queues at once, on the calling CPU.
+    /// `true` if this call made it pending.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let wq = cmwq::Workqueue::new("delayed_doc").unwrap();
+    /// let t = Instant::now();
+    /// let w = cmwq::Work::new(move |_| assert!(t.elapsed() >= Duration::from_millis(20)));
+    /// assert!(wq.queue_delayed(&w, Duration::from_millis(20)));
+    /// assert!(!wq.queue(&w), "armed: pending");
+    /// w.flush(); // fires it now and waits
+    /// ```
+    pub fn queue_delayed(&self, work: &Work, delay: Duration) -> bool {
+        self.inner.queue_delayed(None, work, delay)
+    }
+
+    /// [`queue_delayed`](Self::queue_delayed) on `cpu`'s pool.
+    ///
+    /// # Panics
+    ///
+    /// If `cpu >= nr_cpus()`.
+    pub fn queue_delayed_on(&self, cpu: usize, work: &Work, delay: Duration) -> bool {
+        check_cpu("queue_delayed_on", cpu);
+        self.inner.queue_delayed(Some(cpu), work, delay)
+    }
+}
+
+impl WqInner {
+    pub(crate) fn queue_delayed(
+        self: &Arc<Self>,
+        cpu: Option<usize>,
+        work: &Work,
+        delay: Duration,
+    ) -> bool {
+        if delay.is_zero() {
+            return self.queue(cpu, work);
+        }
+        if !self.grab(work) {
+            return false;
+        }
+        arm(work, self, cpu, delay);
+        true
+    }
 }

@@ -6,15 +6,14 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::event::{report, Event};
-use crate::list::LinkCell;
-use crate::pool::{self, WorkerPool};
-use crate::pwq::{self, Pwq};
+use crate::event::Event;
+use crate::list::{LinkCell, Linked, List};
+use crate::pool::WorkerPool;
+use crate::pwq::Pwq;
 use crate::util;
-use crate::worker;
-use state::{seq_reached, Enabled, Snapshot, StateWord};
+use state::StateWord;
 
 /// The type-erased work function.
 pub(crate) type DynFn = dyn WorkFn;
@@ -80,11 +79,11 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     /// whole process, so a stale value is still a valid pool.
     pub(crate) pool: AtomicPtr<WorkerPool>,
     /// L (of `pool`): list linkage.
-    pub(crate) link: LinkCell,
+    pub(crate) link: LinkCell<WorkInner>,
     /// P: where the pending instance is accounted (see [`Slot`]).
     slot: UnsafeCell<Slot>,
     /// A (written under W): its timer wheel entry, allocated on the first
-    /// arm (`timer::NO_ENTRY` until then).
+    /// arm ([`NO_TIMER_ENTRY`] until then).
     pub(crate) timer: AtomicU32,
     /// I: name shown by dump, stats and reports.
     pub(crate) name: Option<&'static str>,
@@ -95,11 +94,26 @@ pub(crate) struct WorkInner<F: ?Sized = DynFn> {
     func: F,
 }
 
+/// [`WorkInner::timer`] of an item never armed.
+pub(crate) const NO_TIMER_ENTRY: u32 = u32::MAX;
+
+/// Frees a dropped item's timer wheel entry: set by the timer of delayed
+/// work (a layer above) when it makes its wheel, before any entry exists.
+static RELEASE_TIMER_ENTRY: OnceLock<fn(u32)> = OnceLock::new();
+
+/// Install the hook that frees a dropped item's timer wheel entry.
+pub(crate) fn on_drop_timer_entry(release: fn(u32)) {
+    let _ = RELEASE_TIMER_ENTRY.set(release);
+}
+
 impl<F: ?Sized> Drop for WorkInner<F> {
     fn drop(&mut self) {
         let id = *self.timer.get_mut();
-        if id != crate::timer::NO_ENTRY {
-            crate::timer::release_entry(id);
+        if id != NO_TIMER_ENTRY {
+            // Set: an entry is only allocated once the timer exists.
+            if let Some(release) = RELEASE_TIMER_ENTRY.get() {
+                release(id);
+            }
         }
     }
 }
@@ -266,7 +280,7 @@ impl Work {
                 color: 0,
                 active: false,
             }),
-            timer: AtomicU32::new(crate::timer::NO_ENTRY),
+            timer: AtomicU32::new(NO_TIMER_ENTRY),
             name,
             queued_ns: AtomicU64::new(0),
             func,
@@ -290,7 +304,7 @@ impl Work {
     /// An orphan after `fork()` (see `work::state`): give its PENDING bit
     /// back. Cold: never true in a process that did not fork.
     #[inline]
-    fn reclaim_if_orphan(&self) {
+    pub(crate) fn reclaim_if_orphan(&self) {
         if self.inner.state.load().orphan() && self.inner.state.reclaim_orphan() {
             self.wake_waiters();
         }
@@ -304,162 +318,6 @@ impl Work {
     /// Whether two handles are the same item.
     pub fn ptr_eq(a: &Work, b: &Work) -> bool {
         Arc::ptr_eq(&a.inner, &b.inner)
-    }
-
-    /// Wait until the execution that was pending or running when called
-    /// has finished (G6). Returns `true` if it waited, `false` if the item
-    /// was idle. Called from inside the item's own function it does not
-    /// wait for that execution (nor for a pending one, which can only start
-    /// after it), and returns `false`.
-    pub fn flush(&self) -> bool {
-        let inner = &*self.inner;
-        self.reclaim_if_orphan();
-        let s = inner.state.load();
-        if s.idle() || worker::executing(inner) {
-            return false;
-        }
-        if s.timer() {
-            crate::timer::fire_now(self);
-        }
-        let s = inner.state.load();
-        if s.idle() {
-            return true;
-        }
-        // The pending execution will be number seq + 1; a running one is
-        // number seq.
-        let target = if s.pending() {
-            s.seq().wrapping_add(1)
-        } else {
-            s.seq()
-        };
-        worker::blocking(|| {
-            // Done when execution `target` has ended and reads so: its
-            // count is stored just before RUNNING is cleared, so "reached"
-            // alone could return while it still reads running (G6).
-            self.wait_while(|s| {
-                !s.idle()
-                    && !(seq_reached(inner.done.load(Acquire), target)
-                        && !(s.running() && s.seq() == target))
-            })
-        });
-        true
-    }
-
-    /// Remove a pending item (queued, throttled or timer armed) and return
-    /// `true`; `false` if it was not pending (G9). Does not wait for a
-    /// running execution.
-    pub fn cancel(&self) -> bool {
-        let stolen = steal_pending(self);
-        if stolen && self.inner.state.release_pending() {
-            self.wake_waiters();
-        }
-        stolen
-    }
-
-    /// [`cancel`](Self::cancel), then wait until no execution is running
-    /// (G10). Queue attempts made meanwhile return `false`. On return the
-    /// item is neither pending nor running, unless called from the item's
-    /// own function, which cancels a pending requeue and does not wait for
-    /// itself. Safe to call from several threads at once.
-    pub fn cancel_sync(&self) -> bool {
-        let r = self.disable_sync();
-        self.enable();
-        r
-    }
-
-    /// Cancel the item and increment its disable count (G11): while the
-    /// count is above zero every queue attempt returns `false`. Returns
-    /// `true` if it was pending.
-    ///
-    /// As in the kernel, the count is raised only while nobody else owns
-    /// the item's PENDING state (in the CAS that sees it idle, or in the
-    /// one that gives back the instance this call stole): a `mod_delayed`
-    /// racing with it either re-armed the instance before (and this call
-    /// then steals and reports it) or finds the item disabled; the
-    /// instance is never dropped unreported.
-    ///
-    /// # Panics
-    ///
-    /// If the count would exceed 65535 (unbalanced `disable`).
-    pub fn disable(&self) -> bool {
-        let st = &self.inner.state;
-        loop {
-            if steal_pending(self) {
-                break;
-            }
-            match st.disable_if_not_pending() {
-                state::DisableIdle::Done => return false,
-                state::DisableIdle::Overflow => self.disable_overflow(),
-                // Queued by someone else meanwhile: steal that instance.
-                state::DisableIdle::Pending => {}
-            }
-        }
-        match st.release_pending_disabled() {
-            Ok(waiters) => {
-                if waiters {
-                    self.wake_waiters();
-                }
-                true
-            }
-            Err(waiters) => {
-                if waiters {
-                    self.wake_waiters();
-                }
-                self.disable_overflow()
-            }
-        }
-    }
-
-    #[cold]
-    fn disable_overflow(&self) -> ! {
-        panic!(
-            "cmwq: Work::disable: disable count overflow on work item {} (more than {} unbalanced disables)",
-            self.name().unwrap_or("(unnamed)"),
-            state::DISABLE_MAX
-        )
-    }
-
-    /// [`disable`](Self::disable), then wait until no execution is running
-    /// (except the caller's own, when called from the item's function).
-    pub fn disable_sync(&self) -> bool {
-        let r = self.disable();
-        if !worker::executing(&self.inner) {
-            worker::blocking(|| self.wait_while(|s| s.running()));
-        }
-        r
-    }
-
-    /// Decrement the disable count; `true` when it reaches zero and the item
-    /// can be queued again. An `enable` without a matching `disable` is
-    /// reported through the log hook and returns `false`.
-    pub fn enable(&self) -> bool {
-        match self.inner.state.enable() {
-            Enabled::Zero => true,
-            Enabled::StillDisabled => false,
-            Enabled::NotDisabled => {
-                // The one report that may come before anything started the
-                // pools: resolve the settings, so it reaches the configured
-                // hook (`event::report`).
-                let _ = crate::config::settings();
-                report(Event::Misuse {
-                    message: &format!(
-                        "Work::enable on work item {} that is not disabled",
-                        self.name().unwrap_or("(unnamed)")
-                    ),
-                });
-                false
-            }
-        }
-    }
-
-    /// Park until `must_wait` stops holding; the item's state transitions
-    /// that can end the wait clear WAITERS and wake us.
-    fn wait_while(&self, must_wait: impl Fn(Snapshot) -> bool) {
-        let st = &self.inner.state;
-        // `wait_on` reads the wake word before each check: a waker that
-        // clears WAITERS after `set_waiters_if` set it bumps the word, so
-        // the sleep returns at once or is woken.
-        pool::wait_on(&self.inner.wake, || !st.set_waiters_if(&must_wait));
     }
 
     /// After `fork()`, in the child: make an item that was pending or
@@ -527,6 +385,36 @@ impl Work {
     }
 }
 
+/// A list of work items: a pool's worklist, a pwq's inactive list.
+pub(crate) type WorkList = List<Work>;
+
+// SAFETY: `into_raw`/`from_raw` are `Arc`'s, `as_ptr` is the same pointer
+// without giving up the reference, and `link` is the item's one link cell.
+unsafe impl Linked for Work {
+    type Node = WorkInner;
+
+    #[inline]
+    fn into_raw(self) -> NonNull<WorkInner> {
+        Work::into_raw(self)
+    }
+
+    #[inline]
+    unsafe fn from_raw(p: NonNull<WorkInner>) -> Work {
+        // SAFETY: guaranteed by the caller (the trait's contract).
+        unsafe { Work::from_raw(p) }
+    }
+
+    #[inline]
+    fn as_ptr(&self) -> NonNull<WorkInner> {
+        Work::as_ptr(self)
+    }
+
+    #[inline]
+    fn link(node: &WorkInner) -> &LinkCell<WorkInner> {
+        &node.link
+    }
+}
+
 impl fmt::Debug for Work {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Work")
@@ -567,106 +455,4 @@ pub(crate) fn size_of_empty() -> usize {
         std::mem::size_of::<Counts>() + std::mem::size_of::<WorkInner<FnCell<F>>>()
     }
     size_for(&|_: &Work| {})
-}
-
-/// Become the owner of a pending instance of `work`, taking it off its
-/// list, its collided hand-over or its timer, and releasing its accounting
-/// (the kernel's try_to_grab_pending). Returns false if it was not pending.
-/// On true the caller owns PENDING and must release it.
-pub(crate) fn steal_pending(work: &Work) -> bool {
-    let inner = work.inner();
-    let mut spins = 0u32;
-    loop {
-        let s = inner.state.load();
-        if !s.pending() {
-            return false;
-        }
-        if s.queued() {
-            let Some(pool) = inner.queued_pool() else {
-                continue;
-            };
-            let mut g = pool.lock();
-            let s = inner.state.load();
-            if !(s.queued() && ptr::eq(inner.pool.load(Acquire), pool)) {
-                continue; // moved meanwhile
-            }
-            let stolen = inner.state.steal_queued();
-            debug_assert!(stolen);
-            // SAFETY: we own PENDING now (and hold the pool lock).
-            let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
-            // SAFETY: the slot's reference is ours with PENDING.
-            let pwq = unsafe { Arc::from_raw(pwq_ptr) };
-            // SAFETY: the item was QUEUED on this pool, on the worklist if
-            // active and on its pwq's inactive list otherwise.
-            let list_ref = unsafe {
-                if active {
-                    g.worklist.remove(work)
-                } else {
-                    g.pwqs[pwq.slot].inactive.remove(work)
-                }
-            };
-            let kick = pwq::dec_nr_in_flight(&mut g, &pwq, color, active);
-            let k = if kick {
-                pool::kick_pool(&mut g)
-            } else {
-                pool::Kick::NotNeeded
-            };
-            drop(g);
-            pool::after_kick(pool, k);
-            drop(list_ref);
-            return true;
-        }
-        if s.collided() {
-            if inner.state.steal_collided() {
-                release_accounting(inner);
-                return true;
-            }
-            continue;
-        }
-        if s.timer() {
-            // An armed item has no pwq accounting yet (G7: timers are not
-            // in flight).
-            if crate::timer::try_disarm(work) {
-                return true;
-            }
-            continue;
-        }
-        if s.orphan() {
-            // In transit when this process was forked: nobody owns it.
-            if inner.state.reclaim_orphan() {
-                work.wake_waiters();
-            }
-            return false;
-        }
-        // In transit: being queued, or being handed over. Wait it out.
-        spins += 1;
-        if spins < 64 {
-            crate::loom::spin_loop_hint();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
-/// Undo the accounting of a stolen pending instance whose slot holds a pwq
-/// (collided or armed items).
-fn release_accounting(inner: &WorkInner) {
-    // SAFETY: the caller stole PENDING, so the slot is ours.
-    let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
-    if pwq_ptr.is_null() {
-        return;
-    }
-    // SAFETY: the slot's reference is ours with PENDING.
-    let pwq = unsafe { Arc::from_raw(pwq_ptr) };
-    // SAFETY: as above; clear it so it is not released twice.
-    unsafe { inner.slot_write(ptr::null(), 0, false) };
-    let pool = pwq.pool;
-    let mut g = pool.lock();
-    let k = if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
-        pool::kick_pool(&mut g)
-    } else {
-        pool::Kick::NotNeeded
-    };
-    drop(g);
-    pool::after_kick(pool, k);
 }
