@@ -216,14 +216,10 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
                     g.pwqs[pwq.slot].inactive.remove(work)
                 }
             };
-            let kick = pwq::dec_nr_in_flight(&mut g, &pwq, color, active);
-            let k = if kick {
-                pool::kick_pool(&mut g)
-            } else {
-                pool::Kick::NotNeeded
-            };
+            if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
+                pool::kick_pool(&mut g);
+            }
             drop(g);
-            pool::after_kick(pool, k);
             drop(list_ref);
             return true;
         }
@@ -273,13 +269,9 @@ fn release_accounting(inner: &WorkInner) {
     unsafe { inner.slot_write(ptr::null(), 0, false) };
     let pool = pwq.pool;
     let mut g = pool.lock();
-    let k = if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
-        pool::kick_pool(&mut g)
-    } else {
-        pool::Kick::NotNeeded
-    };
-    drop(g);
-    pool::after_kick(pool, k);
+    if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
+        pool::kick_pool(&mut g);
+    }
 }
 
 // ------------------------------------------------------- modifying a delay

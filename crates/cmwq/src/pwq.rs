@@ -303,13 +303,9 @@ pub(crate) fn reactivate(pwq: &Pwq) {
     if pwq.released.load(Relaxed) {
         return;
     }
-    let k = if activate_inactive(&mut g, pwq) {
-        crate::pool::kick_pool(&mut g)
-    } else {
-        crate::pool::Kick::NotNeeded
-    };
-    drop(g);
-    crate::pool::after_kick(pool, k);
+    if activate_inactive(&mut g, pwq) {
+        crate::pool::kick_pool(&mut g);
+    }
 }
 
 /// An execution (or a stolen pending instance) of `pwq` in colour `color`

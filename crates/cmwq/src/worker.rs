@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::Mutex;
 
 use crate::attrs::WqFlags;
 use crate::config::settings;
@@ -244,10 +244,6 @@ pub(crate) fn sleeping_locked(g: &mut PoolGuard, slot: usize, by_monitor: bool) 
             }
         }
     }
-    if k == Kick::NeedWorker {
-        let pool = g.workers[slot].worker.pool;
-        MutexGuard::unlocked(g, || pool::ensure_worker(pool));
-    }
     woke
 }
 
@@ -375,7 +371,7 @@ fn worker_main(w: Arc<Worker>) {
         // allows (G21).
         let timeout = settings().idle_timeout;
         loop {
-            let woken = MutexGuard::unlocked(&mut g, || {
+            let woken = g.unlocked(|| {
                 deferred.drop_now();
                 // Detection is told it parks and woke (`Monitoring`).
                 pool::detector().worker_idle(&w, false);
@@ -508,22 +504,20 @@ fn process_one_work(
         // Items wait behind this execution: have the monitor watch it.
         pool::note_pending_behind_runner(pool, &g);
     }
-    // Acted on in the first unlocked section below, so one lock round trip
-    // serves both the kick and the execution.
-    // A rescuer never creates workers itself (the kernel's only wakes idle
-    // ones): creation is what is failing; the monitor keeps retrying it.
-    let k = if k == Kick::NeedWorker && g.workers[w.slot].flags & WORKER_RESCUER != 0 {
-        Kick::Pending
-    } else {
-        k
-    };
-    let mut kick = Some(k);
+    // A worker the kick asked for is created in the first unlocked section
+    // below, so one lock round trip serves both the kick and the
+    // execution. A rescuer never creates workers itself (the kernel's only
+    // wakes idle ones): creation is what is failing; the monitor keeps
+    // retrying it.
+    if g.workers[w.slot].flags & WORKER_RESCUER != 0 {
+        g.no_create();
+    }
+    let mut first = true;
     loop {
         let since = acct.clock;
         let cpu0 = acct.cpu0;
-        let (panicked, item_cpu, traced) = MutexGuard::unlocked(&mut g, || {
-            if let Some(k) = kick.take() {
-                pool::after_kick(pool, k);
+        let (panicked, item_cpu, traced) = g.unlocked(|| {
+            if std::mem::take(&mut first) {
                 deferred.drop_now();
             }
             acct.begin(&exec.pwq);
@@ -693,7 +687,7 @@ impl Deferred {
         if let Some(old) = self.0.replace(work) {
             // Two in a row without an unlocked moment (a collision): drop
             // the older one now.
-            MutexGuard::unlocked(g, move || crate::work::drop_contained(old));
+            g.unlocked(move || crate::work::drop_contained(old));
         }
     }
 
@@ -713,7 +707,7 @@ fn count_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: &Exec, panicke
         // A pwq of another pool (after a handover): counted under that
         // pool's lock, still before the item reads idle.
         let other = exec.pwq.pool;
-        MutexGuard::unlocked(g, || count(&mut other.lock(), exec, panicked));
+        g.unlocked(|| count(&mut other.lock(), exec, panicked));
     }
 }
 
@@ -732,22 +726,20 @@ fn count(st: &mut PoolState, exec: &Exec, panicked: bool) {
 fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, slot: usize, exec: Exec) {
     if ptr::eq(exec.pwq.pool, pool) {
         if pwq::dec_nr_in_flight(g, &exec.pwq, exec.color, exec.active) {
-            let k = pool::kick_pool(g);
-            if k == Kick::NeedWorker && g.workers[slot].flags & WORKER_RESCUER == 0 {
-                MutexGuard::unlocked(g, || pool::ensure_worker(pool));
+            // A worker this asks for is created when the caller next
+            // unlocks (a rescuer never creates one: see process_one_work).
+            pool::kick_pool(g);
+            if g.workers[slot].flags & WORKER_RESCUER != 0 {
+                g.no_create();
             }
         }
     } else {
         let other = exec.pwq.pool;
-        MutexGuard::unlocked(g, || {
+        g.unlocked(|| {
             let mut g2 = other.lock();
-            let k = if pwq::dec_nr_in_flight(&mut g2, &exec.pwq, exec.color, exec.active) {
-                pool::kick_pool(&mut g2)
-            } else {
-                Kick::NotNeeded
-            };
-            drop(g2);
-            pool::after_kick(other, k);
+            if pwq::dec_nr_in_flight(&mut g2, &exec.pwq, exec.color, exec.active) {
+                pool::kick_pool(&mut g2);
+            }
         });
     }
 }
@@ -776,7 +768,7 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work, since: u64) -> Exec {
     if !ptr::eq(exec.pwq.pool, w.pool) {
         let other = exec.pwq.pool;
         let slot = exec.pwq.slot;
-        MutexGuard::unlocked(g, || other.lock().pwqs[slot].stats.started += 1);
+        g.unlocked(|| other.lock().pwqs[slot].stats.started += 1);
     }
     exec
 }
@@ -882,17 +874,12 @@ pub(crate) fn rescue(r: &Rescuer, pwq: Arc<Pwq>) {
     }
     // Leave the rest to the pool's workers: wake an idle one if there is
     // one (never create one, see process_one_work).
-    let k = pool::kick_pool(&mut g);
-    let k = if k == Kick::NeedWorker {
-        Kick::Pending
-    } else {
-        k
-    };
+    pool::kick_pool(&mut g);
+    g.no_create();
     let ws = g.workers.remove(slot);
     drop(g);
     r.attached.store(u32::MAX, Relaxed);
     SELF.with(|s| s.set(ptr::null()));
-    pool::after_kick(pool, k);
     acct.idle();
     deferred.drop_now();
     drop(ws);

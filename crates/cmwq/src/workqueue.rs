@@ -677,9 +677,9 @@ impl WqInner {
     /// workqueue refuses it.
     pub(crate) fn insert_grabbed(&self, cpu: Option<usize>, work: &Work) -> bool {
         enum Outcome {
-            /// Queued; the pool needs this kick; the monitor must look at
-            /// the pool's mayday timer.
-            Queued(&'static WorkerPool, pool::Kick, bool),
+            /// Queued, with the pool still locked; the monitor must look
+            /// at the pool's mayday timer.
+            Queued(pool::PoolGuard, bool),
             Refused,
             /// The pwq was released: the table was replaced since we loaded
             /// it (the kernel's `__queue_work` retries the same way).
@@ -718,14 +718,19 @@ impl WqInner {
                 let mayday = sh.rescuer.is_some()
                     && g.mayday_at.is_some()
                     && crate::rescuer::reclaim_queued(&mut g);
-                Outcome::Queued(pool, k, mayday)
+                // The lock is released (and a worker the kick asked for
+                // created) outside the RCU read section.
+                Outcome::Queued(g, mayday)
             });
             match r {
-                Outcome::Queued(pool, k, mayday) => {
+                Outcome::Queued(g, mayday) => {
                     if mayday {
+                        // Rare (a rescuer's pool short of workers): one
+                        // eventfd write, before a creation the kick asked
+                        // for, as the mayday may be what rescues the item.
                         crate::monitor::wake();
                     }
-                    pool::after_kick(pool, k);
+                    drop(g);
                     return true;
                 }
                 Outcome::Refused => {

@@ -1044,12 +1044,9 @@ fn mark_hog(w: &Worker, exec: u64) -> bool {
     if !leaves {
         return false;
     }
-    let k = pool::kick_pool(&mut g);
-    let woke = k == pool::Kick::Woken;
+    let woke = pool::kick_pool(&mut g) == pool::Kick::Woken;
     if woke && own {
         g.pwqs[pwq.slot].stats.cm_wakeups += 1;
     }
-    drop(g);
-    pool::after_kick(w.pool, k);
     woke
 }

@@ -11,6 +11,7 @@
 //! lock, `A:` atomic, ...).
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -236,8 +237,72 @@ pub(crate) struct WorkerPool {
     pub(crate) sentinels_armed: AtomicBool,
 }
 
-/// The pool lock's guard.
-pub(crate) type PoolGuard = MutexGuard<'static, PoolState>;
+/// The pool lock's guard. A kick that finds the pool needs a worker
+/// nobody is creating ([`kick_pool`]) is recorded here, and the worker is
+/// created when the lock is released, by dropping the guard or by
+/// [`PoolGuard::unlocked`]: kicking is one call, under the lock, and its
+/// follow-up cannot be forgotten (the kernel's kick_pool wakes a worker
+/// and leaves creation to the manager; here whoever unlocks manages).
+pub(crate) struct PoolGuard {
+    /// The lock itself (released in `drop`).
+    g: ManuallyDrop<MutexGuard<'static, PoolState>>,
+    /// The pool it locks.
+    pool: &'static WorkerPool,
+    /// A kick needs a worker created once the lock is released.
+    create: bool,
+}
+
+impl PoolGuard {
+    /// Run `f` with the lock released, creating first the worker a kick
+    /// asked for.
+    #[inline]
+    pub(crate) fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let create = std::mem::take(&mut self.create);
+        let pool = self.pool;
+        MutexGuard::unlocked(&mut self.g, || {
+            if create {
+                ensure_worker(pool);
+            }
+            f()
+        })
+    }
+
+    /// Forget a kick's request for a worker: the caller never creates
+    /// workers (a rescuer: creation is what is failing, and the monitor
+    /// keeps retrying it; or the creator whose attempt just failed, which
+    /// the cooldown retries).
+    #[inline]
+    pub(crate) fn no_create(&mut self) {
+        self.create = false;
+    }
+}
+
+impl std::ops::Deref for PoolGuard {
+    type Target = PoolState;
+    #[inline]
+    fn deref(&self) -> &PoolState {
+        &self.g
+    }
+}
+
+impl std::ops::DerefMut for PoolGuard {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut PoolState {
+        &mut self.g
+    }
+}
+
+impl Drop for PoolGuard {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `g` is dropped here only, once; the guard is not used
+        // after.
+        unsafe { ManuallyDrop::drop(&mut self.g) };
+        if self.create {
+            ensure_worker(self.pool);
+        }
+    }
+}
 
 impl WorkerPool {
     fn new(
@@ -285,7 +350,11 @@ impl WorkerPool {
 
     #[inline]
     pub(crate) fn lock(&'static self) -> PoolGuard {
-        self.lock.lock()
+        PoolGuard {
+            g: ManuallyDrop::new(self.lock.lock()),
+            pool: self,
+            create: false,
+        }
     }
 
     /// A per-CPU pool.
@@ -524,16 +593,28 @@ pub(crate) enum Kick {
     /// An idle worker was woken.
     Woken,
     /// A worker is needed but none is idle and nobody is creating one: the
-    /// caller must call [`ensure_worker`] after dropping the lock.
+    /// guard creates one once the lock is released.
     NeedWorker,
     /// A worker is needed and one is being created (or creation is cooling
     /// down and the monitor will retry).
     Pending,
 }
 
-/// Wake an idle worker if the pool needs one (the kernel's kick_pool).
+/// Wake an idle worker if the pool needs one (the kernel's kick_pool); if
+/// none is idle and nobody is creating one, have `g` create one when it
+/// releases the lock.
 #[inline]
-pub(crate) fn kick_pool(g: &mut PoolState) -> Kick {
+pub(crate) fn kick_pool(g: &mut PoolGuard) -> Kick {
+    let k = kick(g);
+    if k == Kick::NeedWorker {
+        g.create = true;
+    }
+    k
+}
+
+/// What [`kick_pool`] does under the lock.
+#[inline]
+fn kick(g: &mut PoolState) -> Kick {
     if !need_more_worker(g) {
         return Kick::NotNeeded;
     }
@@ -572,14 +653,6 @@ pub(crate) fn note_pending_behind_runner(pool: &'static WorkerPool, g: &PoolStat
     }
 }
 
-/// Act on a [`Kick`] once the pool lock is dropped.
-#[inline]
-pub(crate) fn after_kick(pool: &'static WorkerPool, k: Kick) {
-    if k == Kick::NeedWorker {
-        ensure_worker(pool);
-    }
-}
-
 /// Create a worker if the pool needs one and nobody else is creating one.
 /// Called without the pool lock by queuers and the monitor.
 ///
@@ -605,7 +678,7 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
         }
         g.manager_active = true;
         let mayday = arm_mayday(&mut g);
-        let r = MutexGuard::unlocked(&mut g, || {
+        let r = g.unlocked(|| {
             if mayday {
                 detector().wake();
             }
@@ -618,7 +691,7 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
         let failed = err.is_some();
         // Items wait with no worker: ask another pool's idle one to give
         // its thread way.
-        MutexGuard::unlocked(&mut g, || after_creation(pool, err, true));
+        g.unlocked(|| after_creation(pool, err, true));
         if failed {
             // Cooldown: the monitor, the next queue and waiters retry.
             return;
@@ -642,7 +715,7 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
     }
     g.manager_active = true;
     let mayday = arm_mayday(g);
-    let r = MutexGuard::unlocked(g, || {
+    let r = g.unlocked(|| {
         if mayday {
             detector().wake();
         }
@@ -653,7 +726,7 @@ pub(crate) fn manage_workers(pool: &'static WorkerPool, g: &mut PoolGuard) -> bo
     // A spare: the caller runs the items itself, so nothing waits for this
     // worker and no other pool's worker is asked to give way (two pools
     // would take turns killing each other's spares).
-    MutexGuard::unlocked(g, || after_creation(pool, err, false));
+    g.unlocked(|| after_creation(pool, err, false));
     true
 }
 
@@ -814,8 +887,9 @@ pub(crate) fn create_worker(pool: &'static WorkerPool) -> io::Result<()> {
         Err(e) => {
             let mut g = pool.lock();
             remove_worker(&mut g, w.slot);
-            // A kick may have picked the dead worker: pass it on.
-            let _ = kick_pool(&mut g);
+            // A kick may have picked the dead worker: pass it on (to an
+            // idle one; the failed creation is retried after the cooldown).
+            let _ = kick(&mut g);
             Err(e)
         }
     }
