@@ -164,7 +164,11 @@ fn describe_running(g: &crate::pool::PoolState) -> String {
             pwq.wq.name,
             work.name.unwrap_or("(unnamed)"),
             Duration::from_nanos(now.saturating_sub(c.since)).as_secs_f64(),
-            if ws.sleeping { " (blocked)" } else { "" }
+            if ws.blocked.is_some() {
+                " (blocked)"
+            } else {
+                ""
+            }
         );
     }
     if s.is_empty() {

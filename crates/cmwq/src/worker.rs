@@ -20,8 +20,8 @@ use crate::monitor::procstat::TaskStat;
 use crate::monitor::state::DetectState;
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
-    Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
-    WORKER_PREP, WORKER_RESCUER,
+    BlockedBy, Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE,
+    WORKER_IDLE, WORKER_PREP, WORKER_RESCUER,
 };
 use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
@@ -186,7 +186,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
         d
     });
     if depth == 0 {
-        worker_sleeping(w, false);
+        worker_sleeping(w, BlockedBy::Hint);
         pool::detector().worker_quiet(w, true);
     }
     struct Wake<'a>(&'a Worker, u32);
@@ -195,7 +195,7 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
             BLOCKING.with(|b| b.set(self.1));
             if self.1 == 0 && !FORKED_IN_ITEM.with(|f| f.get()) {
                 pool::detector().worker_quiet(self.0, false);
-                worker_running(self.0, false);
+                worker_running(self.0, BlockedBy::Hint);
             }
         }
     }
@@ -205,63 +205,17 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 /// A worker is known to block (the kernel's wq_worker_sleeping): it leaves
 /// `nr_running`; if that leaves the pool without a running worker while
-/// items wait, wake an idle worker. `by_monitor`: detected rather than
-/// hinted. Returns whether a worker was woken.
-pub(crate) fn worker_sleeping(w: &Worker, by_monitor: bool) -> bool {
-    let pool = w.pool;
-    let mut g = pool.lock();
-    sleeping_locked(&mut g, w.slot, by_monitor)
-}
-
-pub(crate) fn sleeping_locked(g: &mut PoolGuard, slot: usize, by_monitor: bool) -> bool {
-    let ws = &mut g.workers[slot];
-    if ws.current.is_none() {
-        return false;
-    }
-    if ws.sleeping {
-        // Already known blocked. A hint takes over the monitor's mark: the
-        // worker itself will say when it runs again, and the monitor's
-        // view (which may lag, and sees nothing while the ring is off
-        // inside blocking()) must not clear it before.
-        if !by_monitor {
-            ws.sleeping_by_monitor = false;
-        }
-        return false;
-    }
-    update_worker(g, slot, |ws| {
-        ws.sleeping = true;
-        ws.sleeping_by_monitor = by_monitor;
-        ws.slept = true;
-    });
-    let k = pool::kick_pool(g);
-    let woke = k == Kick::Woken;
-    if woke {
-        if let Some(c) = g.workers[slot].current {
-            // SAFETY: `current` is valid while recorded (see `Current`).
-            let p = unsafe { &*c.pwq };
-            if ptr::eq(p.pool, g.workers[slot].worker.pool) {
-                g.pwqs[p.slot].stats.cm_wakeups += 1;
-            }
-        }
-    }
-    woke
+/// items wait, wake an idle worker. `by`: hinted or detected. Returns
+/// whether a worker was woken.
+pub(crate) fn worker_sleeping(w: &Worker, by: BlockedBy) -> bool {
+    let mut g = w.pool.lock();
+    pool::mark_blocked(&mut g, w.slot, by)
 }
 
 /// A worker known to block runs again (the kernel's wq_worker_running).
-pub(crate) fn worker_running(w: &Worker, by_monitor: bool) {
+pub(crate) fn worker_running(w: &Worker, by: BlockedBy) {
     let mut g = w.pool.lock();
-    running_locked(&mut g, w.slot, by_monitor);
-}
-
-pub(crate) fn running_locked(g: &mut PoolState, slot: usize, by_monitor: bool) {
-    let ws = &g.workers[slot];
-    if !ws.sleeping || (by_monitor && !ws.sleeping_by_monitor) {
-        return;
-    }
-    update_worker(g, slot, |ws| {
-        ws.sleeping = false;
-        ws.sleeping_by_monitor = false;
-    });
+    pool::mark_running(&mut g, w.slot, by);
 }
 
 /// CPU-time bookkeeping of one worker thread: CPU time is read at the
@@ -583,7 +537,7 @@ fn process_one_work(
         });
         if let (Some(mut rec), Some(ring)) = (traced, w.trace_ring.get()) {
             rec.end_ns = util::mono_ns();
-            g.workers[w.slot].blocked.take_into(&mut rec);
+            g.workers[w.slot].blocked_spans.take_into(&mut rec);
             // SAFETY: a worker's ring is pushed to by that worker's thread
             // only, and this is it.
             unsafe { ring.push(rec) };
@@ -592,7 +546,7 @@ fn process_one_work(
         // so that a flush that returns sees the workqueue's books balanced.
         let ws = &g.workers[w.slot];
         let managed = ws.flags & WORKER_CPU_INTENSIVE == 0; // hogs are managed items
-        if managed && !ws.hog && !ws.slept && acct.hog_ns > 0 && item_cpu >= acct.hog_ns {
+        if managed && !ws.hog && !ws.blocked_in_item && acct.hog_ns > 0 && item_cpu >= acct.hog_ns {
             // A hog nobody flagged while it ran (nothing waited behind it).
             if ptr::eq(exec.pwq.pool, pool) {
                 g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
@@ -624,8 +578,7 @@ fn process_one_work(
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
         ws.flags &= !WORKER_CPU_INTENSIVE;
-        ws.sleeping = false;
-        ws.sleeping_by_monitor = false;
+        ws.blocked = None;
     });
     g.nr_completed += 1;
     pool.completed.store(g.nr_completed, Relaxed);
@@ -644,16 +597,15 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
             pwq: Arc::as_ptr(&exec.pwq),
             since,
         });
-        ws.slept = false;
+        ws.blocked_in_item = false;
         ws.hog = false;
         // Blocked spans of earlier executions (or of one that started
         // untraced) are not this one's.
-        ws.blocked = crate::trace::Blocked::default();
+        ws.blocked_spans = crate::trace::Blocked::default();
         // The caller is this worker, running: a mark left from the previous
         // execution (a G3 hand-over starts the next one without going
         // through the end-of-item reset) no longer holds.
-        ws.sleeping = false;
-        ws.sleeping_by_monitor = false;
+        ws.blocked = None;
         if intensive {
             // G16: CPU_INTENSIVE items do not count toward concurrency.
             ws.flags |= WORKER_CPU_INTENSIVE;

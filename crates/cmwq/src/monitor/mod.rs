@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 use crate::config::{settings, Detect};
 use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::util;
-use crate::worker::{self, Worker};
+use crate::worker::Worker;
 use state::DetectState;
 
 impl DetectState {
@@ -75,7 +75,7 @@ impl DetectState {
         self.on = want;
         if want {
             r.drain(|_| {});
-            self.out_since = None;
+            self.blocked_since = None;
             self.resync = resync;
         }
         want
@@ -449,7 +449,7 @@ use policy::{NEW_RUNNER_LOOK_NS, PROC_MAX_INTERVAL_NS};
 struct Runner {
     w: Arc<Worker>,
     exec: u64,
-    marked_by_monitor: bool,
+    blocked_by_monitor: bool,
 }
 
 /// What the monitor decided about a runner.
@@ -579,11 +579,11 @@ fn monitor_main() {
                         runners.push(Runner {
                             w: ws.worker.clone(),
                             exec: ws.worker.exec_seq.load(Relaxed),
-                            marked_by_monitor: ws.sleeping && ws.sleeping_by_monitor,
+                            blocked_by_monitor: ws.blocked == Some(pool::BlockedBy::Monitor),
                         });
                     }
                 }
-                let marked = runners.iter().any(|r| r.marked_by_monitor);
+                let marked = runners.iter().any(|r| r.blocked_by_monitor);
                 if pending || marked {
                     idle_since[pool.id as usize] = None;
                 } else {
@@ -632,7 +632,7 @@ fn monitor_main() {
                     // runner that has run longest is presumed blocked.
                     if let Some(r) = runners
                         .iter()
-                        .filter(|r| !r.marked_by_monitor)
+                        .filter(|r| !r.blocked_by_monitor)
                         .min_by_key(|r| r.exec)
                     {
                         let _ = mark(&r.w, r.exec, true);
@@ -784,12 +784,12 @@ fn check_runner(
         *d = DetectState {
             ring: d.ring.take(),
             seen_exec: r.exec,
-            out_since: d.out_since,
+            blocked_since: d.blocked_since,
             track,
             last_cpu: d.last_cpu,
             cpu_base: None,
             hog_at: 0,
-            marked: false,
+            blocked_by_monitor: false,
             watch: d.watch,
             quiet: d.quiet,
             on: d.on,
@@ -797,19 +797,20 @@ fn check_runner(
         };
         d.rebase_cpu(&r.w, now, hog);
     }
-    if matches!(mode, Mode::Sentinel | Mode::Proc) && r.marked_by_monitor && !d.marked {
+    if matches!(mode, Mode::Sentinel | Mode::Proc) && r.blocked_by_monitor && !d.blocked_by_monitor
+    {
         // Marked since the last look (by a sentinel or by us): look for
         // its return at the marked cadence, not at the backstop's or the
         // confirming one.
         policy::on_marked(&mut d.track, now);
     }
-    d.marked = r.marked_by_monitor;
+    d.blocked_by_monitor = r.blocked_by_monitor;
     let mut blocked: Option<bool> = None;
     match mode {
         Mode::Perf if d.ring.is_some() => {
             // Just switched on: like lost records, the ring cannot tell.
             let mut lost = std::mem::take(&mut d.resync);
-            let mut out = d.out_since;
+            let mut out = d.blocked_since;
             d.ring.as_mut().unwrap().drain(|rec| {
                 let sw = match rec {
                     perf::SwitchRecord::Out {
@@ -832,8 +833,8 @@ fn check_runner(
                     _ => None,
                 };
             }
-            let woke = d.out_since.is_some() && out.is_none();
-            d.out_since = out;
+            let woke = d.blocked_since.is_some() && out.is_none();
+            d.blocked_since = out;
             if woke {
                 d.rebase_cpu(&r.w, now, hog);
             }
@@ -852,7 +853,7 @@ fn check_runner(
                         blocked: x.is_blocked(),
                         run_ns: x.run_ns,
                     };
-                    let marked = d.marked;
+                    let marked = d.blocked_by_monitor;
                     let before = d.track.interval;
                     // A marked runner's return is looked for on the
                     // return grid (`policy::on_marked`); once back, it is
@@ -908,11 +909,11 @@ fn check_runner(
         Mode::Progress | Mode::Hint => {}
     }
     match blocked {
-        Some(true) if !d.marked => return Verdict::Blocked,
-        Some(false) if d.marked => return Verdict::Running,
+        Some(true) if !d.blocked_by_monitor => return Verdict::Blocked,
+        Some(false) if d.blocked_by_monitor => return Verdict::Running,
         _ => {}
     }
-    if let (Some(th), false) = (hog, d.marked || blocked == Some(true)) {
+    if let (Some(th), false) = (hog, d.blocked_by_monitor || blocked == Some(true)) {
         if d.cpu_base.is_some() && now < d.hog_at {
             // Too early to have crossed the threshold: no clock read (a
             // system call) on the many wake-ups in between.
@@ -947,12 +948,12 @@ pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
         return false;
     };
     if sleeping {
-        if !ws.sleeping {
+        if ws.blocked.is_none() {
             MARKED_BLOCKED.fetch_add(1, Relaxed);
         }
-        worker::sleeping_locked(&mut g, w.slot, true)
+        pool::mark_blocked(&mut g, w.slot, pool::BlockedBy::Monitor)
     } else {
-        worker::running_locked(&mut g, w.slot, true);
+        pool::mark_running(&mut g, w.slot, pool::BlockedBy::Monitor);
         false
     }
 }
@@ -972,15 +973,14 @@ pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
     let Some(ws) = g.running_slot(w, exec) else {
         return false;
     };
-    if ws.sleeping {
+    if ws.blocked.is_some() {
         return false;
     }
     let c = ws.current;
     MARKED_BLOCKED.fetch_add(1, Relaxed);
     pool::update_worker(&mut g, w.slot, |ws| {
-        ws.sleeping = true;
-        ws.sleeping_by_monitor = true;
-        ws.slept = true;
+        ws.blocked = Some(pool::BlockedBy::Monitor);
+        ws.blocked_in_item = true;
     });
     if !pool::need_more_worker(&g) {
         return false;

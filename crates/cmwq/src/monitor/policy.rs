@@ -196,7 +196,8 @@ pub(crate) enum ProcVerdict {
     Undecided,
 }
 
-/// Apply one sample taken at `now`. `marked`: the runner is known blocked
+/// Apply one sample taken at `now`. `blocked_by_monitor`: the pool counts
+/// the runner blocked
 /// (its return is not urgent: it counts again at its item's end anyway);
 /// `max_interval`: the back-off limit of the mode. Sets the next sample.
 pub(crate) fn proc_sample(
@@ -204,7 +205,7 @@ pub(crate) fn proc_sample(
     s: ProcSample,
     now: u64,
     stall: u64,
-    marked: bool,
+    blocked_by_monitor: bool,
     max_interval: u64,
 ) -> ProcVerdict {
     let fast = (stall / 2).max(PROC_MIN_INTERVAL_NS);
@@ -222,7 +223,7 @@ pub(crate) fn proc_sample(
                 ProcVerdict::Undecided
             }
         };
-        if marked {
+        if blocked_by_monitor {
             t.interval = RETURN_LOOK_NS;
             t.next_sample = return_look_after(now);
             return v;
@@ -230,7 +231,7 @@ pub(crate) fn proc_sample(
         t.interval = fast;
         v
     } else {
-        let woke = t.blocked_since.take().is_some() || marked;
+        let woke = t.blocked_since.take().is_some() || blocked_by_monitor;
         // Back off while it keeps running: cheap on CPU-bound items.
         t.interval = (t.interval * 2).clamp(fast, max_interval);
         ProcVerdict::Running { woke }
@@ -251,20 +252,20 @@ pub(crate) enum Switch {
 /// perf: fold a runner's new records into "blocked since" (None: running
 /// or runnable). Records come in order; the last one decides.
 pub(crate) fn perf_fold(
-    out_since: Option<u64>,
+    blocked_since: Option<u64>,
     records: impl IntoIterator<Item = Switch>,
 ) -> Option<u64> {
-    records.into_iter().fold(out_since, |_, r| match r {
+    records.into_iter().fold(blocked_since, |_, r| match r {
         Switch::Blocked(t) => Some(t),
         Switch::Runnable => None,
     })
 }
 
-/// perf: the verdict on a runner switched out (blocked) since `out_since`:
+/// perf: the verdict on a runner switched out (blocked) since `blocked_since`:
 /// `Ok(true)`: blocked for the whole stall window; `Ok(false)`: running;
 /// `Err(t)`: blocked, look again at `t` when the window ends.
-pub(crate) fn perf_verdict(out_since: Option<u64>, now: u64, stall: u64) -> Result<bool, u64> {
-    match out_since {
+pub(crate) fn perf_verdict(blocked_since: Option<u64>, now: u64, stall: u64) -> Result<bool, u64> {
+    match blocked_since {
         Some(t) if now.saturating_sub(t) >= stall => Ok(true),
         Some(t) => Err(t + stall),
         None => Ok(false),

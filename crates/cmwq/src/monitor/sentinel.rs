@@ -383,7 +383,7 @@ fn sentinel_main(s: &'static Sentinel) {
                 }
                 for (_, ws) in g.workers.iter() {
                     if ws.current.is_some()
-                        && !ws.sleeping
+                        && ws.blocked.is_none()
                         && ws.flags & (WORKER_CPU_INTENSIVE | WORKER_RESCUER) == 0
                     {
                         runners.push((ws.worker.clone(), ws.worker.exec_seq.load(Relaxed)));

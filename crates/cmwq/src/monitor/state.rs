@@ -17,7 +17,7 @@ pub(crate) struct DetectState {
     /// exec_seq of the execution being followed.
     pub(crate) seen_exec: u64,
     /// perf: switched out (blocked) since this time, not switched in yet.
-    pub(crate) out_since: Option<u64>,
+    pub(crate) blocked_since: Option<u64>,
     /// proc and sentinel backstop: what the samples of this execution
     /// established (`policy::proc_sample`).
     pub(crate) track: policy::ProcTrack,
@@ -30,8 +30,9 @@ pub(crate) struct DetectState {
     /// item cannot have used its threshold of CPU sooner (a thread gains
     /// CPU time no faster than wall time). Set with every `cpu_base`.
     pub(crate) hog_at: u64,
-    /// The monitor marked it sleeping.
-    pub(crate) marked: bool,
+    /// The pool counts it blocked by the monitor (`BlockedBy::Monitor`),
+    /// as of the monitor's last look.
+    pub(crate) blocked_by_monitor: bool,
     /// perf: the monitor wants the ring on (the worker's pool is watched).
     pub(crate) watch: bool,
     /// perf: the worker needs no records now: it is idle (parked), or

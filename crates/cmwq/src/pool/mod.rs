@@ -80,6 +80,16 @@ pub(crate) struct Current {
 // pool lock, which the worker takes before releasing its references.
 unsafe impl Send for Current {}
 
+/// Who told the pool a worker is blocked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BlockedBy {
+    /// The worker itself, inside `blocking()`: it says when it runs again.
+    Hint,
+    /// Detection (the monitor, a sentinel), which also says when it runs
+    /// again, unless a hint took over.
+    Monitor,
+}
+
 /// A worker as seen by its pool. L.
 pub(crate) struct WorkerSlot {
     /// L: the worker's shared part.
@@ -87,12 +97,13 @@ pub(crate) struct WorkerSlot {
     /// L: `WORKER_*` flags; changed through `update_worker` when they
     /// affect `nr_running`.
     pub(crate) flags: u32,
-    /// L: known to be blocked (hint or monitor).
-    pub(crate) sleeping: bool,
-    /// L: who set `sleeping`: the hint or the monitor.
-    pub(crate) sleeping_by_monitor: bool,
-    /// L: it was blocked at some point during the current item.
-    pub(crate) slept: bool,
+    /// L: known blocked, and who said so ([`BlockedBy`]); out of
+    /// `nr_running` while set. The one record of a worker being blocked:
+    /// detection's own state (`monitor::state`) only remembers what it
+    /// told the pool.
+    pub(crate) blocked: Option<BlockedBy>,
+    /// L: it was known blocked at some point during the current item.
+    pub(crate) blocked_in_item: bool,
     /// L: the current item was flagged a CPU hog.
     pub(crate) hog: bool,
     /// L: the execution in progress (set and cleared by the worker).
@@ -100,7 +111,7 @@ pub(crate) struct WorkerSlot {
     /// L: when it last went idle.
     pub(crate) last_active: Instant,
     /// L: its blocked spans in the current execution, while traced.
-    pub(crate) blocked: crate::trace::Blocked,
+    pub(crate) blocked_spans: crate::trace::Blocked,
 }
 
 impl WorkerSlot {
@@ -119,13 +130,12 @@ impl WorkerSlot {
         let got = g.workers.insert(WorkerSlot {
             worker: w.clone(),
             flags: flags | WORKER_PREP | unbound,
-            sleeping: false,
-            sleeping_by_monitor: false,
-            slept: false,
+            blocked: None,
+            blocked_in_item: false,
             hog: false,
             current: None,
             last_active: Instant::now(),
-            blocked: crate::trace::Blocked::default(),
+            blocked_spans: crate::trace::Blocked::default(),
         });
         debug_assert_eq!(got, slot);
         w
@@ -137,7 +147,7 @@ impl WorkerSlot {
     /// and the control socket say it: known `blocked`, `cpu-intensive` (out
     /// of concurrency management, G16) or `running`.
     pub(crate) fn busy_state(&self) -> &'static str {
-        if self.sleeping {
+        if self.blocked.is_some() {
             "blocked"
         } else if self.flags & WORKER_CPU_INTENSIVE != 0 {
             "cpu-intensive"
@@ -147,7 +157,7 @@ impl WorkerSlot {
     }
 
     fn counts(&self) -> bool {
-        self.flags & WORKER_NOT_RUNNING == 0 && !self.sleeping
+        self.flags & WORKER_NOT_RUNNING == 0 && self.blocked.is_none()
     }
 }
 
@@ -449,10 +459,11 @@ pub(crate) fn too_many_workers(g: &PoolState) -> bool {
 pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut WorkerSlot)) {
     let ws = &mut g.workers[slot];
     let before = ws.counts();
-    let was_blocked = ws.sleeping;
+    let was_blocked = ws.blocked.is_some();
     f(ws);
-    if ws.sleeping != was_blocked && crate::trace::on() {
-        ws.blocked.change(ws.sleeping, crate::util::mono_ns());
+    let blocked = ws.blocked.is_some();
+    if blocked != was_blocked && crate::trace::on() {
+        ws.blocked_spans.change(blocked, crate::util::mono_ns());
     }
     let after = ws.counts();
     match (before, after) {
@@ -583,6 +594,60 @@ fn arm_watchdog() {
     if !WATCHDOG_ARMED.swap(true, AcqRel) {
         detector().wake();
     }
+}
+
+// ---------------------------------------------- blocked and running again
+
+/// The pool's half of [`worker_sleeping`](crate::worker::worker_sleeping)
+/// (the kernel's wq_worker_sleeping), for a caller holding the lock: the
+/// worker in `slot` is known blocked, `by` the hint or detection; it
+/// leaves `nr_running`, and if that leaves too few running while items
+/// wait, an idle worker is woken (or one created once the lock is
+/// released). Returns whether one was woken.
+pub(crate) fn mark_blocked(g: &mut PoolGuard, slot: usize, by: BlockedBy) -> bool {
+    let ws = &mut g.workers[slot];
+    if ws.current.is_none() {
+        return false;
+    }
+    if ws.blocked.is_some() {
+        // Already known blocked. A hint takes over the monitor's mark: the
+        // worker itself will say when it runs again, and the monitor's
+        // view (which may lag, and sees nothing while the ring is off
+        // inside blocking()) must not clear it before.
+        if by == BlockedBy::Hint {
+            ws.blocked = Some(BlockedBy::Hint);
+        }
+        return false;
+    }
+    update_worker(g, slot, |ws| {
+        ws.blocked = Some(by);
+        ws.blocked_in_item = true;
+    });
+    let k = kick_pool(g);
+    let woke = k == Kick::Woken;
+    if woke {
+        if let Some(c) = g.workers[slot].current {
+            // SAFETY: `current` is valid while recorded (see `Current`).
+            let p = unsafe { &*c.pwq };
+            if std::ptr::eq(p.pool, g.workers[slot].worker.pool) {
+                g.pwqs[p.slot].stats.cm_wakeups += 1;
+            }
+        }
+    }
+    woke
+}
+
+/// The pool's half of [`worker_running`](crate::worker::worker_running)
+/// (the kernel's wq_worker_running): the worker in `slot` runs again, as
+/// `by` the hint or detection says; it counts in `nr_running` again.
+/// Detection does not clear a block the hint took over.
+pub(crate) fn mark_running(g: &mut PoolState, slot: usize, by: BlockedBy) {
+    let ws = &g.workers[slot];
+    match (ws.blocked, by) {
+        (None, _) | (Some(BlockedBy::Hint), BlockedBy::Monitor) => return,
+        _ => {}
+    }
+    update_worker(g, slot, |ws| ws.blocked = None);
 }
 
 /// Outcome of [`kick_pool`].

@@ -192,7 +192,7 @@ pub(crate) fn reset_after_fork() {
 static FORGOTTEN_LOST: AtomicU64 = AtomicU64::new(0);
 
 /// L (of the worker's pool): a worker's blocked spans in its current
-/// execution, kept while a tracer is attached. Changed where `sleeping`
+/// execution, kept while a tracer is attached. Changed where `blocked`
 /// changes (`pool::update_worker`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Blocked {
