@@ -12,23 +12,22 @@
 
 use std::sync::OnceLock;
 
-use crate::pool::{self, Pools};
+use crate::pool;
 use crate::workqueue::{Workqueue, WorkqueueBuilder};
 use crate::Error;
 
-/// The pools, with the monitor, the fork handlers and the control socket
-/// started (once per process; a forked child inherits them started).
+/// Make the pools, then start the monitor, the fork handlers and the
+/// control socket (once per process; a forked child inherits them started).
 /// Concurrent first calls wait for the one that starts them; a start that
 /// panics leaves them unstarted, and the next call tries again.
-pub(crate) fn start() -> &'static Pools {
+pub(crate) fn start() {
     static SERVICES: OnceLock<()> = OnceLock::new();
-    let pools = pool::pools();
+    pool::pools();
     SERVICES.get_or_init(|| {
         crate::monitor::start();
         crate::fork::register();
         crate::control::start();
     });
-    pools
 }
 
 impl WorkqueueBuilder {
