@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::event::{report, Event};
 use crate::pool;
 use crate::pwq;
-use crate::work::state::{self, seq_reached, Enabled, Snapshot};
+use crate::work::state::{self, seq_reached, Enabled, Held, Snapshot};
 use crate::work::{Work, WorkInner};
 use crate::worker;
 use crate::workqueue::{check_cpu, Workqueue, WqInner};
@@ -201,7 +201,7 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
             if !(s.queued() && ptr::eq(inner.pool.load(Acquire), pool)) {
                 continue; // moved meanwhile
             }
-            let stolen = inner.state.steal_queued();
+            let stolen = inner.state.steal(Held::Queued);
             debug_assert!(stolen);
             // SAFETY: we own PENDING now (and hold the pool lock).
             let (pwq_ptr, color, active) = unsafe { inner.slot_read() };
@@ -224,7 +224,7 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
             return true;
         }
         if s.collided() {
-            if inner.state.steal_collided() {
+            if inner.state.steal(Held::Collided) {
                 release_accounting(inner);
                 return true;
             }

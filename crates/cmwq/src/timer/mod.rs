@@ -22,6 +22,7 @@ use crate::sync::Mutex;
 
 use crate::clock;
 use crate::util::Parker;
+use crate::work::state::Held;
 use crate::work::{Work, WorkInner};
 use crate::workqueue::{check_cpu, Workqueue, WqInner};
 use wheel::Wheel;
@@ -193,7 +194,7 @@ fn take_armed(work: &Work) -> Option<Target> {
     if !w.remove(id) {
         return None;
     }
-    let stolen = inner.state.steal_timer();
+    let stolen = inner.state.steal(Held::Timer);
     debug_assert!(stolen);
     let target = std::mem::take(w.data_mut(id));
     drop(w);
@@ -247,7 +248,7 @@ fn cancel_all_for(wq: &WqInner) -> usize {
             w.remove(id);
             let target = std::mem::take(w.data_mut(id));
             if let Some(work) = &target.work {
-                let stolen = work.inner().state.steal_timer();
+                let stolen = work.inner().state.steal(Held::Timer);
                 debug_assert!(stolen);
             }
             cancelled.push(target);
@@ -282,7 +283,7 @@ fn run_expired(t: &Timers, now_ns: u64) -> Option<u64> {
             } else {
                 let target = std::mem::take(d);
                 if let Some(work) = &target.work {
-                    let stolen = work.inner().state.steal_timer();
+                    let stolen = work.inner().state.steal(Held::Timer);
                     debug_assert!(stolen);
                 }
                 due.push(target);

@@ -210,6 +210,29 @@ pub(crate) enum DisableIdle {
     Overflow,
 }
 
+/// Where a pending instance is held, for [`StateWord::steal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Linked on a list (QUEUED).
+    Queued,
+    /// Handed to the worker running the item (COLLIDED).
+    Collided,
+    /// An armed timer (TIMER).
+    Timer,
+}
+
+impl Held {
+    /// The bit of the state word that says the instance is held here.
+    #[inline]
+    const fn bit(self) -> u64 {
+        match self {
+            Held::Queued => QUEUED,
+            Held::Collided => COLLIDED,
+            Held::Timer => TIMER,
+        }
+    }
+}
+
 /// Result of [`StateWord::enable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Enabled {
@@ -272,6 +295,16 @@ impl StateWord {
         }
     }
 
+    /// [`update`](Self::update) for a transition that always applies
+    /// (its caller owns the bit it moves): `f` maps the current word to
+    /// the next. Returns the word it replaced.
+    #[inline]
+    fn transition(&self, mut f: impl FnMut(Snapshot) -> u64) -> Snapshot {
+        match self.update::<std::convert::Infallible>(|s| Ok(f(s))) {
+            Ok(prev) => prev,
+        }
+    }
+
     /// G1: set PENDING if the item is neither pending nor disabled. The
     /// caller then owns the pending instance.
     #[inline]
@@ -319,16 +352,14 @@ impl StateWord {
     /// start it, or hand it to the worker that is running it.
     #[inline]
     pub(crate) fn dequeue(&self) -> Dequeued {
-        let prev = self
-            .update::<()>(|s| {
-                debug_assert!(s.pending() && s.queued(), "dequeue {s:?}");
-                if s.running() {
-                    Ok((s.0 & !QUEUED) | COLLIDED)
-                } else {
-                    Ok(((s.0 & !(PENDING | QUEUED)) | RUNNING).wrapping_add(SEQ_ONE))
-                }
-            })
-            .unwrap_or_else(|()| unreachable!());
+        let prev = self.transition(|s| {
+            debug_assert!(s.pending() && s.queued(), "dequeue {s:?}");
+            if s.running() {
+                (s.0 & !QUEUED) | COLLIDED
+            } else {
+                ((s.0 & !(PENDING | QUEUED)) | RUNNING).wrapping_add(SEQ_ONE)
+            }
+        });
         if prev.running() {
             Dequeued::Collided
         } else {
@@ -342,16 +373,14 @@ impl StateWord {
     /// pending instance.
     #[inline]
     pub(crate) fn finish(&self) -> Finished {
-        let prev = self
-            .update::<()>(|s| {
-                debug_assert!(s.running(), "finish {s:?}");
-                if s.collided() {
-                    Ok(s.0 & !(COLLIDED | WAITERS))
-                } else {
-                    Ok(s.0 & !(RUNNING | WAITERS))
-                }
-            })
-            .unwrap_or_else(|()| unreachable!());
+        let prev = self.transition(|s| {
+            debug_assert!(s.running(), "finish {s:?}");
+            if s.collided() {
+                s.0 & !(COLLIDED | WAITERS)
+            } else {
+                s.0 & !(RUNNING | WAITERS)
+            }
+        });
         if prev.collided() {
             Finished::Handover {
                 waiters: prev.waiters(),
@@ -368,52 +397,29 @@ impl StateWord {
     /// be woken.
     #[inline]
     pub(crate) fn start_handover(&self) -> (u32, bool) {
-        let prev = self
-            .update::<()>(|s| {
-                debug_assert!(s.pending() && s.running() && !s.queued() && !s.collided());
-                Ok((s.0 & !(PENDING | WAITERS)).wrapping_add(SEQ_ONE))
-            })
-            .unwrap_or_else(|()| unreachable!());
+        let prev = self.transition(|s| {
+            debug_assert!(s.pending() && s.running() && !s.queued() && !s.collided());
+            (s.0 & !(PENDING | WAITERS)).wrapping_add(SEQ_ONE)
+        });
         (prev.seq().wrapping_add(1), prev.waiters())
     }
 
-    /// Cancel, under the lock of the pool the item is queued in: become the
-    /// owner of PENDING (QUEUED is cleared; the caller unlinks the item and
-    /// later calls [`release_pending`](Self::release_pending)).
+    /// Cancel: become the owner of PENDING by taking it from where it is
+    /// held (the caller then unlinks, disarms or forgets the item and
+    /// later calls [`release_pending`](Self::release_pending)). False if
+    /// the item is not pending there any more.
+    ///
+    /// * [`Held::Queued`]: under the lock of the pool the item is queued
+    ///   in; clears QUEUED, the caller unlinks the item.
+    /// * [`Held::Collided`]: races with [`finish`](Self::finish) of the
+    ///   running execution; exactly one of them wins.
+    /// * [`Held::Timer`]: the caller has just disarmed the item's timer.
     #[inline]
-    pub(crate) fn steal_queued(&self) -> bool {
+    pub(crate) fn steal(&self, from: Held) -> bool {
+        let bit = from.bit();
         self.update(|s| {
-            if s.pending() && s.queued() {
-                Ok(s.0 & !QUEUED)
-            } else {
-                Err(())
-            }
-        })
-        .is_ok()
-    }
-
-    /// Cancel a collided item: become the owner of PENDING. Races with
-    /// [`finish`](Self::finish) of the running execution; exactly one of
-    /// them wins.
-    #[inline]
-    pub(crate) fn steal_collided(&self) -> bool {
-        self.update(|s| {
-            if s.pending() && s.collided() {
-                Ok(s.0 & !COLLIDED)
-            } else {
-                Err(())
-            }
-        })
-        .is_ok()
-    }
-
-    /// Cancel an armed item whose timer the caller has just disarmed:
-    /// become the owner of PENDING.
-    #[inline]
-    pub(crate) fn steal_timer(&self) -> bool {
-        self.update(|s| {
-            if s.pending() && s.timer() {
-                Ok(s.0 & !TIMER)
+            if s.pending() && s.0 & bit != 0 {
+                Ok(s.0 & !bit)
             } else {
                 Err(())
             }
@@ -426,16 +432,7 @@ impl StateWord {
     /// Returns whether waiters must be woken.
     #[inline]
     pub(crate) fn release_pending(&self) -> bool {
-        let prev = self
-            .update::<()>(|s| {
-                debug_assert!(
-                    s.pending() && !s.queued() && !s.collided() && !s.timer(),
-                    "{s:?}"
-                );
-                Ok(s.0 & !(PENDING | WAITERS))
-            })
-            .unwrap_or_else(|()| unreachable!());
-        prev.waiters()
+        self.give_back(false).0
     }
 
     /// `disable` of an item that is not pending: raise the disable count in
@@ -473,23 +470,32 @@ impl StateWord {
     /// count is at its maximum.
     #[inline]
     pub(crate) fn release_pending_disabled(&self) -> Result<bool, bool> {
-        let mut overflow = false;
-        let prev = self
-            .update::<()>(|s| {
-                debug_assert!(
-                    s.pending() && !s.queued() && !s.collided() && !s.timer(),
-                    "{s:?}"
-                );
-                overflow = s.disable_count() >= DISABLE_MAX;
-                let next = s.0 & !(PENDING | WAITERS);
-                Ok(if overflow { next } else { next + DISABLE_ONE })
-            })
-            .unwrap_or_else(|()| unreachable!());
-        if overflow {
-            Err(prev.waiters())
-        } else {
-            Ok(prev.waiters())
+        match self.give_back(true) {
+            (waiters, true) => Ok(waiters),
+            (waiters, false) => Err(waiters),
         }
+    }
+
+    /// Give PENDING back (the caller owns it), raising the disable count in
+    /// the same CAS if `disable` and it is below its maximum. Returns
+    /// whether waiters must be woken and whether the count rose.
+    #[inline]
+    fn give_back(&self, disable: bool) -> (bool, bool) {
+        let mut raised = false;
+        let prev = self.transition(|s| {
+            debug_assert!(
+                s.pending() && !s.queued() && !s.collided() && !s.timer(),
+                "{s:?}"
+            );
+            raised = disable && s.disable_count() < DISABLE_MAX;
+            let next = s.0 & !(PENDING | WAITERS);
+            if raised {
+                next + DISABLE_ONE
+            } else {
+                next
+            }
+        });
+        (prev.waiters(), raised)
     }
 
     /// Decrement the disable count.
@@ -607,7 +613,7 @@ mod loom_models {
                 if !s.pending() {
                     return false;
                 }
-                if s.collided() && w2.steal_collided() {
+                if s.collided() && w2.steal(Held::Collided) {
                     w2.release_pending();
                     return true;
                 }
@@ -760,7 +766,7 @@ mod loom_models {
             w.set_queued();
             let w2 = w.clone();
             let q = thread::spawn(move || w2.try_grab_for_queue().is_ok());
-            assert!(w.steal_queued());
+            assert!(w.steal(Held::Queued));
             w.release_pending();
             let requeued = q.join().unwrap();
             assert_eq!(requeued, w.load().pending());
@@ -795,7 +801,7 @@ mod loom_models {
                     let mut linked = wh1.lock().unwrap();
                     if *linked {
                         *linked = false;
-                        assert!(w1.steal_timer());
+                        assert!(w1.steal(Held::Timer));
                         true
                     } else {
                         false
@@ -834,7 +840,7 @@ mod loom_models {
                     let mut linked = wheel.lock().unwrap();
                     if *linked {
                         *linked = false;
-                        assert!(w.steal_timer());
+                        assert!(w.steal(Held::Timer));
                         drop(linked);
                         w.release_pending();
                         break true;
@@ -872,7 +878,7 @@ mod loom_models {
     /// Steal a queued item under the (modelled) pool lock.
     fn steal_queued_locked(w: &StateWord) -> bool {
         let _pool = POOL.lock().unwrap();
-        w.steal_queued()
+        w.steal(Held::Queued)
     }
 
     loom::lazy_static! {

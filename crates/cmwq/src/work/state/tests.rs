@@ -29,15 +29,15 @@ fn queue_start_finish_cycle() {
 fn steal_and_release() {
     let w = StateWord::new();
     w.try_grab_for_queue().unwrap();
-    assert!(!w.steal_queued(), "not linked yet");
+    assert!(!w.steal(Held::Queued), "not linked yet");
     w.set_queued();
-    assert!(w.steal_queued());
+    assert!(w.steal(Held::Queued));
     assert!(w.load().pending() && !w.load().queued());
     assert!(!w.release_pending());
     assert!(w.load().idle());
     w.try_grab_for_queue().unwrap();
     w.set_timer();
-    assert!(w.steal_timer());
+    assert!(w.steal(Held::Timer));
     assert!(!w.release_pending());
     assert!(w.load().idle());
 }
@@ -51,10 +51,10 @@ fn collided_steal_excludes_finish() {
     w.try_grab_for_queue().unwrap();
     w.set_queued();
     assert_eq!(w.dequeue(), Dequeued::Collided);
-    assert!(w.steal_collided());
+    assert!(w.steal(Held::Collided));
     assert!(!w.release_pending());
     assert_eq!(w.finish(), Finished::Idle { waiters: false });
-    assert!(!w.steal_collided());
+    assert!(!w.steal(Held::Collided));
 }
 
 /// The disable protocol on an idle item.
