@@ -75,7 +75,7 @@ def strip(src):
 
 def reexports(mods):
     """Names the crate root re-exports (`pub use m::{a, b}` in lib.rs), by
-    the module that defines them: `crate::Work` is an import of `work`."""
+    the module that defines them: `crate::Work` is an import of `pool::work`."""
     with open(os.path.join(ROOT, "lib.rs")) as f:
         src = strip(f.read())
     out = {}
@@ -134,9 +134,11 @@ def graph():
     for m, p in paths.items():
         with open(p) as f:
             deps = names(f.read(), mods, m, roots)
-        # A module's own children and itself are not imports; `crate` is
-        # lib.rs (the root's own items, like `crate::nr_cpus`).
-        g[m] = {d for d in deps if d != m and not d.startswith(m + "::")}
+        # A module naming itself is not an import; naming one of its own
+        # children is (`pool` names `pool::pwq`), so a child that names its
+        # parent back closes a circle. `crate` is lib.rs (the root's own
+        # items, like `crate::nr_cpus`).
+        g[m] = {d for d in deps if d != m}
     return g
 
 

@@ -204,7 +204,7 @@ extern "C" fn child() {
             return;
         };
         // Everything is locked by this thread, the child's only one.
-        let own = crate::worker::current_exec().map(|(w, _)| w.as_ptr() as *const u8);
+        let own = crate::pool::worker::current_exec().map(|(w, _)| w.as_ptr() as *const u8);
         for p in &held.pools {
             // SAFETY: the pool lock is held by this thread (prepare).
             let g = unsafe { &mut *p.lock.data_ptr() };
@@ -213,8 +213,8 @@ extern "C" fn child() {
         // Items other threads owned the PENDING bit of at the instant of
         // the fork (queueing, firing, re-arming them): nobody will link
         // them here. They carry the parent's generation, which makes them
-        // read idle from now on (`work::state`, "fork generation").
-        crate::work::state::next_fork_generation();
+        // read idle from now on (`pool::work::state`, "fork generation").
+        crate::pool::work::state::next_fork_generation();
         for wq in &held.wqs {
             // SAFETY: its locks are held by this thread (prepare).
             unsafe { wq.reset_after_fork() };
@@ -225,7 +225,7 @@ extern "C" fn child() {
         }
         // SAFETY: the wheel lock is held by this thread (prepare).
         unsafe { crate::timer::reset_after_fork() };
-        if let Some((w, _)) = crate::worker::current_exec() {
+        if let Some((w, _)) = crate::pool::worker::current_exec() {
             // SAFETY: this thread is executing the item, whose handle its
             // worker holds (on this thread's stack, still alive here).
             unsafe { w.as_ref() }.state.running_only_after_fork();
@@ -233,7 +233,7 @@ extern "C" fn child() {
         crate::monitor::reset_after_fork();
         crate::control::reset_after_fork();
         crate::trace::reset_after_fork();
-        crate::worker::forget_self_after_fork();
+        crate::pool::worker::forget_self_after_fork();
         // SAFETY: this thread ran `prepare`, which filled HELD.
         unsafe { unlock_all(&held) };
     });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::sync::Mutex;
 
-use crate::pwq::{self, Pwq, FROZEN};
+use crate::pool::pwq::{self, Pwq, FROZEN};
 use crate::workqueue::all_workqueues;
 use crate::WqFlags;
 
@@ -69,10 +69,10 @@ fn freeze_locked() -> u64 {
 /// own), or a thaw ended freeze generation `gen`.
 fn wait_frozen(gen: u64) {
     // The calling item's own execution (if any) is active on its pwq.
-    let own = crate::worker::current_exec().map(|(_, pwq)| pwq);
+    let own = crate::pool::worker::current_exec().map(|(_, pwq)| pwq);
     for p in freezable_pwqs() {
         let allowed = u32::from(own.is_some_and(|o| std::ptr::eq(o, Arc::as_ptr(&p))));
-        crate::worker::blocking(|| {
+        crate::pool::worker::blocking(|| {
             while GENERATION.load(SeqCst) == gen && {
                 let g = p.pool.lock();
                 !p.released.load(Relaxed) && g.pwqs[p.slot].nr_active > allowed

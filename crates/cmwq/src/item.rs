@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use crate::event::{report, Event};
 use crate::pool;
-use crate::pwq;
-use crate::work::state::{self, seq_reached, Enabled, Held, Snapshot};
-use crate::work::{Work, WorkInner};
-use crate::worker;
+use crate::pool::pwq;
+use crate::pool::work::state::{self, seq_reached, Enabled, Held, Snapshot};
+use crate::pool::work::{Work, WorkInner};
+use crate::pool::worker;
 use crate::workqueue::{check_cpu, Workqueue, WqInner};
 use std::time::Duration;
 
@@ -322,8 +322,8 @@ impl WqInner {
             match state.try_grab_for_queue() {
                 Ok(_) => break false,
                 // Queued by someone else meanwhile: steal that one.
-                Err(crate::work::state::Refused::Pending) => continue,
-                Err(crate::work::state::Refused::Disabled) => return false,
+                Err(crate::pool::work::state::Refused::Pending) => continue,
+                Err(crate::pool::work::state::Refused::Disabled) => return false,
             }
         };
         // We own PENDING. The disable count only rises while its raiser

@@ -53,7 +53,6 @@ mod list;
 mod loom;
 mod monitor;
 mod pool;
-mod pwq;
 mod rcu;
 mod rescuer;
 mod scope;
@@ -65,8 +64,6 @@ mod topology;
 mod trace;
 mod util;
 mod watchdog;
-mod work;
-mod worker;
 mod workqueue;
 
 pub use attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
@@ -76,10 +73,10 @@ pub use error::Error;
 pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
 pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
 pub use freeze::{freeze, thaw};
+pub use pool::work::Work;
 pub use scope::{scope, scope_on, Scope};
 pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
-pub use work::Work;
 pub use workqueue::{
     system_dfl_wq, system_freezable_power_efficient_wq, system_freezable_wq, system_highpri_wq,
     system_long_wq, system_power_efficient_wq, system_unbound_wq, system_wq, Workqueue,
@@ -148,14 +145,14 @@ pub fn schedule_delayed_work(work: &Work, delay: std::time::Duration) -> bool {
 /// w.flush();
 /// ```
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    worker::blocking(f)
+    pool::worker::blocking(f)
 }
 
 /// The item the calling worker is executing.
 pub fn current_work() -> Option<Work> {
     // SAFETY: the executing worker holds a reference to its item while it
     // is recorded as current.
-    worker::current_exec().map(|(w, _)| unsafe { Work::clone_from_ptr(w) })
+    pool::worker::current_exec().map(|(w, _)| unsafe { Work::clone_from_ptr(w) })
 }
 
 /// The block detection mode in use (G15): the one asked for with
@@ -251,7 +248,7 @@ pub mod __bench {
     }
     /// Bytes of one work item's allocation (header + a zero-sized closure).
     pub fn work_size() -> usize {
-        crate::work::size_of_empty()
+        crate::pool::work::size_of_empty()
     }
 }
 

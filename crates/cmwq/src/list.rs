@@ -277,7 +277,7 @@ impl<T: Linked> Drop for List<T> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use crate::work::{Work, WorkList};
+    use crate::pool::work::{Work, WorkList};
 
     fn names(l: &WorkList) -> Vec<&'static str> {
         let mut v = Vec::new();

@@ -24,7 +24,7 @@
 //!   as every worker, each execution counted in `rescued`. It keeps
 //!   `WORKER_PREP`, so concurrency management never counts it.
 //!
-//! The rescuer's state is a worker's ([`Rescuer`] in `worker.rs`, as the
+//! The rescuer's state is a worker's ([`Rescuer`] in `pool/worker.rs`, as the
 //! kernel's rescuer is a `struct worker`); this file starts, runs and
 //! stops it. Annotations: `src/LOCKING.md`.
 
@@ -36,10 +36,10 @@ use std::time::{Duration, Instant};
 use crate::sync::Mutex;
 
 use crate::config::settings;
+use crate::pool::pwq::Pwq;
+use crate::pool::worker::{Rescuer, DETACHED};
 use crate::pool::{need_to_create_worker, PoolState, WorkerPool};
-use crate::pwq::Pwq;
 use crate::util::Parker;
-use crate::worker::{Rescuer, DETACHED};
 use crate::Error;
 
 /// While a pool stays stuck, maydays are sent again this often (the
@@ -185,7 +185,7 @@ fn rescuer_main(r: Arc<Rescuer>) {
     loop {
         let next = r.maydays.lock().pop_front();
         match next {
-            Some(pwq) => crate::worker::rescue(&r, pwq),
+            Some(pwq) => crate::pool::worker::rescue(&r, pwq),
             None if r.stop.load(Acquire) => break,
             None => {
                 r.parker.park(None);

@@ -114,7 +114,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // Shared with the item so that a refused one, or one a waiting
         // item runs itself, can be run here.
         let slot: Slot = Arc::new(Mutex::new(Some(Box::new(run))));
-        if crate::worker::current_exec().is_some() {
+        if crate::pool::worker::current_exec().is_some() {
             self.data.slots.lock().push(slot.clone());
         }
         let theirs = slot.clone();

@@ -30,8 +30,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
 use std::task::{Context, Poll, Waker};
 
+use crate::pool::work::WorkFn;
 use crate::sync::Mutex;
-use crate::work::WorkFn;
 use crate::{Work, Workqueue};
 
 /// Why a [`Handle`] has no value.
@@ -271,7 +271,7 @@ impl<T> Handle<T> {
     /// (either would wait for itself forever).
     pub fn join(self) -> Result<T, JoinError> {
         if !self.shared().finished() {
-            if let Some((cur, _)) = crate::worker::current_exec() {
+            if let Some((cur, _)) = crate::pool::worker::current_exec() {
                 if std::ptr::addr_eq(cur.as_ptr(), self.work.as_ptr().as_ptr()) {
                     panic!(
                         "cmwq::Handle::join called from inside the submitted closure it waits \
@@ -279,7 +279,7 @@ impl<T> Handle<T> {
                     );
                 }
                 if self.wq.1
-                    && crate::worker::current_wq_id() == Some(self.wq.0)
+                    && crate::pool::worker::current_wq_id() == Some(self.wq.0)
                     && self.shared().state.load(Acquire) == QUEUED
                 {
                     panic!(

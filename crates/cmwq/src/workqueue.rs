@@ -9,14 +9,14 @@ use crate::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 use crate::config::settings;
+use crate::pool::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
+use crate::pool::work::Work;
+use crate::pool::worker;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
-use crate::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
 use crate::rcu::Rcu;
 use crate::stats::WqStats;
 use crate::topology::{topology, CpuMask};
 use crate::util;
-use crate::work::Work;
-use crate::worker;
 use crate::Error;
 
 /// Attributes of an unbound workqueue (the kernel's `workqueue_attrs`,
@@ -212,7 +212,7 @@ impl WorkqueueBuilder {
         // G22: a MEM_RECLAIM workqueue is not created without its rescuer
         // (the kernel's alloc_workqueue fails the same way).
         let rescuer = if flags.contains(WqFlags::MEM_RECLAIM) {
-            Some(crate::worker::Rescuer::start(&self.name)?)
+            Some(crate::pool::worker::Rescuer::start(&self.name)?)
         } else {
             None
         };

@@ -4,7 +4,7 @@
 //! imports its atomics from `crate::loom::sync::atomic` instead of
 //! `std::sync::atomic`. A normal build re-exports std; a `--cfg loom` build
 //! re-exports loom's instrumented types, and the loom models in
-//! `work/state.rs` explore every interleaving of the state word's
+//! `pool/work/state.rs` explore every interleaving of the state word's
 //! transitions.
 //!
 //! [loom]: https://docs.rs/loom

@@ -43,9 +43,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{settings, Detect};
+use crate::pool::worker::Worker;
 use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::util;
-use crate::worker::Worker;
 use state::DetectState;
 
 impl DetectState {
@@ -520,7 +520,7 @@ fn monitor_main() {
     let mut runners: Vec<Runner> = Vec::new();
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut watchdog = crate::watchdog::Watchdog::default();
-    let mut rescuers: Vec<Arc<crate::worker::Rescuer>> = Vec::new();
+    let mut rescuers: Vec<Arc<crate::pool::worker::Rescuer>> = Vec::new();
     loop {
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
@@ -725,7 +725,7 @@ fn monitor_main() {
 fn pool_timers(
     pool: &'static WorkerPool,
     set_timeout: &mut impl FnMut(u64),
-    rescuers: &mut Vec<Arc<crate::worker::Rescuer>>,
+    rescuers: &mut Vec<Arc<crate::pool::worker::Rescuer>>,
 ) {
     let (retry, mayday) = {
         let mut g = pool.lock();

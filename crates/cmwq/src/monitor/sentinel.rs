@@ -33,10 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::{Arc, OnceLock};
 
 use crate::config::settings;
+use crate::pool::worker::Worker;
 use crate::pool::{pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::topology::topology;
 use crate::util;
-use crate::worker::Worker;
 
 use super::policy::{self, Pick};
 

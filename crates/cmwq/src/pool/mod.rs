@@ -6,9 +6,21 @@
 //! and starts a worker on its worklist only while that count is zero; when
 //! the last running worker blocks, an idle worker is woken at once.
 //!
+//! This folder is the library's essential knot: the pools (this file),
+//! their workers (`worker.rs`), the pool-workqueue links (`pwq.rs`) and a
+//! work item's queue-side state (`work.rs`, with its state word in
+//! `work/state.rs`) share the pool lock and name each other, as the
+//! kernel keeps them in one file. Every `nr_running` change is made here,
+//! in this file. Everything else sits in layers above or below
+//! (`src/LAYERS.md`).
+//!
 //! Field annotations follow kernel/workqueue.c; the legend and the lock
 //! order are in `src/LOCKING.md` (`I:` set at creation, `L:` the pool
 //! lock, `A:` atomic, ...).
+
+pub(crate) mod pwq;
+pub(crate) mod work;
+pub(crate) mod worker;
 
 use std::io;
 use std::mem::ManuallyDrop;
@@ -19,12 +31,12 @@ use std::time::Instant;
 use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
-use crate::pwq::{Pwq, PwqState};
+use crate::pool::pwq::{Pwq, PwqState};
+use crate::pool::work::WorkList;
+use crate::pool::work::{Work, WorkInner};
+use crate::pool::worker::Worker;
 use crate::topology::{topology, CpuMask};
 use crate::util::{IdAlloc, Slab};
-use crate::work::WorkList;
-use crate::work::{Work, WorkInner};
-use crate::worker::{self, Worker};
 
 /// The worker is exiting.
 pub(crate) const WORKER_DIE: u32 = 1 << 1;
@@ -453,6 +465,16 @@ pub(crate) fn too_many_workers(g: &PoolState) -> bool {
     idle > 2 && (idle - 2) * 4 >= busy
 }
 
+/// Is this pool retired? An unbound pool that no workqueue uses any more
+/// (no pwq links it, `refcnt` 0): its idle workers leave as soon as they
+/// are woken for it ([`maybe_retire_pool`] wakes them), not at the idle
+/// timeout. Bound pools never retire. Where a retired pool gets a pwq
+/// again (a workqueue with the same attrs), its workers stay.
+#[inline]
+pub(crate) fn pool_retired(pool: &WorkerPool) -> bool {
+    !pool.bound() && pool.refcnt.load(Relaxed) == 0
+}
+
 /// Change a worker's flags or sleeping state, keeping `nr_running` equal to
 /// the number of workers that count.
 #[inline]
@@ -598,7 +620,7 @@ fn arm_watchdog() {
 
 // ---------------------------------------------- blocked and running again
 
-/// The pool's half of [`worker_sleeping`](crate::worker::worker_sleeping)
+/// The pool's half of [`worker_sleeping`](crate::pool::worker::worker_sleeping)
 /// (the kernel's wq_worker_sleeping), for a caller holding the lock: the
 /// worker in `slot` is known blocked, `by` the hint or detection; it
 /// leaves `nr_running`, and if that leaves too few running while items
@@ -637,7 +659,7 @@ pub(crate) fn mark_blocked(g: &mut PoolGuard, slot: usize, by: BlockedBy) -> boo
     woke
 }
 
-/// The pool's half of [`worker_running`](crate::worker::worker_running)
+/// The pool's half of [`worker_running`](crate::pool::worker::worker_running)
 /// (the kernel's wq_worker_running): the worker in `slot` runs again, as
 /// `by` the hint or detection says; it counts in `nr_running` again.
 /// Detection does not clear a block the hint took over.
@@ -974,7 +996,7 @@ pub(crate) fn remove_worker(g: &mut PoolState, slot: usize) {
 
 /// An unbound pool no workqueue uses any more: let its idle workers go.
 pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
-    if pool.bound() || pool.refcnt.load(Relaxed) > 0 {
+    if !pool_retired(pool) {
         return;
     }
     let g = pool.lock();

@@ -21,9 +21,9 @@ use std::time::Duration;
 use crate::sync::Mutex;
 
 use crate::clock;
+use crate::pool::work::state::Held;
+use crate::pool::work::{Work, WorkInner};
 use crate::util::Parker;
-use crate::work::state::Held;
-use crate::work::{Work, WorkInner};
 use crate::workqueue::{check_cpu, Workqueue, WqInner};
 use wheel::Wheel;
 
@@ -64,7 +64,7 @@ static TIMERS: OnceLock<Timers> = OnceLock::new();
 fn timers() -> &'static Timers {
     TIMERS.get_or_init(|| {
         clock::on_advance(advance_manual);
-        crate::work::on_drop_timer_entry(release_entry);
+        crate::pool::work::on_drop_timer_entry(release_entry);
         crate::workqueue::on_destroy_cancel_timers(cancel_all_for);
         Timers {
             wheel: Mutex::new(Wheel::new()),
@@ -88,7 +88,7 @@ fn entry_of(w: &mut Wheel<Target>, inner: &WorkInner) -> u32 {
 }
 
 /// `WorkInner::timer` when the item was never armed.
-const NO_ENTRY: u32 = crate::work::NO_TIMER_ENTRY;
+const NO_ENTRY: u32 = crate::pool::work::NO_TIMER_ENTRY;
 
 /// Release the wheel entry of a dropped item (the hook `work` calls).
 fn release_entry(id: u32) {
@@ -223,7 +223,7 @@ fn queue_target(target: Target) {
         wq.shared.note_delayed_dropped(work.name());
     }
     drop(wq);
-    crate::work::drop_contained(work);
+    crate::pool::work::drop_contained(work);
 }
 
 /// G25: cancel every timer armed for `wq`; returns how many.
@@ -261,7 +261,7 @@ fn cancel_all_for(wq: &WqInner) -> usize {
             if work.inner().state.release_pending() {
                 work.wake_waiters();
             }
-            crate::work::drop_contained(work);
+            crate::pool::work::drop_contained(work);
         }
     }
     n

@@ -18,15 +18,15 @@ use crate::config::settings;
 use crate::event::{report, Event};
 use crate::monitor::procstat::TaskStat;
 use crate::monitor::state::DetectState;
+use crate::pool::pwq::{self, Pwq};
+use crate::pool::work::state::{Dequeued, Finished};
+use crate::pool::work::{Work, WorkInner};
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
     BlockedBy, Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE,
     WORKER_IDLE, WORKER_PREP, WORKER_RESCUER,
 };
-use crate::pwq::{self, Pwq};
 use crate::util::{self, Parker};
-use crate::work::state::{Dequeued, Finished};
-use crate::work::{Work, WorkInner};
 
 /// A worker thread's shared part. Its pool-side state (flags, current
 /// item) is in the pool's worker slab at `slot`. Annotations:
@@ -334,10 +334,8 @@ fn worker_main(w: Arc<Worker>) {
                 woken
             });
             acct.tick();
-            // An unbound pool no workqueue uses any more: its idle workers
-            // leave when woken for that (`maybe_retire_pool`), not at the
-            // idle timeout.
-            let retired = !pool.bound() && pool.refcnt.load(Relaxed) == 0;
+            // A retired pool's idle workers leave when woken for it.
+            let retired = pool::pool_retired(pool);
             if need_more_worker(&g) || (woken && !retired) {
                 continue 'woke_up;
             }
@@ -639,14 +637,14 @@ impl Deferred {
         if let Some(old) = self.0.replace(work) {
             // Two in a row without an unlocked moment (a collision): drop
             // the older one now.
-            g.unlocked(move || crate::work::drop_contained(old));
+            g.unlocked(move || crate::pool::work::drop_contained(old));
         }
     }
 
     /// Drop the kept handle; only without the pool lock.
     fn drop_now(&mut self) {
         if let Some(w) = self.0.take() {
-            crate::work::drop_contained(w);
+            crate::pool::work::drop_contained(w);
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::event::Event;
 use crate::list::{LinkCell, Linked, List};
+use crate::pool::pwq::Pwq;
 use crate::pool::WorkerPool;
-use crate::pwq::Pwq;
 use crate::util;
 use state::StateWord;
 
@@ -301,7 +301,7 @@ impl Work {
         s.pending() && !s.orphan()
     }
 
-    /// An orphan after `fork()` (see `work::state`): give its PENDING bit
+    /// An orphan after `fork()` (see `work/state.rs`): give its PENDING bit
     /// back. Cold: never true in a process that did not fork.
     #[inline]
     pub(crate) fn reclaim_if_orphan(&self) {

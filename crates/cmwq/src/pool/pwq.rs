@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 
 use crate::attrs::WqFlags;
+use crate::pool::work::Work;
+use crate::pool::work::WorkList;
 use crate::pool::{PoolState, WorkerPool};
-use crate::work::Work;
-use crate::work::WorkList;
 
 /// A: FREEZABLE workqueues are frozen (G24): their pwqs activate nothing
 /// ([`Pwq::effective_max_active`]). Set and cleared by `freeze`/`thaw`
@@ -71,7 +71,7 @@ pub(crate) struct WqShared {
     /// A: timers armed for this workqueue (G25 cancels them on destroy).
     pub(crate) nr_timers: AtomicUsize,
     /// I: the rescuer of a `MEM_RECLAIM` workqueue (G22).
-    pub(crate) rescuer: Option<Arc<crate::worker::Rescuer>>,
+    pub(crate) rescuer: Option<Arc<crate::pool::worker::Rescuer>>,
 }
 
 impl WqShared {
