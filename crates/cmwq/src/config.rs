@@ -199,10 +199,43 @@ impl Config {
     }
 }
 
+// The defaults, one named constant each: what a setting is when neither
+// `Config` nor its `CMWQ_*` variable gives it.
+
+/// Default CPU-hog threshold (G16): 10 ms, the kernel's
+/// `wq_cpu_intensive_thresh_us`.
+pub(crate) const DEFAULT_CPU_INTENSIVE_THRESH: Duration = Duration::from_millis(10);
+
+/// Default block detection mode (G15).
+pub(crate) const DEFAULT_DETECT: Detect = Detect::Auto;
+
 /// Default stall window (G15): 0, the kernel's behaviour. Measured at 0,
 /// 20, 50 and 200 us (`monitor/README.md`): with the sentinels, any window
 /// adds itself plus a timer wake-up to every detected block.
 pub(crate) const DEFAULT_STALL_WINDOW: Duration = Duration::ZERO;
+
+/// Default watchdog threshold (G23): 30 s, the kernel's
+/// `workqueue.watchdog_thresh`.
+pub(crate) const DEFAULT_WATCHDOG_THRESH: Duration = Duration::from_secs(30);
+
+/// Default idle timeout (G21): how long an idle worker beyond the kernel's
+/// rule stays (the kernel's `IDLE_WORKER_TIMEOUT` is 300 s).
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default mayday timeout (G22): the kernel's `MAYDAY_INITIAL_TIMEOUT`
+/// (10 ms).
+pub(crate) const DEFAULT_MAYDAY_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// Default for what [`AffinityScope::Default`] stands for: the kernel's
+/// `WQ_AFFN_CACHE`.
+pub(crate) const DEFAULT_AFFINITY_SCOPE: Scope = Scope::Cache;
+
+/// Default for `POWER_EFFICIENT` workqueues: they stay per-CPU.
+pub(crate) const DEFAULT_POWER_EFFICIENT: bool = false;
+
+/// Wait after a failed worker creation: the kernel's `CREATE_COOLDOWN`
+/// (100 ms). Not a setting.
+pub(crate) const CREATE_COOLDOWN: Duration = Duration::from_millis(100);
 
 /// The resolved settings.
 pub(crate) struct Settings {
@@ -263,22 +296,23 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
     let thresh = cfg
         .cpu_intensive_thresh
         .or_else(|| env_num(&get, "CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
-        .unwrap_or(Duration::from_millis(10));
+        .unwrap_or(DEFAULT_CPU_INTENSIVE_THRESH);
     let watchdog = cfg
         .watchdog_thresh
         .or_else(|| env_num(&get, "CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
-        .unwrap_or(Duration::from_secs(30));
+        .unwrap_or(DEFAULT_WATCHDOG_THRESH);
     let detect = cfg.detect.unwrap_or_else(|| match get("CMWQ_DETECT") {
-        None => Detect::Auto,
+        None => DEFAULT_DETECT,
         Some(v) => Detect::parse(&v).unwrap_or_else(|| {
             eprintln!(
-                "cmwq: {}; using auto",
+                "cmwq: {}; using {}",
                 Error::InvalidSetting {
                     name: "CMWQ_DETECT",
                     value: v
-                }
+                },
+                DEFAULT_DETECT.name()
             );
-            Detect::Auto
+            DEFAULT_DETECT
         }),
     });
     Settings {
@@ -292,21 +326,21 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
         idle_timeout: cfg
             .idle_timeout
             .or_else(|| env_num(&get, "CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
-            .unwrap_or(Duration::from_secs(300)),
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT),
         mayday_timeout: cfg
             .mayday_timeout
             .or_else(|| env_num(&get, "CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
-            .unwrap_or(Duration::from_millis(10)),
+            .unwrap_or(DEFAULT_MAYDAY_TIMEOUT),
         affinity_scope: cfg
             .affinity_scope
             .and_then(AffinityScope::scope)
-            .unwrap_or(Scope::Cache),
-        power_efficient: cfg.power_efficient.unwrap_or(false),
+            .unwrap_or(DEFAULT_AFFINITY_SCOPE),
+        power_efficient: cfg.power_efficient.unwrap_or(DEFAULT_POWER_EFFICIENT),
         control: cfg
             .control
             .unwrap_or_else(|| get("CMWQ_CONTROL").is_some_and(|v| env_flag(&v))),
         log: cfg.log.unwrap_or(default_log),
-        create_cooldown: Duration::from_millis(100),
+        create_cooldown: CREATE_COOLDOWN,
     }
 }
 

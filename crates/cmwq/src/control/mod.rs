@@ -215,13 +215,19 @@ pub enum RequestError {
     Protocol(String),
 }
 
+/// How long [`open`] waits to hand its request to the server.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`open`] and the reads of its reply wait for the server's
+/// next data: a stopped or stuck process does not hang the client.
+const CLIENT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Send `req` (one line, without its `\n`) to the socket at `path` and
 /// return the status-checked reply as a stream of body lines.
 pub fn open(path: &Path, req: &str) -> Result<BufReader<UnixStream>, RequestError> {
     let mut s = UnixStream::connect(path)?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT))?;
     // A process that is stopped or stuck does not hang the client.
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(CLIENT_READ_TIMEOUT))?;
     s.write_all(req.as_bytes())?;
     s.write_all(b"\n")?;
     let mut r = BufReader::new(s);

@@ -185,16 +185,23 @@ fn accept_loop(l: UnixListener) {
                 Some(libc::EINTR) | Some(libc::ECONNABORTED) => {}
                 // Out of descriptors or memory: wait, do not spin.
                 Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                | Some(libc::ENOMEM) => std::thread::sleep(Duration::from_millis(50)),
+                | Some(libc::ENOMEM) => std::thread::sleep(ACCEPT_BACKOFF),
                 _ => return, // the listener is gone (closed after a fork)
             },
         }
     }
 }
 
+/// How long the accept loop waits when out of descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long the accept loop waits to write a refusal (permission denied,
+/// too many clients), so a client that does not read cannot stall it; a
+/// connection that is served gets [`WRITE_TIMEOUT`].
+const REFUSE_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// The credential check, then a thread for the connection.
 fn admit(mut s: UnixStream) {
-    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = s.set_write_timeout(Some(REFUSE_WRITE_TIMEOUT));
     let me = rustix::process::geteuid().as_raw();
     let uid = rustix::net::sockopt::socket_peercred(&s).map(|c| c.uid.as_raw());
     match uid {
