@@ -6,8 +6,9 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::cpumask::CpuMask;
 use crate::pool::{pools, WORKER_RESCUER};
-use crate::topology::{topology, CpuMask, Scope};
+use crate::topology::{topology, Scope};
 use crate::workqueue::{all_workqueues, WqInner};
 use crate::WqFlags;
 

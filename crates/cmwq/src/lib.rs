@@ -41,6 +41,7 @@ pub mod coming_from;
 pub mod compat;
 mod config;
 pub mod control;
+mod cpumask;
 mod dump;
 mod error;
 mod event;

@@ -9,13 +9,14 @@ use crate::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 use crate::config::settings;
+use crate::cpumask::CpuMask;
 use crate::pool::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
 use crate::pool::work::Work;
 use crate::pool::worker;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
 use crate::rcu::Rcu;
 use crate::stats::WqStats;
-use crate::topology::{topology, CpuMask};
+use crate::topology::topology;
 use crate::util;
 use crate::Error;
 

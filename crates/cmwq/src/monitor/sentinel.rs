@@ -341,7 +341,7 @@ struct Seen {
 
 fn sentinel_main(s: &'static Sentinel) {
     IS_SENTINEL.with(|f| f.set(true));
-    let cpu = crate::topology::CpuMask::from_cpus([s.cpu]);
+    let cpu = crate::cpumask::CpuMask::from_cpus([s.cpu]);
     if let Err(e) = rustix::thread::sched_setaffinity(None, &cpu.to_rustix()) {
         fail(s, Why::Pinning, Some(&e.into()));
         return;

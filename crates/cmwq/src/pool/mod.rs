@@ -31,11 +31,12 @@ use std::time::Instant;
 use crate::sync::{Mutex, MutexGuard};
 
 use crate::config::settings;
+use crate::cpumask::CpuMask;
 use crate::pool::pwq::{Pwq, PwqState};
 use crate::pool::work::WorkList;
 use crate::pool::work::{Work, WorkInner};
 use crate::pool::worker::Worker;
-use crate::topology::{topology, CpuMask};
+use crate::topology::topology;
 use crate::util::{IdAlloc, Slab};
 
 /// The worker is exiting.
