@@ -247,6 +247,10 @@ pub mod __bench {
     pub fn timer_wakeups() -> u64 {
         crate::timer::WAKEUPS.load(Relaxed)
     }
+    /// The default stall window (`Config::stall_window`).
+    pub fn default_stall_window() -> std::time::Duration {
+        crate::config::DEFAULT_STALL_WINDOW
+    }
     /// Bytes of one work item's allocation (header + a zero-sized closure).
     pub fn work_size() -> usize {
         crate::pool::work::size_of_empty()

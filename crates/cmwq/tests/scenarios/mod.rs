@@ -46,9 +46,9 @@ pub const SLEEP: Duration = Duration::from_millis(10 * SCALE);
 #[allow(dead_code)] // used by some of the test binaries only
 pub const HOG_THRESH: Duration = Duration::from_millis(10 * SCALE);
 
-/// The stall window these binaries set (the default is 0, the kernel's:
-/// any block that idles the CPU starts the next worker); with a window, a
-/// shorter block starts none, which `check_short_blocks` checks.
+/// The stall window these binaries set, above the library's default
+/// (`Config::stall_window`): a block shorter than the window starts no
+/// worker, which `check_short_blocks` checks.
 #[allow(dead_code)] // used by some of the test binaries only
 pub const STALL_WINDOW: Duration = Duration::from_micros(200);
 
