@@ -100,14 +100,14 @@ pub(crate) struct WqInner {
     /// workqueue is dropped (bound and ordered ones: replaced once, at
     /// destruction, so their queuers pay nothing for the protection).
     pub(crate) table: Rcu<PwqTable>,
-    /// T: every pwq, including retired ones that still have items. Its lock
+    /// T: every pwq, including replaced ones that still have items. Its lock
     /// also serialises table replacement, so "is this pwq in the current
     /// table" can be judged while holding it: a pwq is released only
     /// under it, and never while it is in the current table.
     pub(crate) all_pwqs: Mutex<Vec<Arc<Pwq>>>,
     /// Its own lock, a leaf taken under T: counters of released pwqs, and
     /// their CPU time, so a pwq's counters are in exactly one of the two.
-    pub(crate) retired: Mutex<(PwqStats, u64)>,
+    pub(crate) released_stats: Mutex<(PwqStats, u64)>,
     /// F: flush colours.
     flush: Mutex<FlushCtl>,
     /// F: flushers waiting for a colour.
@@ -245,7 +245,7 @@ impl WorkqueueBuilder {
             shared,
             table: Rcu::new(table, slots),
             all_pwqs: Mutex::new(all),
-            retired: Mutex::new((PwqStats::default(), 0)),
+            released_stats: Mutex::new((PwqStats::default(), 0)),
             flush: Mutex::new(FlushCtl {
                 work_color: 0,
                 flush_color: 0,
@@ -589,7 +589,7 @@ pub(crate) fn check_cpu(what: &str, cpu: usize) {
 }
 
 /// The workqueue locks the fork handlers hold across `fork()` (G26), in
-/// the lock order: `S:`, `F:`, `T:`; `retired` is a leaf, taken last.
+/// the lock order: `S:`, `F:`, `T:`; `released_stats` is a leaf, taken last.
 impl WqInner {
     /// Take `S:`, `F:` and `T:` and keep them held (guards forgotten).
     pub(crate) fn fork_lock(&self) {
@@ -598,9 +598,9 @@ impl WqInner {
         std::mem::forget(self.all_pwqs.lock());
     }
 
-    /// Take the leaf `retired` and keep it held.
+    /// Take the leaf `released_stats` and keep it held.
     pub(crate) fn fork_lock_leaf(&self) {
-        std::mem::forget(self.retired.lock());
+        std::mem::forget(self.released_stats.lock());
     }
 
     /// Release what `fork_lock` and `fork_lock_leaf` took.
@@ -613,7 +613,7 @@ impl WqInner {
         // SAFETY: held by this thread (the caller's contract); the guards
         // were forgotten, so nothing else will unlock them.
         unsafe {
-            self.retired.force_unlock(Default::default());
+            self.released_stats.force_unlock(Default::default());
             self.all_pwqs.force_unlock(Default::default());
             self.flush.force_unlock(Default::default());
             self.attrs.force_unlock(Default::default());
@@ -817,10 +817,10 @@ impl WqInner {
         }
     }
 
-    /// Whether any pwq still has items; releases retired pwqs that are
-    /// empty. Judged under `all_pwqs`, which table replacement also holds,
+    /// Whether any pwq still has items; releases replaced pwqs (no longer
+    /// in the current table) that are empty. Judged under `all_pwqs`, which table replacement also holds,
     /// so a pwq installed by a concurrent `apply_attrs` is never taken for
-    /// a retired one.
+    /// a replaced one.
     pub(crate) fn busy(&self) -> bool {
         let mut all = self.all_pwqs.lock();
         let mut busy = false;
@@ -852,7 +852,7 @@ impl WqInner {
             });
         });
         if !released.is_empty() {
-            let mut r = self.retired.lock();
+            let mut r = self.released_stats.lock();
             for (st, cpu) in released {
                 r.0.add(&st);
                 r.1 += cpu;
@@ -907,7 +907,7 @@ impl WqInner {
     pub(crate) fn stats(&self) -> WqStats {
         // Under `all_pwqs`: a pwq released meanwhile is counted once.
         let all = self.all_pwqs.lock();
-        let (mut st, mut cpu) = *self.retired.lock();
+        let (mut st, mut cpu) = *self.released_stats.lock();
         let mut in_flight = 0;
         for p in all.iter() {
             let g = p.pool.lock();

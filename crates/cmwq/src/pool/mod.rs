@@ -246,8 +246,11 @@ pub(crate) struct WorkerPool {
     pub(crate) lock: Mutex<PoolState>,
     /// A: the nice level workers actually got (G20).
     pub(crate) nice_actual: AtomicI32,
-    /// A (changed with pwqs made and released): number of pwqs using this
-    /// pool; an unbound pool at zero lets its idle workers go.
+    /// A (changed with pwqs made and released, `Pwq::new` and
+    /// `Pwq::try_release`): number of pwqs using this pool; an unbound
+    /// pool at zero is retired ([`pool_retired`]). Read lock-free by
+    /// [`pool_retired`] (under the pool lock, but written outside it) and
+    /// by `dump`.
     pub(crate) refcnt: AtomicU32,
     /// A: the monitor watches this pool (it had pending work behind a
     /// running worker). Set by queuers, cleared by the monitor.
@@ -474,6 +477,42 @@ pub(crate) fn too_many_workers(g: &PoolState) -> bool {
 #[inline]
 pub(crate) fn pool_retired(pool: &WorkerPool) -> bool {
     !pool.bound() && pool.refcnt.load(Relaxed) == 0
+}
+
+/// What an idle worker does when its park ends ([`idle_verdict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Idle {
+    /// Leave idle and look for work (it was woken, or work waits).
+    Work,
+    /// Park again.
+    Park,
+    /// Exit: the pool is retired, or has idle workers to spare (G21).
+    Leave,
+}
+
+/// An idle worker's park ended, by a wake-up (`woken`) or after `timeout`
+/// (the idle timeout): work, park again or leave. Work waits that the
+/// pool may start, or it was woken: work. A retired pool's
+/// ([`pool_retired`]) idle workers leave when woken for it (by
+/// [`maybe_retire_pool`]). A worker that sat out the idle timeout leaves
+/// if the pool has more idle workers than the kernel's rule allows
+/// ([`too_many_workers`], G21). Under the pool lock.
+#[inline]
+pub(crate) fn idle_verdict(
+    pool: &WorkerPool,
+    g: &PoolState,
+    slot: usize,
+    woken: bool,
+    timeout: std::time::Duration,
+) -> Idle {
+    let retired = pool_retired(pool);
+    if need_more_worker(g) || (woken && !retired) {
+        Idle::Work
+    } else if retired || (too_many_workers(g) && g.workers[slot].last_active.elapsed() >= timeout) {
+        Idle::Leave
+    } else {
+        Idle::Park
+    }
 }
 
 /// Change a worker's flags or sleeping state, keeping `nr_running` equal to

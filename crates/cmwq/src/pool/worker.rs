@@ -22,9 +22,9 @@ use crate::pool::pwq::{self, Pwq};
 use crate::pool::work::state::{Dequeued, Finished};
 use crate::pool::work::{Work, WorkInner};
 use crate::pool::{
-    self, keep_working, may_start_working, need_more_worker, too_many_workers, update_worker,
-    BlockedBy, Current, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE,
-    WORKER_IDLE, WORKER_PREP, WORKER_RESCUER,
+    self, keep_working, may_start_working, need_more_worker, update_worker, BlockedBy, Current,
+    Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
+    WORKER_PREP, WORKER_RESCUER,
 };
 use crate::util::{self, Parker};
 
@@ -320,9 +320,8 @@ fn worker_main(w: Arc<Worker>) {
         }
         acct.idle();
         enter_idle(&mut g, w.slot);
-        // Sleep until kicked. An idle worker that sat out the idle timeout
-        // exits if the pool has more idle workers than the kernel's rule
-        // allows (G21).
+        // Sleep until kicked; whether a worker that woke works, parks
+        // again or leaves is the pool's policy (`pool::idle_verdict`).
         let timeout = settings().idle_timeout;
         loop {
             let woken = g.unlocked(|| {
@@ -334,14 +333,10 @@ fn worker_main(w: Arc<Worker>) {
                 woken
             });
             acct.tick();
-            // A retired pool's idle workers leave when woken for it.
-            let retired = pool::pool_retired(pool);
-            if need_more_worker(&g) || (woken && !retired) {
-                continue 'woke_up;
-            }
-            let idle_for = g.workers[w.slot].last_active.elapsed();
-            if retired || (too_many_workers(&g) && idle_for >= timeout) {
-                break 'woke_up;
+            match pool::idle_verdict(pool, &g, w.slot, woken, timeout) {
+                Idle::Work => continue 'woke_up,
+                Idle::Leave => break 'woke_up,
+                Idle::Park => {}
             }
         }
     }
@@ -567,11 +562,11 @@ fn process_one_work(
             }
         };
         if !next {
-            retire_exec(&mut g, pool, w.slot, exec);
+            end_exec(&mut g, pool, w.slot, exec);
             break;
         }
         let prev = std::mem::replace(&mut exec, handover(&mut g, w, &work, acct.clock));
-        retire_exec(&mut g, pool, w.slot, prev);
+        end_exec(&mut g, pool, w.slot, prev);
     }
     update_worker(&mut g, w.slot, |ws| {
         ws.current = None;
@@ -673,7 +668,7 @@ fn count(st: &mut PoolState, exec: &Exec, panicked: bool) {
 /// drop its in-flight count on its pwq (which may belong to another pool
 /// after a handover), releasing flushers. `g` is the worker's own pool
 /// lock.
-fn retire_exec(g: &mut PoolGuard, pool: &'static WorkerPool, slot: usize, exec: Exec) {
+fn end_exec(g: &mut PoolGuard, pool: &'static WorkerPool, slot: usize, exec: Exec) {
     if ptr::eq(exec.pwq.pool, pool) {
         if pwq::dec_nr_in_flight(g, &exec.pwq, exec.color, exec.active) {
             // A worker this asks for is created when the caller next
