@@ -225,7 +225,7 @@ pub fn run(ctx: &Ctx) -> Table {
     }
     let stall_us = cmwq::__bench::default_stall_window().as_secs_f64() * 1e6;
     t.note(format!("blocks shorter than the stall window ({stall_us:.0} us by default) start no new worker by design: their figure is the block itself; the targets are checked on blocks >= 1 ms"));
-    t.note("a block->next start figure includes the stall window the pool waits before it starts another worker ({stall_us:.0} us by default; 0 is the kernel's behaviour): the 'sentinel, stall window N us' rows show what a window costs, the table in crates/cmwq/src/monitor/README.md why the default is what it is");
+    t.note(format!("a block->next start figure includes the stall window the pool waits before it starts another worker ({stall_us:.0} us by default; 0 is the kernel's behaviour): the 'sentinel, stall window N us' rows show what a window costs, the table in crates/cmwq/src/monitor/README.md why the default is what it is"));
     t.note("floor: a bare std::thread unpark of a parked thread pinned to the other CPU, to its first line, measured in the parent in the same run");
     t.note(
         "monitor_wakeups: wake-ups of the monitor thread per sample (one block and one next item)",
