@@ -72,15 +72,15 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "Worker Pools");
     let _ = writeln!(o, "============");
     for p in &all {
-        let (idle, workers) = {
+        let (idle, workers, pwqs) = {
             let g = p.lock();
-            (g.nr_idle, g.nr_workers)
+            (g.nr_idle, g.nr_workers, g.pwqs.len())
         };
         let _ = write!(
             o,
             "pool[{:0id_len$}] ref={:2} nice={:3} idle/workers={idle:3}/{workers:3} ",
             p.id,
-            p.refcnt.load(Relaxed),
+            pwqs,
             p.nice_actual.load(Relaxed),
         );
         match p.cpu {

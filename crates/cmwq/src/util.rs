@@ -49,6 +49,16 @@ impl<T> Slab<T> {
         v
     }
 
+    /// Occupied slots.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No slot is occupied.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The value at `i`, if the slot is occupied.
     pub(crate) fn get(&self, i: usize) -> Option<&T> {
         self.slots.get(i).and_then(Option::as_ref)

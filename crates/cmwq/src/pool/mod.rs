@@ -246,12 +246,6 @@ pub(crate) struct WorkerPool {
     pub(crate) lock: Mutex<PoolState>,
     /// A: the nice level workers actually got (G20).
     pub(crate) nice_actual: AtomicI32,
-    /// A (changed with pwqs made and released, `Pwq::new` and
-    /// `Pwq::try_release`): number of pwqs using this pool; an unbound
-    /// pool at zero is retired ([`pool_retired`]). Read lock-free by
-    /// [`pool_retired`] (under the pool lock, but written outside it) and
-    /// by `dump`.
-    pub(crate) refcnt: AtomicU32,
     /// A: the monitor watches this pool (it had pending work behind a
     /// running worker). Set by queuers, cleared by the monitor.
     pub(crate) watched: AtomicBool,
@@ -367,7 +361,6 @@ impl WorkerPool {
                 nr_started: 0,
                 mayday_at: None,
             }),
-            refcnt: AtomicU32::new(0),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
             sentinels_armed: AtomicBool::new(false),
@@ -470,13 +463,15 @@ pub(crate) fn too_many_workers(g: &PoolState) -> bool {
 }
 
 /// Is this pool retired? An unbound pool that no workqueue uses any more
-/// (no pwq links it, `refcnt` 0): its idle workers leave as soon as they
-/// are woken for it ([`maybe_retire_pool`] wakes them), not at the idle
-/// timeout. Bound pools never retire. Where a retired pool gets a pwq
-/// again (a workqueue with the same attrs), its workers stay.
+/// (no pwq links it: `pwqs` is empty, the kernel's `pool->refcnt` at 0):
+/// its idle workers leave as soon as they are woken for it
+/// ([`maybe_retire_pool`] wakes them), not at the idle timeout. Bound
+/// pools never retire. Where a retired pool gets a pwq again (a workqueue
+/// with the same attrs), its workers stay. Under the pool lock, which
+/// `Pwq::new` and `Pwq::try_release` hold to link and unlink a pwq.
 #[inline]
-pub(crate) fn pool_retired(pool: &WorkerPool) -> bool {
-    !pool.bound() && pool.refcnt.load(Relaxed) == 0
+pub(crate) fn pool_retired(pool: &WorkerPool, g: &PoolState) -> bool {
+    !pool.bound() && g.pwqs.is_empty()
 }
 
 /// What an idle worker does when its park ends ([`idle_verdict`]).
@@ -505,7 +500,7 @@ pub(crate) fn idle_verdict(
     woken: bool,
     timeout: std::time::Duration,
 ) -> Idle {
-    let retired = pool_retired(pool);
+    let retired = pool_retired(pool, g);
     if need_more_worker(g) || (woken && !retired) {
         Idle::Work
     } else if retired || (too_many_workers(g) && g.workers[slot].last_active.elapsed() >= timeout) {
@@ -1034,12 +1029,12 @@ pub(crate) fn remove_worker(g: &mut PoolState, slot: usize) {
     g.ids.free(ws.worker.id);
 }
 
-/// An unbound pool no workqueue uses any more: let its idle workers go.
-pub(crate) fn maybe_retire_pool(pool: &'static WorkerPool) {
-    if !pool_retired(pool) {
+/// A pwq was unlinked from `pool` (under its lock `g`): if the pool is
+/// retired now ([`pool_retired`]), wake its idle workers so they go.
+pub(crate) fn maybe_retire_pool(pool: &WorkerPool, g: &PoolState) {
+    if !pool_retired(pool, g) {
         return;
     }
-    let g = pool.lock();
     for &slot in &g.idle {
         g.workers[slot].worker.parker.unpark();
     }

@@ -196,7 +196,6 @@ impl Pwq {
                 ..Default::default()
             })
         };
-        pool.refcnt.fetch_add(1, Relaxed);
         Arc::new(Pwq {
             pool,
             wq,
@@ -232,10 +231,10 @@ impl Pwq {
                 return None;
             }
             self.released.store(true, Relaxed);
-            g.pwqs.remove(self.slot)
+            let st = g.pwqs.remove(self.slot);
+            crate::pool::maybe_retire_pool(self.pool, &g);
+            st
         };
-        self.pool.refcnt.fetch_sub(1, Relaxed);
-        crate::pool::maybe_retire_pool(self.pool);
         Some(st.stats)
     }
 }
