@@ -479,14 +479,15 @@ pub(crate) fn pool_retired(pool: &WorkerPool, g: &PoolState) -> bool {
 pub(crate) enum Idle {
     /// Leave idle and look for work (it was woken, or work waits).
     Work,
-    /// Park again.
-    Park,
+    /// Park again, for at most this long.
+    Park(std::time::Duration),
     /// Exit: the pool is retired, or has idle workers to spare (G21).
     Leave,
 }
 
-/// An idle worker's park ended, by a wake-up (`woken`) or after `timeout`
-/// (the idle timeout): work, park again or leave. Work waits that the
+/// An idle worker's park ended, by a wake-up (`woken`) or at its timeout
+/// (the first park lasts the idle timeout, `timeout`; later ones what
+/// this returned): work, park again or leave. Work waits that the
 /// pool may start, or it was woken: work. A retired pool's
 /// ([`pool_retired`]) idle workers leave when woken for it (by
 /// [`maybe_retire_pool`]). A worker that sat out the idle timeout leaves
@@ -506,7 +507,7 @@ pub(crate) fn idle_verdict(
     } else if retired || (too_many_workers(g) && g.workers[slot].last_active.elapsed() >= timeout) {
         Idle::Leave
     } else {
-        Idle::Park
+        Idle::Park(timeout)
     }
 }
 

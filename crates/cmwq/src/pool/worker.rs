@@ -323,12 +323,13 @@ fn worker_main(w: Arc<Worker>) {
         // Sleep until kicked; whether a worker that woke works, parks
         // again or leaves is the pool's policy (`pool::idle_verdict`).
         let timeout = settings().idle_timeout;
+        let mut park_for = timeout;
         loop {
             let woken = g.unlocked(|| {
                 deferred.drop_now();
                 // Detection is told it parks and woke (`Monitoring`).
                 pool::detector().worker_idle(&w, false);
-                let woken = w.parker.park(Some(timeout));
+                let woken = w.parker.park(Some(park_for));
                 pool::detector().worker_idle(&w, true);
                 woken
             });
@@ -336,7 +337,7 @@ fn worker_main(w: Arc<Worker>) {
             match pool::idle_verdict(pool, &g, w.slot, woken, timeout) {
                 Idle::Work => continue 'woke_up,
                 Idle::Leave => break 'woke_up,
-                Idle::Park => {}
+                Idle::Park(d) => park_for = d,
             }
         }
     }
