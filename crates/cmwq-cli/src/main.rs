@@ -147,8 +147,8 @@ fn main() -> ExitCode {
 fn dump() -> ExitCode {
     let hello = cmwq::Work::named("hello", |_| {});
     cmwq::schedule_work(&hello);
-    // Unlike `hello.flush()`, this also waits until the pool has retired
-    // the execution, so the report shows no item in flight.
+    // Unlike `hello.flush()`, this also waits until the pool has ended
+    // the execution (its counters updated), so the report shows no item in flight.
     cmwq::system_wq().flush();
     print!("{}", cmwq::dump());
     ExitCode::SUCCESS

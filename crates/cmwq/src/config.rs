@@ -166,6 +166,8 @@ impl Config {
     }
 
     /// Where reports go (contained panics, refused queues, stalls...).
+    /// Default: standard error (`cmwq: ` and the event), plus a `tracing`
+    /// warning with the `tracing` feature.
     pub fn log(mut self, hook: fn(&Event<'_>)) -> Self {
         self.log = Some(hook);
         self
@@ -232,6 +234,9 @@ pub(crate) const DEFAULT_AFFINITY_SCOPE: Scope = Scope::Cache;
 
 /// Default for `POWER_EFFICIENT` workqueues: they stay per-CPU.
 pub(crate) const DEFAULT_POWER_EFFICIENT: bool = false;
+
+/// Default for the control socket (G32): off unless `CMWQ_CONTROL` is on.
+pub(crate) const DEFAULT_CONTROL: bool = false;
 
 /// Wait after a failed worker creation: the kernel's `CREATE_COOLDOWN`
 /// (100 ms). Not a setting.
@@ -338,7 +343,7 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
         power_efficient: cfg.power_efficient.unwrap_or(DEFAULT_POWER_EFFICIENT),
         control: cfg
             .control
-            .unwrap_or_else(|| get("CMWQ_CONTROL").is_some_and(|v| env_flag(&v))),
+            .unwrap_or_else(|| get("CMWQ_CONTROL").map_or(DEFAULT_CONTROL, |v| env_flag(&v))),
         log: cfg.log.unwrap_or(default_log),
         create_cooldown: CREATE_COOLDOWN,
     }

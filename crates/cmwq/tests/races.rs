@@ -255,7 +255,7 @@ fn g4_g17_apply_attrs_racing_drain_and_is_congested() {
 }
 
 /// Two `apply_attrs` callers with delayed and immediate queueing. Before
-/// the fix one caller judged a pwq retired against the table it had
+/// the fix one caller judged a pwq replaced against the table it had
 /// loaded at its start and released the one the other had just
 /// installed: queues were refused although nothing drained, and timers
 /// that fired into it lost their items.

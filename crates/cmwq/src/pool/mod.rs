@@ -488,7 +488,8 @@ pub(crate) enum Idle {
 /// An idle worker's park ended, by a wake-up (`woken`) or at its timeout
 /// (the first park lasts the idle timeout, `timeout`; later ones what
 /// this returned): work, park again or leave. Work waits that the
-/// pool may start, or it was woken: work. A retired pool's
+/// pool may start, or it was woken and its pool is not retired: work. A
+/// retired pool's
 /// ([`pool_retired`]) idle workers leave when woken for it (by
 /// [`maybe_retire_pool`]). A worker that sat out the idle timeout leaves
 /// if the pool has more idle workers than the kernel's rule allows

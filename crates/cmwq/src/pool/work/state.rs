@@ -302,6 +302,7 @@ impl StateWord {
     fn transition(&self, mut f: impl FnMut(Snapshot) -> u64) -> Snapshot {
         match self.update::<std::convert::Infallible>(|s| Ok(f(s))) {
             Ok(prev) => prev,
+            Err(never) => match never {},
         }
     }
 
@@ -404,10 +405,12 @@ impl StateWord {
         (prev.seq().wrapping_add(1), prev.waiters())
     }
 
-    /// Cancel: become the owner of PENDING by taking it from where it is
-    /// held (the caller then unlinks, disarms or forgets the item and
-    /// later calls [`release_pending`](Self::release_pending)). False if
-    /// the item is not pending there any more.
+    /// Become the owner of PENDING by taking it from where it is held
+    /// (cancel, disable, `mod_delayed`, a timer's expiry). The caller then
+    /// unlinks, disarms or forgets the item, and either queues it again or
+    /// gives PENDING back ([`release_pending`](Self::release_pending),
+    /// [`release_pending_disabled`](Self::release_pending_disabled)).
+    /// False if the item is not pending there any more.
     ///
     /// * [`Held::Queued`]: under the lock of the pool the item is queued
     ///   in; clears QUEUED, the caller unlinks the item.
