@@ -485,23 +485,24 @@ pub(crate) enum Idle {
     Leave,
 }
 
+/// How long an idle worker parks when it goes idle: the idle timeout.
+/// Later parks last what [`idle_verdict`] says. Under the pool lock.
+#[inline]
+pub(crate) fn idle_park_for(_pool: &WorkerPool, _g: &PoolState) -> std::time::Duration {
+    settings().idle_timeout
+}
+
 /// An idle worker's park ended, by a wake-up (`woken`) or at its timeout
-/// (the first park lasts the idle timeout, `timeout`; later ones what
-/// this returned): work, park again or leave. Work waits that the
-/// pool may start, or it was woken and its pool is not retired: work. A
-/// retired pool's
-/// ([`pool_retired`]) idle workers leave when woken for it (by
+/// (the first park lasts [`idle_park_for`]; later ones what this
+/// returned): work, park again or leave. Work waits that the pool may
+/// start, or it was woken and its pool is not retired: work. A retired
+/// pool's ([`pool_retired`]) idle workers leave when woken for it (by
 /// [`maybe_retire_pool`]). A worker that sat out the idle timeout leaves
 /// if the pool has more idle workers than the kernel's rule allows
 /// ([`too_many_workers`], G21). Under the pool lock.
 #[inline]
-pub(crate) fn idle_verdict(
-    pool: &WorkerPool,
-    g: &PoolState,
-    slot: usize,
-    woken: bool,
-    timeout: std::time::Duration,
-) -> Idle {
+pub(crate) fn idle_verdict(pool: &WorkerPool, g: &PoolState, slot: usize, woken: bool) -> Idle {
+    let timeout = settings().idle_timeout;
     let retired = pool_retired(pool, g);
     if need_more_worker(g) || (woken && !retired) {
         Idle::Work

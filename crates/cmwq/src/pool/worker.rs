@@ -321,9 +321,9 @@ fn worker_main(w: Arc<Worker>) {
         acct.idle();
         enter_idle(&mut g, w.slot);
         // Sleep until kicked; whether a worker that woke works, parks
-        // again or leaves is the pool's policy (`pool::idle_verdict`).
-        let timeout = settings().idle_timeout;
-        let mut park_for = timeout;
+        // again or leaves, and for how long it parks, is the pool's
+        // policy (`pool::idle_park_for`, `pool::idle_verdict`).
+        let mut park_for = pool::idle_park_for(pool, &g);
         loop {
             let woken = g.unlocked(|| {
                 deferred.drop_now();
@@ -334,7 +334,7 @@ fn worker_main(w: Arc<Worker>) {
                 woken
             });
             acct.tick();
-            match pool::idle_verdict(pool, &g, w.slot, woken, timeout) {
+            match pool::idle_verdict(pool, &g, w.slot, woken) {
                 Idle::Work => continue 'woke_up,
                 Idle::Leave => break 'woke_up,
                 Idle::Park(d) => park_for = d,
