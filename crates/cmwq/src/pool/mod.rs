@@ -494,15 +494,30 @@ pub(crate) fn idle_park_for(_pool: &WorkerPool, _g: &PoolState) -> std::time::Du
 
 /// An idle worker's park ended, by a wake-up (`woken`) or at its timeout
 /// (the first park lasts [`idle_park_for`]; later ones what this
-/// returned): work, park again or leave. Work waits that the pool may
-/// start, or it was woken and its pool is not retired: work. A retired
-/// pool's ([`pool_retired`]) idle workers leave when woken for it (by
-/// [`maybe_retire_pool`]). A worker that sat out the idle timeout leaves
-/// if the pool has more idle workers than the kernel's rule allows
-/// ([`too_many_workers`], G21). Under the pool lock.
+/// returned): work, park again or leave. Every way an idle worker leaves
+/// is decided here:
+/// - asked to give way to another pool at the thread limit
+///   (`WORKER_DIE`, set by `give_way_for`): it leaves, unless its own pool
+///   got work meanwhile, when it stays (the flag cleared) and works;
+/// - work waits that the pool may start, or it was woken and its pool is
+///   not retired: work;
+/// - a retired pool's ([`pool_retired`]) idle workers leave when woken for
+///   it (by [`maybe_retire_pool`]);
+/// - a worker that sat out the idle timeout leaves if the pool has more
+///   idle workers than the kernel's rule allows ([`too_many_workers`],
+///   G21).
+///
+/// Under the pool lock.
 #[inline]
-pub(crate) fn idle_verdict(pool: &WorkerPool, g: &PoolState, slot: usize, woken: bool) -> Idle {
+pub(crate) fn idle_verdict(pool: &WorkerPool, g: &mut PoolState, slot: usize, woken: bool) -> Idle {
     let timeout = settings().idle_timeout;
+    if g.workers[slot].flags & WORKER_DIE != 0 {
+        if !need_more_worker(g) {
+            return Idle::Leave;
+        }
+        g.workers[slot].flags &= !WORKER_DIE;
+        return Idle::Work;
+    }
     let retired = pool_retired(pool, g);
     if need_more_worker(g) || (woken && !retired) {
         Idle::Work
@@ -980,7 +995,7 @@ fn give_way_for(pool: &'static WorkerPool) -> bool {
             continue;
         }
         // The coldest idle worker; off the idle list at once, so no kick
-        // picks it; it sees DIE when it wakes and leaves the pool.
+        // picks it; when it wakes, `idle_verdict` sees DIE and it leaves.
         let slot = g.idle.remove(0);
         g.nr_idle -= 1;
         let ws = &mut g.workers[slot];
@@ -1032,9 +1047,10 @@ pub(crate) fn remove_worker(g: &mut PoolState, slot: usize) {
     g.ids.free(ws.worker.id);
 }
 
-/// A pwq was unlinked from `pool` (under its lock `g`): if the pool is
-/// retired now ([`pool_retired`]), wake its idle workers so they go.
-pub(crate) fn maybe_retire_pool(pool: &WorkerPool, g: &PoolState) {
+/// A pwq was unlinked from `pool` (under its lock `g`, which a rule may
+/// change, e.g. to note when the pool went unused): if the pool is retired
+/// now ([`pool_retired`]), wake its idle workers so they go.
+pub(crate) fn maybe_retire_pool(pool: &WorkerPool, g: &mut PoolState) {
     if !pool_retired(pool, g) {
         return;
     }

@@ -232,7 +232,7 @@ impl Pwq {
             }
             self.released.store(true, Relaxed);
             let st = g.pwqs.remove(self.slot);
-            crate::pool::maybe_retire_pool(self.pool, &g);
+            crate::pool::maybe_retire_pool(self.pool, &mut g);
             st
         };
         Some(st.stats)

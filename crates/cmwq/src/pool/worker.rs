@@ -23,8 +23,8 @@ use crate::pool::work::state::{Dequeued, Finished};
 use crate::pool::work::{Work, WorkInner};
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, update_worker, BlockedBy, Current,
-    Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
-    WORKER_PREP, WORKER_RESCUER,
+    Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_IDLE, WORKER_PREP,
+    WORKER_RESCUER,
 };
 use crate::util::{self, Parker};
 
@@ -291,14 +291,6 @@ fn worker_main(w: Arc<Worker>) {
     let mut deferred = Deferred::default();
     let mut g = pool.lock();
     'woke_up: loop {
-        if g.workers[w.slot].flags & WORKER_DIE != 0 {
-            if !need_more_worker(&g) {
-                break 'woke_up;
-            }
-            // Asked to give way, but its own pool got work meanwhile (and
-            // found no idle worker): stay and run it.
-            g.workers[w.slot].flags &= !WORKER_DIE;
-        }
         leave_idle(&mut g, w.slot);
         'recheck: loop {
             if !need_more_worker(&g) {
@@ -334,7 +326,7 @@ fn worker_main(w: Arc<Worker>) {
                 woken
             });
             acct.tick();
-            match pool::idle_verdict(pool, &g, w.slot, woken) {
+            match pool::idle_verdict(pool, &mut g, w.slot, woken) {
                 Idle::Work => continue 'woke_up,
                 Idle::Leave => break 'woke_up,
                 Idle::Park(d) => park_for = d,
