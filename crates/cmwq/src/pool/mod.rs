@@ -481,12 +481,15 @@ pub(crate) enum Idle {
     Work,
     /// Park again, for at most this long.
     Park(std::time::Duration),
-    /// Exit: the pool is retired, or has idle workers to spare (G21).
+    /// Exit: the pool is retired, or has idle workers to spare (G21), or
+    /// the worker gives its thread to another pool at the thread limit.
     Leave,
 }
 
-/// How long an idle worker parks when it goes idle: the idle timeout.
-/// Later parks last what [`idle_verdict`] says. Under the pool lock.
+/// How long an idle worker parks when it goes idle: the idle timeout,
+/// whatever the pool's state (a rule that depends on it, such as a grace
+/// period for an unused pool, reads `pool` and `g`). Later parks last what
+/// [`idle_verdict`] says. Under the pool lock.
 #[inline]
 pub(crate) fn idle_park_for(_pool: &WorkerPool, _g: &PoolState) -> std::time::Duration {
     settings().idle_timeout
