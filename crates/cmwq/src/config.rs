@@ -367,7 +367,7 @@ mod tests {
         assert_eq!(s.detect, Detect::Proc);
         assert_eq!(s.stall_window, DEFAULT_STALL_WINDOW, "bad value ignored");
         assert_eq!(s.watchdog_thresh, None, "0 disables");
-        assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert!(!s.control, "the control socket is off by default");
         let on = |k: &str| (k == "CMWQ_CONTROL").then(|| "1".to_string());
         assert!(resolve(Config::default(), on).control);
@@ -382,5 +382,27 @@ mod tests {
         );
         assert_eq!(s.detect, Detect::Hint);
         assert_eq!(s.cpu_intensive_thresh, None);
+    }
+
+    /// `docs/guarantees.md` tells users the defaults they rely on: a
+    /// default changed here fails this test until the guarantee says it.
+    #[test]
+    fn guarantees_state_the_defaults() {
+        let doc = include_str!("../../../docs/guarantees.md");
+        let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        for stated in [
+            format!("(default {} ms;", DEFAULT_CPU_INTENSIVE_THRESH.as_millis()),
+            format!("(default {} s;", DEFAULT_IDLE_TIMEOUT.as_secs()),
+            format!("default {} ms)", DEFAULT_MAYDAY_TIMEOUT.as_millis()),
+            format!(
+                "default {} s, 0 disables",
+                DEFAULT_WATCHDOG_THRESH.as_secs()
+            ),
+        ] {
+            assert!(
+                doc.contains(&stated),
+                "docs/guarantees.md does not say {stated:?}"
+            );
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! The stall watchdog (G23), the kernel's `wq_watchdog`.
 //!
 //! A pool with items waiting on its worklist that starts and finishes no
-//! item for `watchdog_thresh` (default 30 s, `CMWQ_WATCHDOG_THRESH_S`,
-//! `Config::watchdog_thresh`, 0 disables) is reported once per stall
+//! item for `watchdog_thresh` ([`Config::watchdog_thresh`](crate::Config::watchdog_thresh)
+//! says its default; `CMWQ_WATCHDOG_THRESH_S`, 0 disables) is reported once per stall
 //! through the log hook as [`Event::Stall`](crate::Event::Stall): the pool,
 //! how long, and what its workers are running (workqueue, item, for how
 //! long).
