@@ -6,10 +6,10 @@
 //! | you wrote | with cmwq |
 //! |---|---|
 //! | `rayon::spawn(f)` | [`cmwq::spawn(f)`](crate::spawn) |
-//! | `rayon::scope(\|s\| s.spawn(\|_\| ..))` | [`cmwq::scope(\|s\| s.spawn(\|\| ..))`](crate::scope) |
+//! | `rayon::scope(\|s\| s.spawn(\|_\| ..))` | [`cmwq::scope(\|s\| s.spawn(\|\| ..))`](crate::scope()) |
 //! | `rayon::join(a, b)` | `let h = system_dfl_wq().submit(a); let rb = b(); (h.join()?, rb)` |
 //! | `std::thread::spawn(f).join()` | [`system_dfl_wq().submit(f).join()`](crate::Workqueue::submit) |
-//! | `std::thread::scope(\|s\| ..)` | [`cmwq::scope(\|s\| ..)`](crate::scope) |
+//! | `std::thread::scope(\|s\| ..)` | [`cmwq::scope(\|s\| ..)`](crate::scope()) |
 //! | `tokio::task::spawn_blocking(f).await` | [`cmwq::unblock(f).await`](crate::unblock), or `submit(f).await` for a `Result` |
 //! | `blocking::unblock(f).await` | [`cmwq::unblock(f).await`](crate::unblock) |
 //! | `ThreadPool::new(n).execute(f)` | [`cmwq::spawn(f)`](crate::spawn), or a [`Workqueue`](crate::Workqueue) with `max_active(n)` to bound it |

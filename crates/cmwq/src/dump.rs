@@ -238,7 +238,7 @@ pub(crate) fn dump() -> String {
     o
 }
 
-/// A workqueue as listed by [`workqueues`](crate::workqueues): what
+/// A workqueue as listed by [`crate::workqueues`]: what
 /// `wq_monitor.py` shows for it.
 #[derive(Clone, Debug)]
 pub struct WqInfo {
@@ -255,7 +255,7 @@ pub struct WqInfo {
 }
 
 impl WqInfo {
-    /// Its row in [`monitor_table`](crate::monitor_table).
+    /// Its row in [`crate::monitor_table`].
     pub fn row(&self) -> String {
         // CPUitsv and CMW apply where concurrency management does: bound
         // and managed unbound pools (G19), not UNBOUND|CPU_INTENSIVE.

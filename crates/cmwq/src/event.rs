@@ -76,8 +76,8 @@ pub enum Event<'a> {
         running: &'a str,
     },
     /// Reports of one kind came faster than the rate limit allows (a
-    /// burst of [`RATELIMIT_BURST`](crate::RATELIMIT_BURST) per
-    /// [`RATELIMIT_INTERVAL`](crate::RATELIMIT_INTERVAL), as the kernel's
+    /// burst of [`crate::RATELIMIT_BURST`] per
+    /// [`crate::RATELIMIT_INTERVAL`], as the kernel's
     /// `printk_ratelimit`); this many were not delivered. Sent before the
     /// next one that is. The counters (`WqStats::panics`) still count
     /// every one.

@@ -1028,7 +1028,7 @@ system_workqueue!(
     system_unbound_wq, "events_unbound", WqFlags::UNBOUND, WQ_MAX_ACTIVE
 );
 system_workqueue!(
-    /// `events_freezable`: bound, stopped by [`freeze`](crate::freeze).
+    /// `events_freezable`: bound, stopped by [`freeze`](crate::freeze()).
     system_freezable_wq, "events_freezable", WqFlags::FREEZABLE, WQ_DFL_ACTIVE
 );
 system_workqueue!(

@@ -28,7 +28,7 @@
 //! | `hello` | `key\tvalue` lines: `version`, `pid`, `name`, `detect`, `cpus`, `workqueues`, `pools`, `workers`, `refused`, `bad_requests`, `trace_lost` |
 //! | `stats` | one `wq` line per live workqueue (see below) |
 //! | `workers` | one `pool` line per pool, then one `worker` line per worker |
-//! | `dump` | the text of [`dump`](crate::dump) |
+//! | `dump` | the text of [`dump`](crate::dump()) |
 //! | `trace MS` | the executions of the next `MS` milliseconds (1..=3600000), streamed |
 //!
 //! The server answers with a status line, `cmwq-control 1 ok` or

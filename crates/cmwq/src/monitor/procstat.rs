@@ -50,8 +50,8 @@ pub(crate) struct TaskStat {
 }
 
 impl TaskStat {
-    /// Opens /proc/self/task/<tid>/stat (required) and
-    /// /proc/self/task/<tid>/schedstat (optional).
+    /// Opens `/proc/self/task/<tid>/stat` (required) and
+    /// `/proc/self/task/<tid>/schedstat` (optional).
     ///
     /// Fails if `tid` is not a thread of this process.
     pub(crate) fn open(tid: i32) -> io::Result<TaskStat> {
@@ -166,7 +166,7 @@ pub(crate) fn gettid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
 }
 
-/// Whether /proc/self/task/<own tid>/stat can be read; cached; Err with the
+/// Whether `/proc/self/task/<own tid>/stat` can be read; cached; Err with the
 /// reason.
 pub(crate) fn probe() -> Result<(), String> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();

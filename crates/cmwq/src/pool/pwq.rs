@@ -29,7 +29,7 @@ use crate::pool::work::WorkList;
 use crate::pool::{PoolState, WorkerPool};
 
 /// A: FREEZABLE workqueues are frozen (G24): their pwqs activate nothing
-/// ([`Pwq::effective_max_active`]). Set and cleared by `freeze`/`thaw`
+/// ([`WqShared::effective_max_active`]). Set and cleared by `freeze`/`thaw`
 /// (`freeze.rs`), which then reactivate the pwqs.
 pub(crate) static FROZEN: AtomicBool = AtomicBool::new(false);
 

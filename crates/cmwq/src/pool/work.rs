@@ -249,7 +249,7 @@ impl Work {
     }
 
     /// Like [`new`](Self::new), with a name shown by
-    /// [`dump`](crate::dump), stats and reports.
+    /// [`dump`](crate::dump()), stats and reports.
     pub fn named<F>(name: &'static str, f: F) -> Work
     where
         F: FnMut(&Work) + Send + 'static,
