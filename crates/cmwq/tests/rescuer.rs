@@ -338,7 +338,7 @@ fn rescuer_child_entry() {
 fn child_classic() {
     let reclaim = reclaim_wq("g22_child");
     let holders = Workqueue::new("g22_child_h").unwrap();
-    set_nproc_soft(own_threads() + 2);
+    set_nproc_soft(settled_threads() + 2);
     let started = counter();
     let gate = Gate::new();
     let items = saturate_cpu0(&holders, &started, &gate);

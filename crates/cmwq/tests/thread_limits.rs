@@ -54,6 +54,17 @@ fn g4_first_use_at_the_thread_limit_then_lifted() {
 /// Environment variable that selects a child scenario.
 const CHILD: &str = "CMWQ_THREAD_LIMIT_CHILD";
 
+/// The soft limit on this user's threads.
+fn nproc_soft() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid out pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut r) }, 0);
+    r.rlim_cur
+}
+
 /// Lift the soft limit to the hard one.
 fn lift_nproc() {
     set_nproc_soft(u64::MAX);
@@ -105,17 +116,32 @@ fn child_give_way() {
         return;
     }
     cmwq::detection(); // the monitor
-    set_nproc_soft(own_threads() + 1);
+                       // The monitor thread starts sentinels too, and `detection()` may return
+                       // while it is still spawning one: count the threads once they settle,
+                       // or that sentinel takes the one thread left for a worker.
+    set_nproc_soft(settled_threads() + 1);
     let c = counter();
     let a = counting_work(&c);
     assert!(cmwq::schedule_work_on(0, &a));
-    a.flush();
+    assert!(
+        wait_until(Duration::from_secs(10), || c.load(SeqCst) == 1),
+        "CPU 0's item did not run; threads {} (limit {}):\n{}",
+        own_threads(),
+        nproc_soft(),
+        cmwq::dump()
+    );
     let t = Instant::now();
     let b = counting_work(&c);
     assert!(cmwq::schedule_work_on(1, &b));
-    b.flush();
+    assert!(
+        wait_until(Duration::from_secs(10), || c.load(SeqCst) == 2),
+        "CPU 1's item did not run; threads {} (limit {}), gave way {}:\n{}",
+        own_threads(),
+        nproc_soft(),
+        cmwq::__bench::workers_gave_way(),
+        cmwq::dump()
+    );
     let took = t.elapsed();
-    assert_eq!(c.load(SeqCst), 2);
     assert!(
         events_matching("could not create a worker") >= 1,
         "at the limit"

@@ -243,6 +243,25 @@ pub fn own_threads() -> u64 {
     std::fs::read_dir("/proc/self/task").unwrap().count() as u64
 }
 
+/// This process's thread count once it has not changed for 200 ms (at
+/// most 5 s): the library's start may return while the monitor thread
+/// still spawns a sentinel, which would take a thread a test's
+/// `RLIMIT_NPROC` meant for a worker.
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn settled_threads() -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = own_threads();
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_millis(200) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        let m = own_threads();
+        if m != n {
+            (n, since) = (m, Instant::now());
+        }
+    }
+    n
+}
+
 /// Run this test binary's test `entry` again in a child process as uid/gid
 /// 65534, with `env=scenario` set, and check that it printed "child
 /// scenario ok". Needs root to switch users; prints "skipped" otherwise.
