@@ -15,7 +15,7 @@
 //!   on itself. Its ring receives a record at each switch; a switch-out
 //!   without the preempt flag means the worker blocked, a switch-in that it
 //!   runs again. The monitor polls the rings of the runners it watches and
-//!   marks a runner sleeping once it has been switched out for the stall
+//!   marks a runner blocked once it has been switched out for the stall
 //!   window, running again at its switch-in. Exact and event driven.
 //! * **proc**: where perf is refused, the monitor samples
 //!   `/proc/self/task/TID/stat` (state letter) and `schedstat` (run time)
@@ -583,8 +583,8 @@ fn monitor_main() {
                         });
                     }
                 }
-                let marked = runners.iter().any(|r| r.blocked_by_monitor);
-                if pending || marked {
+                let by_monitor = runners.iter().any(|r| r.blocked_by_monitor);
+                if pending || by_monitor {
                     idle_since[pool.id as usize] = None;
                 } else {
                     let since = *idle_since[pool.id as usize].get_or_insert(now);
@@ -802,7 +802,7 @@ fn check_runner(
         // Marked since the last look (by a sentinel or by us): look for
         // its return at the marked cadence, not at the backstop's or the
         // confirming one.
-        policy::on_marked(&mut d.track, now);
+        policy::on_blocked(&mut d.track, now);
     }
     d.blocked_by_monitor = r.blocked_by_monitor;
     let mut blocked: Option<bool> = None;
@@ -853,28 +853,28 @@ fn check_runner(
                         blocked: x.is_blocked(),
                         run_ns: x.run_ns,
                     };
-                    let marked = d.blocked_by_monitor;
+                    let by_monitor = d.blocked_by_monitor;
                     let before = d.track.interval;
                     // A marked runner's return is looked for on the
-                    // return grid (`policy::on_marked`); once back, it is
+                    // return grid (`policy::on_blocked`); once back, it is
                     // followed at the /proc cadence at most, whatever the
                     // mode.
-                    let max = if marked {
+                    let max = if by_monitor {
                         max_interval.min(PROC_MAX_INTERVAL_NS)
                     } else {
                         max_interval
                     };
-                    match policy::proc_sample(&mut d.track, sample, now, stall, marked, max) {
+                    match policy::proc_sample(&mut d.track, sample, now, stall, by_monitor, max) {
                         policy::ProcVerdict::Blocked => {
                             blocked = Some(true);
-                            if !marked {
+                            if !by_monitor {
                                 // About to be marked: its return is looked
                                 // for on the grid from now, not at the
                                 // confirming cadence (one wake-up saved per
                                 // mark). A mark that does not take is seen
                                 // at the next look (new execution, or not
                                 // marked after all).
-                                policy::on_marked(&mut d.track, now);
+                                policy::on_blocked(&mut d.track, now);
                             }
                         }
                         policy::ProcVerdict::Running { woke } => {
@@ -939,15 +939,15 @@ fn read_cpu(w: &Worker) -> Option<u64> {
     (id != -1).then(|| util::read_cpu_clock(id)).flatten()
 }
 
-/// Mark a runner sleeping (blocked) or running again, if it still runs the
+/// Mark a runner blocked or running again, if it still runs the
 /// execution the verdict is about. Returns whether that woke another
 /// worker.
-pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
+pub(crate) fn mark(w: &Worker, exec: u64, blocked: bool) -> bool {
     let mut g = w.pool.lock();
     let Some(ws) = g.running_slot(w, exec) else {
         return false;
     };
-    if sleeping {
+    if blocked {
         if ws.blocked.is_none() {
             MARKED_BLOCKED.fetch_add(1, Relaxed);
         }
@@ -958,95 +958,42 @@ pub(crate) fn mark(w: &Worker, exec: u64, sleeping: bool) -> bool {
     }
 }
 
-/// A sentinel found a runner blocked: mark it sleeping and wake a spare,
-/// as [`mark`] does, but with the wake-up after the pool lock is dropped.
-/// The sentinel runs at `SCHED_IDLE` and the spare it wakes (pinned to the
-/// same CPU for a bound pool) preempts it at once: woken under the lock,
-/// the spare would find the lock held by a thread that may then stay off
-/// the CPU for milliseconds while anything else is runnable there. Waking
-/// after the unlock is safe: the woken worker looks at the pool again
-/// under its lock, and if another kick woke it first, the worker that
-/// starts an item chain-wakes the next. Returns whether it acted (woke a
-/// spare, or asked the monitor for a worker).
+/// A sentinel found a runner blocked: mark it blocked as [`mark`] does,
+/// but wake the spare after the pool lock is dropped
+/// ([`pool::mark_blocked_wake_later`] says why), and leave a missing one
+/// to the monitor to create. Returns whether it acted (woke a spare, or
+/// asked the monitor for a worker).
 pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
     let mut g = w.pool.lock();
-    let Some(ws) = g.running_slot(w, exec) else {
-        return false;
-    };
-    if ws.blocked.is_some() {
+    if g.running_slot(w, exec).is_none() {
         return false;
     }
-    let c = ws.current;
-    MARKED_BLOCKED.fetch_add(1, Relaxed);
-    pool::update_worker(&mut g, w.slot, |ws| {
-        ws.blocked = Some(pool::BlockedBy::Monitor);
-        ws.blocked_in_item = true;
-    });
-    if !pool::need_more_worker(&g) {
-        return false;
-    }
-    let spare = g.idle.last().map(|&slot| g.workers[slot].worker.clone());
-    if spare.is_some() {
-        if let Some(c) = c {
-            // SAFETY: `current` is valid while recorded (see `pool::Current`).
-            let p = unsafe { &*c.pwq };
-            if std::ptr::eq(p.pool, w.pool) {
-                g.pwqs[p.slot].stats.cm_wakeups += 1;
-            }
-        }
-    }
+    let spare = pool::mark_blocked_wake_later(&mut g, w.slot);
     drop(g);
+    if !matches!(spare, pool::Spare::Unchanged) {
+        MARKED_BLOCKED.fetch_add(1, Relaxed);
+    }
     match spare {
-        Some(s) => s.parker.unpark(),
+        pool::Spare::Unchanged | pool::Spare::NotNeeded => return false,
+        pool::Spare::Wake(s) => s.parker.unpark(),
         // A thread made by the sentinel would inherit SCHED_IDLE.
-        None => sentinel::CREATE_WANTED.store(true, Relaxed),
+        pool::Spare::Create => sentinel::CREATE_WANTED.store(true, Relaxed),
     }
     // The monitor follows the new runner (a possible hog) from near its
-    // start, and the marked one's return at its next pass.
+    // start, and the blocked one's return at its next pass.
     follow_new_runner();
     true
 }
 
 /// A runner used more than `cpu_intensive_thresh` of CPU without blocking:
-/// it no longer counts toward concurrency (G16).
+/// it no longer counts toward concurrency (G16, [`pool::mark_hog`]).
 fn mark_hog(w: &Worker, exec: u64) -> bool {
     let mut g = w.pool.lock();
     let Some(ws) = g.running_slot(w, exec) else {
         return false;
     };
-    if ws.hog {
-        return false;
+    if !ws.hog {
+        MARKED_HOG.fetch_add(1, Relaxed);
     }
-    let c = ws.current.unwrap();
-    MARKED_HOG.fetch_add(1, Relaxed);
-    // An unbound pool lets at most `concurrency` hogs out of concurrency
-    // management (the rest keep their slots): CPU-bound jobs spawned by
-    // the thousand run at most twice as many at once as there are CPUs,
-    // while short items still find a slot beside up to `concurrency`
-    // hogs. A bound pool lets every hog out, as the kernel does.
-    let leaves = w.pool.bound()
-        || (g.workers.iter())
-            .filter(|(_, x)| x.hog && x.flags & WORKER_CPU_INTENSIVE != 0)
-            .count()
-            < g.concurrency as usize;
-    pool::update_worker(&mut g, w.slot, |ws| {
-        ws.hog = true;
-        if leaves {
-            ws.flags |= WORKER_CPU_INTENSIVE;
-        }
-    });
-    // SAFETY: `current` is valid while recorded (see `pool::Current`).
-    let pwq = unsafe { &*c.pwq };
-    let own = std::ptr::eq(pwq.pool, w.pool);
-    if own {
-        g.pwqs[pwq.slot].stats.cpu_hog += 1;
-    }
-    if !leaves {
-        return false;
-    }
-    let woke = pool::kick_pool(&mut g) == pool::Kick::Woken;
-    if woke && own {
-        g.pwqs[pwq.slot].stats.cm_wakeups += 1;
-    }
-    woke
+    pool::mark_hog(&mut g, w.slot)
 }

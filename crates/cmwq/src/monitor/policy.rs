@@ -51,7 +51,7 @@ pub(crate) const RETURN_LOOK_NS: u64 = 1_000_000;
 /// A runner was just marked blocked at `now`: sample it for its return
 /// about [`RETURN_LOOK_NS`] from now, and as often while it stays blocked
 /// ([`return_look_after`]).
-pub(crate) fn on_marked(t: &mut ProcTrack, now: u64) {
+pub(crate) fn on_blocked(t: &mut ProcTrack, now: u64) {
     t.interval = RETURN_LOOK_NS;
     t.next_sample = return_look_after(now + RETURN_LOOK_NS / 2);
 }

@@ -13,7 +13,7 @@
 //! When an armed sentinel runs, it looks at the runners of those pools and
 //! reads the state of each from `/proc` (one `pread`, on descriptors opened
 //! once per worker). A runner that is not runnable has blocked: once it has
-//! been so for the stall window, the sentinel marks it sleeping, which
+//! been so for the stall window, the sentinel marks it blocked, which
 //! wakes a parked spare of the pool. For a bound pool the spare is pinned
 //! to the same CPU, so that is a local wake-up, and the woken worker
 //! preempts the sentinel at once. A runner found runnable was merely

@@ -531,7 +531,7 @@ pub(crate) fn idle_verdict(pool: &WorkerPool, g: &mut PoolState, slot: usize, wo
     }
 }
 
-/// Change a worker's flags or sleeping state, keeping `nr_running` equal to
+/// Change a worker's flags or blocked state, keeping `nr_running` equal to
 /// the number of workers that count.
 #[inline]
 pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut WorkerSlot)) {
@@ -683,15 +683,70 @@ fn arm_watchdog() {
 /// wait, an idle worker is woken (or one created once the lock is
 /// released). Returns whether one was woken.
 pub(crate) fn mark_blocked(g: &mut PoolGuard, slot: usize, by: BlockedBy) -> bool {
+    if !set_blocked(g, slot, by) {
+        return false;
+    }
+    let woke = kick_pool(g) == Kick::Woken;
+    if woke {
+        count_cm_wakeup(g, slot);
+    }
+    woke
+}
+
+/// What a sentinel does once it has released the pool lock, after
+/// [`mark_blocked_wake_later`].
+#[must_use = "the spare is woken, or a worker asked for, after the unlock"]
+pub(crate) enum Spare {
+    /// The runner was not newly marked blocked: nothing changed.
+    Unchanged,
+    /// Marked blocked; no item waits for another worker.
+    NotNeeded,
+    /// Marked blocked; wake this idle worker.
+    Wake(Arc<Worker>),
+    /// Marked blocked; no worker is idle: one must be created (not by a
+    /// sentinel, whose threads inherit `SCHED_IDLE`).
+    Create,
+}
+
+/// [`mark_blocked`] for a sentinel that found the runner in `slot`
+/// blocked: the same state change, but the spare is woken by the caller
+/// after it releases the lock, and a missing one is not created here. The
+/// sentinel runs at `SCHED_IDLE` and the spare it wakes (pinned to the
+/// same CPU for a bound pool) preempts it at once: woken under the lock,
+/// the spare would find the lock held by a thread that may then stay off
+/// the CPU for milliseconds while anything else is runnable there. Waking
+/// after the unlock is safe: the woken worker looks at the pool again
+/// under its lock, and if another kick woke it first, the worker that
+/// starts an item chain-wakes the next.
+pub(crate) fn mark_blocked_wake_later(g: &mut PoolState, slot: usize) -> Spare {
+    if !set_blocked(g, slot, BlockedBy::Monitor) {
+        return Spare::Unchanged;
+    }
+    if !need_more_worker(g) {
+        return Spare::NotNeeded;
+    }
+    match g.idle.last() {
+        Some(&idle) => {
+            let spare = g.workers[idle].worker.clone();
+            count_cm_wakeup(g, slot);
+            Spare::Wake(spare)
+        }
+        None => Spare::Create,
+    }
+}
+
+/// The runner in `slot` is known blocked, `by` the hint or detection: it
+/// leaves `nr_running`. False if it runs no item, or was known blocked
+/// already (a hint then takes over the monitor's mark: the worker itself
+/// will say when it runs again, and the monitor's view, which may lag and
+/// sees nothing while the ring is off inside blocking(), must not clear it
+/// before).
+fn set_blocked(g: &mut PoolState, slot: usize, by: BlockedBy) -> bool {
     let ws = &mut g.workers[slot];
     if ws.current.is_none() {
         return false;
     }
     if ws.blocked.is_some() {
-        // Already known blocked. A hint takes over the monitor's mark: the
-        // worker itself will say when it runs again, and the monitor's
-        // view (which may lag, and sees nothing while the ring is off
-        // inside blocking()) must not clear it before.
         if by == BlockedBy::Hint {
             ws.blocked = Some(BlockedBy::Hint);
         }
@@ -701,16 +756,62 @@ pub(crate) fn mark_blocked(g: &mut PoolGuard, slot: usize, by: BlockedBy) -> boo
         ws.blocked = Some(by);
         ws.blocked_in_item = true;
     });
-    let k = kick_pool(g);
-    let woke = k == Kick::Woken;
-    if woke {
-        if let Some(c) = g.workers[slot].current {
-            // SAFETY: `current` is valid while recorded (see `Current`).
-            let p = unsafe { &*c.pwq };
-            if std::ptr::eq(p.pool, g.workers[slot].worker.pool) {
-                g.pwqs[p.slot].stats.cm_wakeups += 1;
-            }
+    true
+}
+
+/// A worker was woken because the runner in `slot` blocked or became a
+/// hog: counted for the pwq of the item it runs (`cm_wakeups`), if that
+/// pwq is the pool's own (a rescuer runs other pools' items).
+fn count_cm_wakeup(g: &mut PoolState, slot: usize) {
+    if let Some(c) = g.workers[slot].current {
+        // SAFETY: `current` is valid while recorded (see `Current`).
+        let p = unsafe { &*c.pwq };
+        if std::ptr::eq(p.pool, g.workers[slot].worker.pool) {
+            g.pwqs[p.slot].stats.cm_wakeups += 1;
         }
+    }
+}
+
+/// A runner used more than `cpu_intensive_thresh` of CPU without blocking
+/// (G16): flagged a hog, counted in its pwq's `cpu_hog`, and let out of
+/// concurrency management, so the next item may start (a worker is woken
+/// or created, as for a block). An unbound pool lets at most
+/// `concurrency` hogs out (the rest keep their slots): CPU-bound jobs
+/// spawned by the thousand run at most twice as many at once as there are
+/// CPUs, while short items still find a slot beside up to `concurrency`
+/// hogs. A bound pool lets every hog out, as the kernel does. False if it
+/// was flagged already; otherwise whether a worker was woken.
+pub(crate) fn mark_hog(g: &mut PoolGuard, slot: usize) -> bool {
+    let ws = &g.workers[slot];
+    let Some(c) = ws.current else {
+        return false;
+    };
+    if ws.hog {
+        return false;
+    }
+    let bound = ws.worker.pool.bound();
+    let leaves = bound
+        || (g.workers.iter())
+            .filter(|(_, x)| x.hog && x.flags & WORKER_CPU_INTENSIVE != 0)
+            .count()
+            < g.concurrency as usize;
+    update_worker(g, slot, |ws| {
+        ws.hog = true;
+        if leaves {
+            ws.flags |= WORKER_CPU_INTENSIVE;
+        }
+    });
+    // SAFETY: `current` is valid while recorded (see `Current`).
+    let pwq = unsafe { &*c.pwq };
+    if std::ptr::eq(pwq.pool, g.workers[slot].worker.pool) {
+        g.pwqs[pwq.slot].stats.cpu_hog += 1;
+    }
+    if !leaves {
+        return false;
+    }
+    let woke = kick_pool(g) == Kick::Woken;
+    if woke {
+        count_cm_wakeup(g, slot);
     }
     woke
 }

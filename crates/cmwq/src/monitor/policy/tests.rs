@@ -130,12 +130,12 @@ fn a_marked_runner_is_looked_at_for_its_return_every_return_look() {
     let mut t = ProcTrack::new(0, 0);
     // Marked at two different times: both looked at on the same grid
     // point, at least half a look after the mark.
-    on_marked(&mut t, 5 * G + G / 10);
+    on_blocked(&mut t, 5 * G + G / 10);
     assert_eq!(t.next_sample, 6 * G);
     let mut u = ProcTrack::new(0, 0);
-    on_marked(&mut u, 5 * G + G / 3);
+    on_blocked(&mut u, 5 * G + G / 3);
     assert_eq!(u.next_sample, 6 * G);
-    on_marked(&mut u, 5 * G + 6 * G / 10);
+    on_blocked(&mut u, 5 * G + 6 * G / 10);
     assert_eq!(u.next_sample, 7 * G);
     // Still blocked (sampled a little late): the next grid point, never
     // the fast cadence of an unmarked runner being confirmed.
