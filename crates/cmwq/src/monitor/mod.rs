@@ -969,10 +969,10 @@ pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
         return false;
     }
     let spare = pool::mark_blocked_wake_later(&mut g, w.slot);
-    drop(g);
     if !matches!(spare, pool::Spare::Unchanged) {
         MARKED_BLOCKED.fetch_add(1, Relaxed);
     }
+    drop(g);
     match spare {
         pool::Spare::Unchanged | pool::Spare::NotNeeded => return false,
         pool::Spare::Wake(s) => s.parker.unpark(),

@@ -23,8 +23,8 @@ use crate::pool::work::state::{Dequeued, Finished};
 use crate::pool::work::{Work, WorkInner};
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, update_worker, BlockedBy, Current,
-    Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_IDLE, WORKER_PREP,
-    WORKER_RESCUER,
+    Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
+    WORKER_PREP, WORKER_RESCUER,
 };
 use crate::util::{self, Parker};
 
@@ -291,6 +291,15 @@ fn worker_main(w: Arc<Worker>) {
     let mut deferred = Deferred::default();
     let mut g = pool.lock();
     'woke_up: loop {
+        // `create_worker` registers a worker idle before its thread starts,
+        // so it may have been asked to give way (`WORKER_DIE`) before its
+        // first look at the pool: it is judged as if woken. Later, only a
+        // park can end with the flag set, and `idle_verdict` judges that.
+        if g.workers[w.slot].flags & WORKER_DIE != 0
+            && pool::idle_verdict(pool, &mut g, w.slot, true) == Idle::Leave
+        {
+            break 'woke_up;
+        }
         leave_idle(&mut g, w.slot);
         'recheck: loop {
             if !need_more_worker(&g) {
