@@ -365,7 +365,7 @@ impl Work {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn strong_count(w: &Work) -> usize {
         Arc::strong_count(&w.inner)
     }
