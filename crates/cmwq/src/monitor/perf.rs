@@ -40,14 +40,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
-#[cfg(test)]
-use std::time::Instant;
 
-#[cfg(test)]
-use rustix::event::{PollFd, PollFlags};
 use rustix::mm::{MapFlags, ProtFlags};
-#[cfg(test)]
-use rustix::time::Timespec;
 
 /// The number of data pages [`SwitchRing::open_current_thread`] is normally
 /// given: 8 KiB with 4 KiB pages, room for 512 switch records.
@@ -279,7 +273,8 @@ impl SwitchRing {
     /// written and cleared by the `poll` that reports it, not by reading the
     /// ring. So drain the ring after every wake-up: records left unread do
     /// not make the next `poll` return at once. Once the thread has exited
-    /// the fd reports `POLLHUP` (see `poll_readable`).
+    /// the fd reports `POLLHUP` (which the tests' `poll_readable` counts as
+    /// readable).
     pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -595,55 +590,6 @@ pub(crate) fn probe() -> Result<(), String> {
 // The kernel stamps records with `ktime_get_mono_fast_ns()`, the same clock
 // read without the sequence lock, so a record's time may differ from it by a
 // few microseconds around timekeeping updates: compare with a tolerance.
-
-/// Wait until any of `fds` is readable or `timeout` passes (poll(2) with
-/// POLLIN; EINTR retried). Returns the indices that are readable.
-///
-/// An fd that reports `POLLHUP` or `POLLERR` counts as readable too (a
-/// switch ring's fd hangs up once its thread has exited): reading it is how
-/// the caller finds out, and leaving it out would make the next call return
-/// at once without reporting anything. With `timeout` None and no fds this
-/// waits forever. Any other poll error returns an empty list.
-#[cfg(test)]
-pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Vec<usize> {
-    let mut pfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
-        .collect();
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let ts = match (timeout, deadline) {
-            (None, _) => None,
-            (Some(t), None) => Some(duration_to_timespec(t)),
-            (Some(_), Some(d)) => Some(duration_to_timespec(
-                d.saturating_duration_since(Instant::now()),
-            )),
-        };
-        match rustix::event::poll(&mut pfds, ts.as_ref()) {
-            Ok(_) => break,
-            Err(rustix::io::Errno::INTR) => {
-                for p in &mut pfds {
-                    p.clear_revents();
-                }
-            }
-            Err(_) => return Vec::new(),
-        }
-    }
-    pfds.iter()
-        .enumerate()
-        .filter(|(_, p)| !p.revents().is_empty())
-        .map(|(i, _)| i)
-        .collect()
-}
-
-/// `d` as a poll timeout, saturating at a very long wait.
-#[cfg(test)]
-fn duration_to_timespec(d: Duration) -> Timespec {
-    Timespec::try_from(d).unwrap_or(Timespec {
-        tv_sec: i64::MAX / 2,
-        tv_nsec: 0,
-    })
-}
 
 #[cfg(test)]
 mod tests;

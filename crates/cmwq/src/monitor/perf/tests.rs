@@ -1,8 +1,11 @@
 //! Unit tests of `perf` (in a file of their own, beside the code).
 
 use super::*;
+use rustix::event::{PollFd, PollFlags};
+use rustix::time::Timespec;
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
+use std::time::Instant;
 
 const MS: u64 = 1_000_000;
 
@@ -687,4 +690,51 @@ fn fake_ring_wraps_and_skips() {
 fn ring_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<SwitchRing>();
+}
+
+/// Wait until any of `fds` is readable or `timeout` passes (poll(2) with
+/// POLLIN; EINTR retried). Returns the indices that are readable.
+///
+/// An fd that reports `POLLHUP` or `POLLERR` counts as readable too (a
+/// switch ring's fd hangs up once its thread has exited): reading it is how
+/// the caller finds out, and leaving it out would make the next call return
+/// at once without reporting anything. With `timeout` None and no fds this
+/// waits forever. Any other poll error returns an empty list.
+fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Vec<usize> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let ts = match (timeout, deadline) {
+            (None, _) => None,
+            (Some(t), None) => Some(duration_to_timespec(t)),
+            (Some(_), Some(d)) => Some(duration_to_timespec(
+                d.saturating_duration_since(Instant::now()),
+            )),
+        };
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {
+                for p in &mut pfds {
+                    p.clear_revents();
+                }
+            }
+            Err(_) => return Vec::new(),
+        }
+    }
+    pfds.iter()
+        .enumerate()
+        .filter(|(_, p)| !p.revents().is_empty())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `d` as a poll timeout, saturating at a very long wait.
+fn duration_to_timespec(d: Duration) -> Timespec {
+    Timespec::try_from(d).unwrap_or(Timespec {
+        tv_sec: i64::MAX / 2,
+        tv_nsec: 0,
+    })
 }
