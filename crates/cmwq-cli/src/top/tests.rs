@@ -1,5 +1,15 @@
 //! Unit tests of `top` (in a file of their own, beside the code).
 
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+
+use super::model::*;
+use super::proc::*;
+use super::target::*;
+use super::text::*;
+use super::tui::*;
 use super::*;
 
 const STAT: &str = "4242 (kworker/0:1) S 1 4000 4000 0 -1 4194368 10 0 0 0 \
