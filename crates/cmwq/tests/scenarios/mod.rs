@@ -893,9 +893,15 @@ pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
 /// CPUs are now and then taken away for milliseconds (a 20 ms burn that
 /// takes 25 ms of wall time without being preempted), which a 4x timeline
 /// with a 6 ms tolerance cannot absorb; a library that gets the order
-/// wrong misses every attempt.
+/// wrong misses every attempt. Such noise comes in bursts of a second or
+/// more (once, all of three attempts 0.2 s apart lost 10-20 ms each), so
+/// a missed attempt waits [`SCENARIO_RETRY_PAUSE`] before the next.
 #[allow(dead_code)] // used by some of the test binaries only
-const SCENARIO_ATTEMPTS: usize = 3;
+const SCENARIO_ATTEMPTS: usize = 5;
+
+/// Pause after a missed attempt (see [`SCENARIO_ATTEMPTS`]).
+#[allow(dead_code)] // used by some of the test binaries only
+const SCENARIO_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Run a scenario; if its timeline misses the doc's, run it again, up to
 /// [`SCENARIO_ATTEMPTS`] times; panic with every timeline if all miss.
@@ -912,6 +918,7 @@ pub fn check_scenario(kind: Kind, mode: Detect) {
             return;
         }
         failed.push(text);
+        std::thread::sleep(SCENARIO_RETRY_PAUSE);
     }
     panic!(
         "scenario {} in {} mode does not match workqueue.rst (x{SCALE}, tolerance 10% + 6 ms) in any of {SCENARIO_ATTEMPTS} attempts:\n\n{}",
@@ -1091,9 +1098,38 @@ pub fn check_short_blocks(mode: Detect) {
 /// blocked (by the monitor, or by a sentinel) is flagged near the
 /// threshold: the item queued behind it starts before the hog has used
 /// 1.3x the threshold of CPU. Judged on the hog's own CPU time, as the hog
-/// check is, so a loaded machine only makes the test slower.
+/// check is, so a loaded machine mostly makes the test slower; but the
+/// check runs on the monitor thread, which a shared VM now and then holds
+/// off its CPU for tens of milliseconds (about one run in thirty on two
+/// CPUs), so up to [`HOG_ATTEMPTS`] runs, [`SCENARIO_RETRY_PAUSE`] apart:
+/// a library that flags the hog late misses every one.
 #[allow(dead_code)] // used by some of the test binaries only
 pub fn check_hog_on_a_woken_worker() {
+    let thresh = HOG_THRESH;
+    let limit = thresh + thresh * 3 / 10;
+    let mut seen = Vec::new();
+    for attempt in 1..=HOG_ATTEMPTS {
+        let used = hog_on_a_woken_worker();
+        println!("attempt {attempt}: the hog had used {used:?} of CPU when the next item started (allowed {limit:?})");
+        if used < limit {
+            return;
+        }
+        seen.push(used);
+        std::thread::sleep(SCENARIO_RETRY_PAUSE);
+    }
+    panic!(
+        "the item behind a hog on a freshly woken worker started only after the hog had used {seen:?} of CPU in {HOG_ATTEMPTS} attempts (threshold {thresh:?}, allowed {limit:?})"
+    );
+}
+
+/// Runs of [`check_hog_on_a_woken_worker`].
+#[allow(dead_code)] // used by some of the test binaries only
+const HOG_ATTEMPTS: usize = 3;
+
+/// One run of [`check_hog_on_a_woken_worker`]: the CPU time the hog had
+/// used when the item behind it started.
+#[allow(dead_code)] // used by some of the test binaries only
+fn hog_on_a_woken_worker() -> Duration {
     let cpu = cmwq::nr_cpus() - 1;
     if let Some(&other) = crate::common::own_affinity().iter().find(|&&c| c != cpu) {
         crate::common::pin_self(&[other]);
@@ -1150,9 +1186,5 @@ pub fn check_hog_on_a_woken_worker() {
         .last()
         .map_or(Duration::ZERO, |&(_, used)| used);
     wq.flush();
-    let limit = thresh + thresh * 3 / 10;
-    assert!(
-        used < limit,
-        "the item behind a hog on a freshly woken worker started only after the hog had used {used:?} of CPU (threshold {thresh:?}, allowed {limit:?})"
-    );
+    used
 }
