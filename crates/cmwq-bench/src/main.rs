@@ -1,7 +1,7 @@
 //! `cmwq-bench`: the benchmark harness of BENCHMARKS.md.
 //!
 //! ```text
-//! cargo run --release -p cmwq-bench -- <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N]
+//! cargo run --release -p cmwq-bench -- <scenario|all|scale> [--cpus LIST] [--json FILE] [--md FILE] [--quick] [--reps N]
 //! ```
 //!
 //! Prints one table per scenario (B1..B12) with every system measured side
@@ -9,6 +9,9 @@
 //! against cmwq, and the BENCHMARKS.md target checked MET or MISSED; `--json`
 //! writes the same figures as JSON, `--md` (`--markdown`) as the
 //! BENCHMARKS.md page. `--quick` shrinks every scenario (CI smoke test).
+//! `--cpus LIST` restricts the whole process (cmwq, the peers, the child
+//! processes) to those CPUs before anything starts; `scale` (B13) runs B1,
+//! B4, B10 and B12 at 1, 2, 4, ... CPUs that way.
 
 mod alloc;
 mod child;
@@ -26,9 +29,12 @@ use scenarios::{Ctx, ALL};
 static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 
 const USAGE: &str = "\
-usage: cmwq-bench <scenario|all> [--json FILE] [--md FILE] [--quick] [--reps N] [--traced]
+usage: cmwq-bench <scenario|all|scale> [--cpus LIST] [--json FILE] [--md FILE] [--quick] [--reps N] [--traced]
 
   scenario   B1..B12, several separated by commas (b1,b3), or all
+  scale      B13: B1, B4, B10 and B12 at 1, 2, 4, ... CPUs (not in all)
+  --cpus L   restrict the process, peers and children to the CPUs of the
+             list L (0-3,5) with sched_setaffinity before anything starts
   --json F   write the figures as JSON to F
   --md F     write a Markdown report (BENCHMARKS.md) to F (also --markdown)
   --quick    shrink every scenario (all --quick takes well under a minute)
@@ -46,6 +52,7 @@ struct Args {
     quick: bool,
     reps: Option<usize>,
     traced: bool,
+    cpus: Option<Vec<usize>>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -56,6 +63,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         quick: false,
         reps: None,
         traced: false,
+        cpus: None,
     };
     let mut it = args.iter();
     let mut which: Option<String> = None;
@@ -70,6 +78,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--md" | "--markdown" => a.md = Some(value("--md")?),
             "--quick" => a.quick = true,
             "--traced" => a.traced = true,
+            "--cpus" => a.cpus = Some(util::parse_cpulist(&value("--cpus")?)?),
             "--reps" => {
                 let v = value("--reps")?;
                 let n: usize = v.parse().map_err(|_| format!("--reps {v}: not a number"))?;
@@ -81,16 +90,20 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    let which = which.ok_or("which scenario? (B1..B12 or all)")?;
+    let which = which.ok_or("which scenario? (B1..B12, all or scale)")?;
     for name in which.split(',') {
         if name.eq_ignore_ascii_case("all") {
             a.scenarios.extend(ALL.iter());
             continue;
         }
+        if name.eq_ignore_ascii_case("scale") || name.eq_ignore_ascii_case("b13") {
+            a.scenarios.push(&scenarios::SCALE);
+            continue;
+        }
         let s = ALL
             .iter()
             .find(|s| s.id.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B12 or all)"))?;
+            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B12, all or scale)"))?;
         a.scenarios.push(s);
     }
     Ok(a)
@@ -99,8 +112,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
 /// The machine line printed above every run and in BENCHMARKS.md.
 fn machine_line() -> String {
     format!(
-        "nproc {}, cmwq nr_cpus {}, CPU {}, kernel {}, cmwq detection {}{}",
+        "nproc {}, cpus {}, cmwq nr_cpus {}, CPU {}, kernel {}, cmwq detection {}{}",
         util::nproc(),
+        util::cpulist(&util::allowed_cpus()),
         cmwq::nr_cpus(),
         util::cpu_model(),
         util::kernel(),
@@ -126,6 +140,13 @@ fn main() -> ExitCode {
         };
     }
     let args = match parse_args(&argv) {
+        Ok(a) => match a.cpus.as_deref().map(util::restrict_to) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(a),
+        },
+        Err(e) => Err(e),
+    };
+    let args = match args {
         Ok(a) => a,
         Err(e) => {
             if !e.is_empty() {
@@ -147,7 +168,7 @@ fn main() -> ExitCode {
     let ctx = Ctx {
         quick: args.quick,
         reps: args.reps.unwrap_or(if args.quick { 1 } else { 3 }),
-        ncpu: cmwq::nr_cpus(),
+        ncpu: util::ncpu(),
     };
     let command = format!("cargo run --release -p cmwq-bench -- {}", argv.join(" "));
     let machine = machine_line();

@@ -197,6 +197,104 @@ pub fn task_rw_syscalls(tid: i32) -> Option<u64> {
 // ------------------------------------------------------------- machines
 
 /// Possible CPUs as the process sees them (`nproc`).
+/// The CPUs this process may run on (its affinity mask, which `--cpus`
+/// narrows), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
+    // calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return (0..nproc()).collect();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// How many CPUs this process may use (its affinity mask): what the
+/// scenarios size themselves by (one producer, runtime worker or
+/// connection batch per CPU). `cmwq::nr_cpus()` counts every possible CPU.
+pub fn ncpu() -> usize {
+    allowed_cpus().len().max(1)
+}
+
+/// Restrict this process to `cpus` (`--cpus`): called first thing, before
+/// any other thread exists, so every thread and child process inherits it.
+pub fn restrict_to(cpus: &[usize]) -> Result<(), String> {
+    let allowed = allowed_cpus();
+    if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return Err(format!(
+            "--cpus: CPU {c} is not in this process's mask {allowed:?}"
+        ));
+    }
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: `c` is an allowed CPU, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
+    // calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r != 0 {
+        return Err(format!(
+            "--cpus: sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Parse a CPU list (`0-3,5`, the kernel's cpulist format).
+pub fn parse_cpulist(s: &str) -> Result<Vec<usize>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("--cpus {s}: {x:?} is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("--cpus {s}: {a}-{b} is empty"));
+                }
+                v.extend(a..=b);
+            }
+            None => v.push(num(part)?),
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    if v.is_empty() || v.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(format!("--cpus {s}: no CPUs, or one out of range"));
+    }
+    Ok(v)
+}
+
+/// A CPU list in the kernel's cpulist format (`0-3,5`).
+pub fn cpulist(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 pub fn nproc() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -445,6 +543,18 @@ mod tests {
         let c = thread_cpu_ns();
         burn_cpu(Duration::from_millis(2));
         assert!(thread_cpu_ns() - c >= 2_000_000);
+    }
+
+    #[test]
+    fn cpulists_parse_and_print() {
+        assert_eq!(parse_cpulist("0-3,5").unwrap(), vec![0, 1, 2, 3, 5]);
+        assert_eq!(parse_cpulist("2, 0,1").unwrap(), vec![0, 1, 2]);
+        assert!(parse_cpulist("").is_err());
+        assert!(parse_cpulist("3-1").is_err());
+        assert!(parse_cpulist("x").is_err());
+        assert_eq!(cpulist(&[0, 1, 2, 3, 5, 7, 8]), "0-3,5,7-8");
+        assert_eq!(cpulist(&[4]), "4");
+        assert!(allowed_cpus().len() == ncpu());
     }
 
     #[test]

@@ -377,8 +377,10 @@ mod tests {
     fn monitor_rows_are_deltas_over_the_interval() {
         let wq = |total, cpu_ms| cmwq::WqInfo {
             name: "w".into(),
-            flags: cmwq::WqFlags::empty(),
+            flags: cmwq::WqFlags::PERCPU,
             ordered: false,
+            spreading: false,
+            unmanaged: false,
             max_active: 1,
             stats: cmwq::WqStats {
                 total,

@@ -13,7 +13,10 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let wq = Workqueue::new("block_latency").unwrap();
+    let wq = Workqueue::builder("block_latency")
+        .flags(cmwq::WqFlags::PERCPU)
+        .build()
+        .unwrap();
     let cpu = 0;
     let t0 = Instant::now();
     let blocked_at = Arc::new(AtomicU64::new(0));

@@ -53,6 +53,7 @@ fn main() {
     let mut cancelled = 0u64;
     for round in 0..rounds {
         let bound = Workqueue::builder("mixed_bound")
+            .flags(WqFlags::PERCPU)
             .max_active(1 + (round % 3) as u32)
             .build()
             .unwrap();

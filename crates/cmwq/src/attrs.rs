@@ -15,8 +15,12 @@ bitflags::bitflags! {
     pub struct WqFlags: u32 {
         /// Not bound to a CPU: items go to the pool of the queueing CPU's
         /// affinity pod, which keeps as many workers running as the pod
-        /// has CPUs (concurrency managed over the pod, G19; not with
-        /// `CPU_INTENSIVE`).
+        /// has CPUs (concurrency managed over the pod, G19). Asked for
+        /// explicitly, the affinity scope defaults to `Cache` and, with
+        /// `CPU_INTENSIVE`, the pools are not managed (the kernel's unbound
+        /// behaviour). A workqueue built without `PERCPU` is unbound
+        /// anyway (spreading, scope `System`, always managed) and reports
+        /// this flag.
         const UNBOUND         = 1 << 1;
         /// Stopped by [`freeze`](crate::freeze) (G24).
         const FREEZABLE       = 1 << 2;
@@ -24,13 +28,27 @@ bitflags::bitflags! {
         const MEM_RECLAIM     = 1 << 3;
         /// Served by the highpri pools, nice -20 (G20).
         const HIGHPRI         = 1 << 4;
-        /// Items do not count toward concurrency (G16). On an unbound
-        /// workqueue: its pools are not concurrency managed (every item
-        /// starts as soon as a worker can be had, the kernel's unbound
-        /// behaviour, G19).
+        /// Items do not count toward concurrency (G16). On a per-CPU
+        /// workqueue every such item starts as soon as a worker can be
+        /// had (up to `max_active` per CPU, the kernel's meaning). On a
+        /// spreading workqueue (no `UNBOUND`, no `PERCPU`) the pools stay
+        /// managed: up to as many such items as the pod has CPUs leave
+        /// concurrency management at once, the rest take a runner's slot
+        /// (so CPU-bound items never run more than twice the CPUs at
+        /// once). With an explicit `UNBOUND` the workqueue gets pools of
+        /// its own that are not managed at all (every item starts as soon
+        /// as a worker can be had, up to `max_active`: the kernel's
+        /// unbound behaviour, G19).
         const CPU_INTENSIVE   = 1 << 5;
-        /// Unbound when `Config::power_efficient(true)`, else per-CPU.
+        /// Unbound when `Config::power_efficient(true)`, else per-CPU (the
+        /// kernel's meaning, whether `PERCPU` is given or not).
         const POWER_EFFICIENT = 1 << 7;
+        /// Per-CPU (the kernel's `WQ_PERCPU`, G14): an item runs on the
+        /// pool of the CPU that queues it, or the one `queue_on` names.
+        /// Without it a workqueue spreads its items over every CPU the
+        /// process may use. `PERCPU | UNBOUND` is
+        /// [`Error::InvalidFlags`](crate::Error::InvalidFlags).
+        const PERCPU          = 1 << 8;
     }
 }
 

@@ -107,6 +107,8 @@
 //! wq.flush(); // every job queued before the call has finished
 //! ```
 //!
-//! `max_active(4)` bounds how many of the workqueue's items run at once per
-//! pool, the way a pool of 4 threads would, without fixing a thread count
-//! when they block.
+//! The workqueue spreads its jobs over every CPU, whichever thread queues
+//! them, and `max_active(4)` bounds how many run at once, the way a pool of
+//! 4 threads would, without fixing a thread count when they block. (A
+//! per-CPU workqueue, `.flags(WqFlags::PERCPU)`, would run every job
+//! queued from this thread on its CPU.)

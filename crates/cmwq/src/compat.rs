@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `INIT_WORK(&w, fn)`, `DECLARE_WORK` | [`Work::new`] (`Work::named` for a name in `dump()`) |
 //! | `INIT_DELAYED_WORK(&dw, fn)` | [`Work::new`]: every `Work` can be delayed |
-//! | `alloc_workqueue(name, flags, max_active)` | [`alloc_workqueue`] -> [`Workqueue::builder`] |
+//! | `alloc_workqueue(name, flags, max_active)` | [`alloc_workqueue`] -> [`Workqueue::builder`], per-CPU (`PERCPU`) unless `UNBOUND` |
 //! | `alloc_ordered_workqueue(name, flags)` | [`alloc_ordered_workqueue`] -> [`Workqueue::ordered`] |
 //! | `create_workqueue(name)` | [`create_workqueue`]: per-CPU, `MEM_RECLAIM`, max_active 1 |
 //! | `create_singlethread_workqueue(name)` | [`create_singlethread_workqueue`]: ordered, `MEM_RECLAIM` |
@@ -34,7 +34,7 @@
 //! | `workqueue_set_max_active(wq, n)` | [`workqueue_set_max_active`] |
 //! | `workqueue_congested(cpu, wq)` | [`workqueue_congested`] |
 //! | `current_work()` | [`crate::current_work`] |
-//! | `system_wq`, `system_long_wq`, ... | [`crate::system_wq`], [`crate::system_long_wq`], ... |
+//! | `system_wq` / `system_percpu_wq`, `system_dfl_wq`, `system_long_wq`, ... | [`crate::system_wq`] / [`crate::system_percpu_wq`], [`crate::system_dfl_wq`], [`crate::system_long_wq`], ... |
 //!
 //! ```
 //! use cmwq::compat::*;
@@ -57,8 +57,16 @@ use std::time::Duration;
 use crate::{Error, Work, Workqueue, WqFlags};
 
 /// `alloc_workqueue(name, flags, max_active)`: `max_active` 0 means the
-/// default, as in the kernel.
+/// default, as in the kernel. Without `WQ_UNBOUND` the workqueue is
+/// per-CPU (`WqFlags::PERCPU` is added), as the kernel's is, so ported
+/// code means what it meant; [`Workqueue::builder`] without `PERCPU`
+/// makes a spreading one instead (G14).
 pub fn alloc_workqueue(name: &str, flags: WqFlags, max_active: u32) -> Result<Workqueue, Error> {
+    let flags = if flags.contains(WqFlags::UNBOUND) {
+        flags
+    } else {
+        flags | WqFlags::PERCPU
+    };
     let b = Workqueue::builder(name).flags(flags);
     if max_active == 0 {
         b.build()
@@ -276,9 +284,15 @@ mod tests {
         assert!(s.is_ordered() && s.flags().contains(WqFlags::MEM_RECLAIM));
         let f = create_freezable_workqueue("compat_fz").unwrap();
         assert!(f.is_ordered() && f.flags().contains(WqFlags::FREEZABLE));
+        assert!(w.flags().contains(WqFlags::PERCPU));
         let a = alloc_workqueue("compat_a", WqFlags::empty(), 0).unwrap();
         assert_eq!(a.max_active(), crate::WQ_DFL_ACTIVE);
-        for wq in [w, s, f, a] {
+        // Without WQ_UNBOUND the kernel's alloc_workqueue is per-CPU; with
+        // it, unbound.
+        assert!(a.flags().contains(WqFlags::PERCPU) && !a.flags().contains(WqFlags::UNBOUND));
+        let u = alloc_workqueue("compat_u", WqFlags::UNBOUND, 0).unwrap();
+        assert!(u.flags().contains(WqFlags::UNBOUND) && !u.flags().contains(WqFlags::PERCPU));
+        for wq in [w, s, f, a, u] {
             destroy_workqueue(wq);
         }
     }

@@ -18,10 +18,16 @@ fn wq_type(wq: &WqInner) -> &'static str {
     if wq.shared.ordered {
         "ordered"
     } else if wq.shared.flags.contains(WqFlags::UNBOUND) {
-        if wq.attrs.lock().as_ref().is_some_and(|a| a.affinity_strict) {
-            "unbound,S"
-        } else {
-            "unbound"
+        // wq_dump.py's "unbound"; a spreading one (made without PERCPU,
+        // G14) says so, and an unmanaged one (UNBOUND | CPU_INTENSIVE).
+        let strict = wq.attrs.lock().as_ref().is_some_and(|a| a.affinity_strict);
+        match (wq.shared.spreading, wq.shared.unmanaged, strict) {
+            (true, _, false) => "spreading",
+            (true, _, true) => "spreading,S",
+            (false, true, false) => "unbound,U",
+            (false, true, true) => "unbound,U,S",
+            (false, false, false) => "unbound",
+            (false, false, true) => "unbound,S",
         }
     } else {
         "percpu"
@@ -244,10 +250,16 @@ pub(crate) fn dump() -> String {
 pub struct WqInfo {
     /// Its name.
     pub name: String,
-    /// Its flags.
+    /// Its flags: exactly one of `PERCPU` and `UNBOUND` (a spreading
+    /// workqueue, made without `PERCPU`, reports `UNBOUND`).
     pub flags: crate::WqFlags,
     /// Ordered workqueue.
     pub ordered: bool,
+    /// Unbound because `PERCPU` was not asked for (G14).
+    pub spreading: bool,
+    /// Not concurrency managed: an explicit `UNBOUND | CPU_INTENSIVE`
+    /// workqueue (G19).
+    pub unmanaged: bool,
     /// Current max_active.
     pub max_active: u32,
     /// Its counters.
@@ -261,8 +273,7 @@ impl WqInfo {
         // and managed unbound pools (G19), not UNBOUND|CPU_INTENSIVE.
         self.stats.row(
             &self.name,
-            self.flags
-                .contains(crate::WqFlags::UNBOUND | crate::WqFlags::CPU_INTENSIVE),
+            self.unmanaged,
             self.flags.contains(crate::WqFlags::MEM_RECLAIM),
         )
     }
@@ -276,6 +287,8 @@ pub fn workqueues() -> Vec<WqInfo> {
             name: wq.shared.name.clone(),
             flags: wq.shared.flags,
             ordered: wq.shared.ordered,
+            spreading: wq.shared.spreading,
+            unmanaged: wq.shared.unmanaged,
             max_active: wq
                 .shared
                 .max_active

@@ -1,11 +1,13 @@
 //! # cmwq: the Linux kernel's Concurrency Managed Workqueue, in userspace
 //!
 //! Queue a [`Work`] item on a [`Workqueue`] and its function runs on a
-//! worker thread of a per-CPU pool. Each bound pool keeps exactly one
-//! running worker while it has pending work, and starts another the moment
-//! that worker blocks: found automatically (perf context-switch records,
-//! `/proc` sampling, or a progress check) or told with [`blocking`]. You
-//! never size a thread pool.
+//! worker thread. A workqueue spreads its items over every CPU the process
+//! may use (per-CPU pools, the kernel's classic kind, are asked for with
+//! [`WqFlags::PERCPU`]); each pool keeps exactly one running worker per
+//! CPU while it has pending work, and starts another the moment one
+//! blocks: found automatically (a `SCHED_IDLE` sentinel per CPU, perf
+//! context-switch records, `/proc` sampling, or a progress check) or told
+//! with [`blocking`]. You never size a thread pool.
 //!
 //! ```
 //! use std::time::Duration;
@@ -13,7 +15,7 @@
 //!
 //! let wq = Workqueue::builder("example").max_active(16).build().unwrap();
 //! let w = Work::named("tick", |w| {
-//!     // blocks: the pool starts the next item on this CPU meanwhile
+//!     // blocks: the pool starts the next item meanwhile
 //!     std::thread::sleep(Duration::from_millis(1));
 //!     let _ = w; // the handle of the running item
 //! });
@@ -28,7 +30,7 @@
 //! ordered.flush();
 //! ```
 //!
-//! The guarantees are numbered G1..G33 in the repository's
+//! The guarantees are numbered G1..G35 in the repository's
 //! `docs/guarantees.md` (with their exceptions); tests carry the numbers
 //! in their names, and `RELIABILITY.md` says how they are tested.
 #![deny(missing_docs)]
@@ -80,8 +82,8 @@ pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
 pub use workqueue::{
     system_dfl_wq, system_freezable_power_efficient_wq, system_freezable_wq, system_highpri_wq,
-    system_long_wq, system_power_efficient_wq, system_unbound_wq, system_wq, Workqueue,
-    WorkqueueBuilder, WqAttrs,
+    system_long_wq, system_percpu_wq, system_power_efficient_wq, system_unbound_wq, system_wq,
+    Workqueue, WorkqueueBuilder, WqAttrs,
 };
 
 /// Run `f` on a worker of [`system_dfl_wq`] and return its item (to
@@ -108,7 +110,7 @@ pub use workqueue::{
 /// assert_eq!(done.load(Ordering::Relaxed), 8);
 /// ```
 ///
-/// Unlike [`Workqueue::spawn`] on a bound workqueue such as [`system_wq`],
+/// Unlike [`Workqueue::spawn`] on a per-CPU workqueue such as [`system_wq`],
 /// which runs every item on the caller's CPU, this is the call for "run
 /// this on some thread".
 pub fn spawn<F: FnOnce() + Send + 'static>(f: F) -> Work {

@@ -16,7 +16,7 @@ use crate::pool::worker;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
 use crate::rcu::Rcu;
 use crate::stats::WqStats;
-use crate::topology::topology;
+use crate::topology::{topology, Scope};
 use crate::util;
 use crate::Error;
 
@@ -162,14 +162,15 @@ pub struct WorkqueueBuilder {
 }
 
 impl WorkqueueBuilder {
-    /// Workqueue flags.
+    /// Workqueue flags. Without `PERCPU` or `UNBOUND` the workqueue
+    /// spreads (G14); `PERCPU | UNBOUND` is an error at `build`.
     pub fn flags(mut self, flags: WqFlags) -> Self {
         self.flags = flags;
         self
     }
 
-    /// Items that may execute at once per CPU (bound) or pod (unbound),
-    /// 1..=2048 (G17). Default 1024.
+    /// Items that may execute at once per CPU (per-CPU) or pod (unbound,
+    /// spreading), 1..=2048 (G17). Default 1024.
     pub fn max_active(mut self, max_active: u32) -> Self {
         self.max_active = Some(max_active);
         self
@@ -185,13 +186,7 @@ impl WorkqueueBuilder {
     /// the process-wide services first: the rescuer of a `MEM_RECLAIM`
     /// workqueue needs the monitor.
     pub(crate) fn create(self) -> Result<Workqueue, Error> {
-        let mut flags = self.flags;
-        if WqFlags::from_bits(flags.bits()).is_none() {
-            return Err(Error::InvalidFlags(flags));
-        }
-        if flags.contains(WqFlags::POWER_EFFICIENT) && settings().power_efficient {
-            flags |= WqFlags::UNBOUND;
-        }
+        let (flags, spreading) = resolve_kind(self.flags, settings().power_efficient)?;
         let max_active = self.max_active.unwrap_or(WQ_DFL_ACTIVE);
         if !(1..=WQ_MAX_ACTIVE).contains(&max_active) {
             return Err(Error::InvalidMaxActive(max_active));
@@ -221,6 +216,10 @@ impl WorkqueueBuilder {
             id: NEXT_WQ_ID.fetch_add(1, Relaxed),
             name: self.name,
             flags,
+            spreading,
+            // G19: an explicit `UNBOUND | CPU_INTENSIVE` keeps the kernel's
+            // unmanaged unbound pools; a spreading one stays managed.
+            unmanaged: !spreading && flags.contains(WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE),
             ordered: self.ordered,
             max_active: AtomicU32::new(max_active),
             nr_drainers: AtomicU32::new(0),
@@ -258,6 +257,34 @@ impl WorkqueueBuilder {
         WORKQUEUES.lock().push(Arc::downgrade(&inner));
         Ok(Workqueue { inner })
     }
+}
+
+/// The kind of workqueue `flags` ask for (the kernel's `alloc_workqueue`
+/// with `WQ_PERCPU`, G14): the flags as the workqueue reports them, with
+/// exactly one of `PERCPU` and `UNBOUND`, and whether it is *spreading*
+/// (unbound because `PERCPU` was not asked for, rather than `UNBOUND`).
+/// `power_efficient`: the process's power-efficient mode, in which a
+/// `POWER_EFFICIENT` workqueue is unbound (else per-CPU, as in the kernel).
+pub(crate) fn resolve_kind(
+    mut flags: WqFlags,
+    power_efficient: bool,
+) -> Result<(WqFlags, bool), Error> {
+    if WqFlags::from_bits(flags.bits()).is_none()
+        || flags.contains(WqFlags::PERCPU | WqFlags::UNBOUND)
+    {
+        return Err(Error::InvalidFlags(flags));
+    }
+    if flags.contains(WqFlags::POWER_EFFICIENT) {
+        if power_efficient {
+            flags = (flags - WqFlags::PERCPU) | WqFlags::UNBOUND;
+        } else if !flags.contains(WqFlags::UNBOUND) {
+            flags |= WqFlags::PERCPU;
+        }
+    }
+    if flags.intersects(WqFlags::PERCPU | WqFlags::UNBOUND) {
+        return Ok((flags, false));
+    }
+    Ok((flags | WqFlags::UNBOUND, true))
 }
 
 /// Distinct pwqs of a table.
@@ -307,7 +334,7 @@ fn make_table(
     // for CPU_INTENSIVE workqueues (the kernel's unbound behaviour), and
     // where detection is off (`CMWQ_DETECT=hint`): a managed pool that
     // cannot tell a block would stall behind it.
-    let managed = !shared.flags.contains(WqFlags::CPU_INTENSIVE);
+    let managed = !shared.unmanaged;
     let detects = crate::monitor::mode() != crate::monitor::Mode::Hint;
     let dfl = pwq_for(pools.unbound_pool(
         &PoolAttrs {
@@ -326,12 +353,13 @@ fn make_table(
             dfl: Some(dfl),
         };
     }
-    let pt = topo.pod_type(
-        attrs
-            .affinity_scope
-            .scope()
-            .unwrap_or(settings().affinity_scope),
-    );
+    // G14: a spreading workqueue's default scope is `System`, so that
+    // items queued from any one thread use every CPU.
+    let pt = topo.pod_type(match attrs.affinity_scope.scope() {
+        Some(scope) => scope,
+        None if shared.spreading => Scope::System,
+        None => settings().affinity_scope,
+    });
     let mut pod_pwq: Vec<Option<Arc<Pwq>>> = vec![None; pt.nr_pods()];
     let per_cpu = (0..topo.nr_cpus)
         .map(|c| {
@@ -369,12 +397,19 @@ fn make_table(
 }
 
 impl Workqueue {
-    /// A bound (per-CPU) workqueue with the default `max_active`.
+    /// A spreading workqueue with the default `max_active`: unbound and
+    /// concurrency managed over every CPU the process may use (G14, G19),
+    /// so items queued from any one thread run on every CPU, one running
+    /// worker per CPU, another started when one blocks. For the kernel's
+    /// per-CPU locality (an item runs on the CPU that queues it), build
+    /// with [`WqFlags::PERCPU`].
     pub fn new(name: &str) -> Result<Workqueue, Error> {
         Self::builder(name).build()
     }
 
-    /// Start building a workqueue.
+    /// Start building a workqueue: spreading unless the flags say
+    /// `PERCPU` (or `UNBOUND`, the kernel's unbound workqueue with its
+    /// `Cache` affinity scope by default).
     pub fn builder(name: &str) -> WorkqueueBuilder {
         WorkqueueBuilder {
             name: name.to_owned(),
@@ -407,8 +442,10 @@ impl Workqueue {
         &self.inner.shared.name
     }
 
-    /// The flags (with `UNBOUND` added for ordered workqueues and for
-    /// `POWER_EFFICIENT` ones in power-efficient mode).
+    /// The flags, with the kind resolved: exactly one of `PERCPU` and
+    /// `UNBOUND`. `UNBOUND` is added for spreading workqueues (made
+    /// without `PERCPU`), ordered ones and `POWER_EFFICIENT` ones in
+    /// power-efficient mode; `PERCPU` for other `POWER_EFFICIENT` ones.
     pub fn flags(&self) -> WqFlags {
         self.inner.shared.flags
     }
@@ -421,16 +458,18 @@ impl Workqueue {
     /// Queue `work` on the pool of the calling thread's CPU (or its pod's,
     /// unbound). `true` if this call made it pending (G1).
     ///
-    /// On a bound (per-CPU) workqueue the item runs on the caller's CPU,
-    /// as in the kernel (G14): items queued from one thread all run on that
-    /// thread's CPU. Use [`queue_on`](Self::queue_on) to spread them, or an
-    /// unbound workqueue.
+    /// On a per-CPU workqueue (`PERCPU`) the item runs on the caller's
+    /// CPU, as in the kernel (G14): items queued from one thread all run
+    /// on that thread's CPU. A spreading workqueue (the default) runs them
+    /// on every CPU.
     #[inline]
     pub fn queue(&self, work: &Work) -> bool {
         self.inner.queue(None, work)
     }
 
-    /// Queue `work` on `cpu`'s pool (G14).
+    /// Queue `work` on `cpu`'s pool (G14): on a per-CPU workqueue it runs
+    /// on `cpu`; on an unbound or spreading one, in the pool of `cpu`'s
+    /// pod.
     ///
     /// # Panics
     ///
@@ -443,7 +482,7 @@ impl Workqueue {
 
     /// One-shot convenience: a `Work` for `f`, queued; returns it (so it can
     /// be flushed or cancelled). Queued like [`queue`](Self::queue): on a
-    /// bound workqueue it runs on the caller's CPU.
+    /// per-CPU workqueue it runs on the caller's CPU.
     pub fn spawn<F>(&self, f: F) -> Work
     where
         F: FnOnce() + Send + 'static,
@@ -1010,43 +1049,54 @@ macro_rules! system_workqueue {
 }
 
 system_workqueue!(
-    /// `events`: the default bound workqueue ([`schedule_work`](crate::schedule_work)). Bound: an
+    /// `events`, per-CPU ([`schedule_work`](crate::schedule_work)): an
     /// item runs on the CPU it is queued from (or the one `queue_on`
-    /// names), so items queued from one thread all run on its CPU.
-    system_wq, "events", WqFlags::empty(), WQ_DFL_ACTIVE
+    /// names), so items queued from one thread all run on its CPU. The
+    /// kernel's `system_wq`, also called [`system_percpu_wq`].
+    system_wq, "events", WqFlags::PERCPU, WQ_DFL_ACTIVE
 );
 system_workqueue!(
-    /// `events_highpri`: bound, highpri pools (nice -20).
-    system_highpri_wq, "events_highpri", WqFlags::HIGHPRI, WQ_DFL_ACTIVE
+    /// `events_highpri`: per-CPU, highpri pools (nice -20).
+    system_highpri_wq, "events_highpri", WqFlags::PERCPU.union(WqFlags::HIGHPRI), WQ_DFL_ACTIVE
 );
 system_workqueue!(
-    /// `events_long`: bound, for items that may run long.
-    system_long_wq, "events_long", WqFlags::empty(), WQ_DFL_ACTIVE
+    /// `events_long`: per-CPU, for items that may run long.
+    system_long_wq, "events_long", WqFlags::PERCPU, WQ_DFL_ACTIVE
 );
 system_workqueue!(
-    /// `events_unbound`: unbound, max_active 2048.
+    /// `events_unbound`: unbound (affinity scope `Cache` by default, as in
+    /// the kernel), max_active 2048.
     system_unbound_wq, "events_unbound", WqFlags::UNBOUND, WQ_MAX_ACTIVE
 );
 system_workqueue!(
-    /// `events_freezable`: bound, stopped by [`freeze`](crate::freeze()).
-    system_freezable_wq, "events_freezable", WqFlags::FREEZABLE, WQ_DFL_ACTIVE
+    /// `events_freezable`: per-CPU, stopped by [`freeze`](crate::freeze()).
+    system_freezable_wq, "events_freezable", WqFlags::PERCPU.union(WqFlags::FREEZABLE), WQ_DFL_ACTIVE
 );
 system_workqueue!(
-    /// `events_power_efficient`: unbound in power-efficient mode, else bound.
-    system_power_efficient_wq, "events_power_efficient", WqFlags::POWER_EFFICIENT, WQ_DFL_ACTIVE
+    /// `events_power_efficient`: unbound in power-efficient mode, else per-CPU.
+    system_power_efficient_wq, "events_power_efficient", WqFlags::PERCPU.union(WqFlags::POWER_EFFICIENT), WQ_DFL_ACTIVE
 );
 system_workqueue!(
     /// `events_freezable_power_efficient`.
     system_freezable_power_efficient_wq,
     "events_freezable_power_efficient",
-    WqFlags::FREEZABLE.union(WqFlags::POWER_EFFICIENT),
+    WqFlags::PERCPU
+        .union(WqFlags::FREEZABLE)
+        .union(WqFlags::POWER_EFFICIENT),
     WQ_DFL_ACTIVE
 );
 
+/// `events` by its newer kernel name (`system_percpu_wq`, 2025): the same
+/// workqueue as [`system_wq`], per-CPU.
+pub fn system_percpu_wq() -> &'static Workqueue {
+    system_wq()
+}
+
 /// `events_dfl`: the default workqueue for work that should use every
-/// CPU, whichever thread queues it (the kernel's `system_dfl_wq`).
-/// Unbound and concurrency managed (G19): one pool over every CPU the
-/// process may use (affinity scope [`AffinityScope::System`]) that keeps
+/// CPU, whichever thread queues it (the kernel's `system_dfl_wq`). A
+/// spreading workqueue, as [`Workqueue::new`] makes: unbound and
+/// concurrency managed (G19), one pool over every CPU the process may use
+/// (affinity scope [`AffinityScope::System`]) that keeps
 /// as many workers running as there are CPUs while it has pending work,
 /// and starts another when one blocks, found automatically like on a
 /// bound pool. max_active 2048. [`spawn`](crate::spawn) queues on it.
@@ -1054,12 +1104,7 @@ pub fn system_dfl_wq() -> &'static Workqueue {
     static WQ: OnceLock<Workqueue> = OnceLock::new();
     WQ.get_or_init(|| {
         Workqueue::builder("events_dfl")
-            .flags(WqFlags::UNBOUND)
             .max_active(WQ_MAX_ACTIVE)
-            .attrs(WqAttrs {
-                affinity_scope: AffinityScope::System,
-                ..WqAttrs::default()
-            })
             .build()
             .expect("system workqueue attributes are valid")
     })

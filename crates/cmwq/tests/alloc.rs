@@ -47,7 +47,7 @@ fn mine() -> u64 {
 fn g1_queueing_a_reused_work_item_does_not_allocate() {
     let _s = common::serial();
     for wq in [
-        Workqueue::new("alloc_bound").unwrap(),
+        common::percpu_wq("alloc_bound"),
         Workqueue::builder("alloc_unbound")
             .flags(WqFlags::UNBOUND)
             .build()

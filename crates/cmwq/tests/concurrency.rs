@@ -29,7 +29,7 @@ fn other_cpu_than(target: usize) -> Option<usize> {
 #[test]
 fn g15_one_running_worker_while_items_are_cpu_bound() {
     let _s = serial();
-    let wq = Workqueue::new("g15_one").unwrap();
+    let wq = percpu_wq("g15_one");
     let target = own_affinity()[0];
     if let Some(c) = other_cpu_than(target) {
         pin_self(&[c]);
@@ -54,7 +54,7 @@ fn g15_one_running_worker_while_items_are_cpu_bound() {
 }
 
 fn block_then_next(hint: bool) -> (Duration, Duration) {
-    let wq = Workqueue::new(if hint { "g15_hint" } else { "g15_auto" }).unwrap();
+    let wq = percpu_wq(if hint { "g15_hint" } else { "g15_auto" });
     let target = own_affinity()[0];
     if let Some(c) = other_cpu_than(target) {
         pin_self(&[c]);
@@ -123,7 +123,7 @@ fn g15_automatic_detection_starts_the_next_item() {
 fn g16_cpu_intensive_items_do_not_count_toward_concurrency() {
     let _s = serial();
     let wq = Workqueue::builder("g16_intensive")
-        .flags(WqFlags::CPU_INTENSIVE)
+        .flags(WqFlags::PERCPU | WqFlags::CPU_INTENSIVE)
         .build()
         .unwrap();
     let target = own_affinity()[0];
@@ -149,7 +149,7 @@ fn g16_cpu_intensive_items_do_not_count_toward_concurrency() {
 #[test]
 fn g16_a_cpu_hog_leaves_concurrency_management_and_is_counted() {
     let _s = serial();
-    let wq = Workqueue::new("g16_hog").unwrap();
+    let wq = percpu_wq("g16_hog");
     let target = own_affinity()[0];
     if let Some(c) = other_cpu_than(target) {
         pin_self(&[c]);
@@ -182,7 +182,7 @@ fn g16_a_cpu_hog_leaves_concurrency_management_and_is_counted() {
 #[test]
 fn g16_short_items_are_not_hogs() {
     let _s = serial();
-    let wq = Workqueue::new("g16_short").unwrap();
+    let wq = percpu_wq("g16_short");
     let items: Vec<Work> = (0..20)
         .map(|_| Work::new(|_| burn_cpu(Duration::from_millis(2))))
         .collect();
@@ -196,7 +196,7 @@ fn g16_short_items_are_not_hogs() {
 #[test]
 fn g16_a_hog_with_nothing_behind_it_is_counted_too() {
     let _s = serial();
-    let wq = Workqueue::new("g16_lone").unwrap();
+    let wq = percpu_wq("g16_lone");
     let hog = Work::new(|_| burn_cpu(Duration::from_millis(40)));
     assert!(wq.queue_on(0, &hog));
     hog.flush();

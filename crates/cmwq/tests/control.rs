@@ -21,8 +21,7 @@ fn setup() -> &'static (PathBuf, Arc<AtomicU64>) {
         std::env::remove_var("XDG_RUNTIME_DIR");
         cmwq::Config::default().control(true).apply().unwrap();
         let ran = Arc::new(AtomicU64::new(0));
-        let wq: &'static cmwq::Workqueue =
-            Box::leak(Box::new(cmwq::Workqueue::new("control_load").unwrap()));
+        let wq: &'static cmwq::Workqueue = Box::leak(Box::new(common::percpu_wq("control_load")));
         let r = ran.clone();
         // A self-re-queueing item with a short sleep: about 1000 runs/s.
         let w: &'static cmwq::Work = Box::leak(Box::new(cmwq::Work::named("tick", move |w| {
@@ -30,7 +29,7 @@ fn setup() -> &'static (PathBuf, Arc<AtomicU64>) {
             std::thread::sleep(Duration::from_micros(500));
             let _ = w;
         })));
-        // Always on one CPU's pool: a re-queue while the tick runs then
+        // Per-CPU, always on one CPU's pool: a re-queue while the tick runs then
         // waits behind it there, so detection finds the sleep (with
         // `queue`, the queuer's CPU decided: from another CPU the re-queue
         // woke that CPU's idle worker, which handed it over, and no block

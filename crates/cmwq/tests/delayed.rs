@@ -49,7 +49,7 @@ fn g12_delayed_item_is_queued_no_sooner_than_its_delay() {
 #[test]
 fn g12_zero_delay_queues_at_once_and_on_cpu() {
     setup();
-    let wq = Workqueue::new("g12_zero").unwrap();
+    let wq = percpu_wq("g12_zero");
     let c = counter();
     let w = counting_work(&c);
     assert!(wq.queue_delayed(&w, Duration::ZERO));

@@ -33,7 +33,7 @@ fn wq_flush_rounds(wq: &Workqueue, mk: impl Fn() -> Work) {
 #[test]
 fn g7_workqueue_flush_returns_only_once_items_read_idle() {
     let _s = common::serial();
-    let bound = Workqueue::new("g7_done_bound").unwrap();
+    let bound = common::percpu_wq("g7_done_bound");
     wq_flush_rounds(&bound, || Work::new(|_| {}));
     let unbound = Workqueue::builder("g7_done_unbound")
         .flags(WqFlags::UNBOUND)

@@ -177,7 +177,7 @@ fn child_checks(ledger: &[AtomicUsize], wqs: &[&Workqueue], first_item: &AtomicU
 #[test]
 fn g26_fork_from_a_busy_process() {
     let _s = common::serial();
-    let bound = Arc::new(Workqueue::new("g26_bound").unwrap());
+    let bound = Arc::new(common::percpu_wq("g26_bound"));
     let unbound = Arc::new(
         Workqueue::builder("g26_unbound")
             .flags(WqFlags::UNBOUND)
@@ -548,7 +548,7 @@ fn g26_g15_sentinels_arm_again_in_a_forked_child() {
         return;
     }
     let cpu = common::own_affinity()[0];
-    let wq = Workqueue::new("g26_sentinel").unwrap();
+    let wq = common::percpu_wq("g26_sentinel");
     // In the parent: a runner with an item pending behind it.
     let x = Work::new(|_| common::burn_cpu(Duration::from_millis(40)));
     let y = Work::new(|_| {});

@@ -13,7 +13,7 @@ use common::*;
 fn g24_freeze_stops_freezable_workqueues_and_waits_for_running_items() {
     let _s = serial();
     let fz = Workqueue::builder("g24_freezable")
-        .flags(WqFlags::FREEZABLE)
+        .flags(WqFlags::PERCPU | WqFlags::FREEZABLE)
         .build()
         .unwrap();
     let other = Workqueue::new("g24_other").unwrap();

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cmwq::{Work, Workqueue};
+use cmwq::Work;
 use common::*;
 
 fn pool_workers(cpu: usize) -> usize {
@@ -22,7 +22,7 @@ fn g21_idle_workers_are_kept_then_reaped_down_to_two() {
         .idle_timeout(Duration::from_millis(400))
         .apply()
         .unwrap();
-    let wq = Workqueue::new("g21").unwrap();
+    let wq = percpu_wq("g21");
     let gate = Gate::new();
     // Eight items that block at once: the pool grows to nine workers or
     // more (one per blocked item plus a spare).

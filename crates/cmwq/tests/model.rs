@@ -546,7 +546,7 @@ fn ledger_wqs() -> &'static [Workqueue; 2] {
     static WQS: OnceLock<[Workqueue; 2]> = OnceLock::new();
     WQS.get_or_init(|| {
         [
-            Workqueue::new("model_ledger_bound").unwrap(),
+            common::percpu_wq("model_ledger_bound"),
             Workqueue::builder("model_ledger_unbound")
                 .flags(WqFlags::UNBOUND)
                 .build()

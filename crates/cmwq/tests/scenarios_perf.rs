@@ -86,7 +86,7 @@ fn g15_block_from_before_the_pool_was_watched_is_found_perf() {
     if !ready() {
         return;
     }
-    let wq = cmwq::Workqueue::new("g15_late_watch").unwrap();
+    let wq = common::percpu_wq("g15_late_watch");
     let cpu = cmwq::nr_cpus() - 1;
     // Let the pool go unwatched after the previous tests (the monitor
     // unwatches a pool after 20 ms without pending items, noticed within
@@ -116,7 +116,7 @@ fn g15_a_hint_right_after_a_detected_block_keeps_the_worker_out_perf() {
     if !ready() {
         return;
     }
-    let wq = cmwq::Workqueue::new("g15_hint_after_mark").unwrap();
+    let wq = common::percpu_wq("g15_hint_after_mark");
     let cpu = cmwq::nr_cpus() - 1;
     let a = cmwq::Work::new(|_| {
         std::thread::sleep(Duration::from_millis(5)); // found by the monitor

@@ -361,8 +361,16 @@ fn system(wq: &'static Workqueue) -> Wq {
 fn stable_wqs() -> Vec<Wq> {
     let b = Workqueue::builder;
     vec![
-        owned(Workqueue::new("soak_bound"), 16, false),
-        owned(b("soak_throttled1").max_active(1).build(), 3, false),
+        owned(b("soak_bound").flags(WqFlags::PERCPU).build(), 16, false),
+        owned(Workqueue::new("soak_spread"), 16, true),
+        owned(
+            b("soak_throttled1")
+                .flags(WqFlags::PERCPU)
+                .max_active(1)
+                .build(),
+            3,
+            false,
+        ),
         owned(b("soak_throttled3").max_active(3).build(), 3, false),
         owned(b("soak_unbound").flags(WqFlags::UNBOUND).build(), 16, false),
         owned(
@@ -393,9 +401,24 @@ fn stable_wqs() -> Vec<Wq> {
             0,
             false,
         ),
-        owned(b("soak_highpri").flags(WqFlags::HIGHPRI).build(), 8, false),
         owned(
-            b("soak_cpu_int").flags(WqFlags::CPU_INTENSIVE).build(),
+            b("soak_highpri")
+                .flags(WqFlags::PERCPU | WqFlags::HIGHPRI)
+                .build(),
+            8,
+            false,
+        ),
+        owned(
+            b("soak_cpu_int")
+                .flags(WqFlags::PERCPU | WqFlags::CPU_INTENSIVE)
+                .build(),
+            8,
+            false,
+        ),
+        owned(
+            b("soak_spread_cpu_int")
+                .flags(WqFlags::CPU_INTENSIVE)
+                .build(),
             8,
             false,
         ),
@@ -1144,7 +1167,7 @@ fn creator(sh: Arc<Shared>, t: usize, mut seed: u64) -> Vec<SpawnRec> {
             4 => Workqueue::ordered(&name, WqFlags::empty()),
             5 => Workqueue::ordered(&name, WqFlags::FREEZABLE | WqFlags::MEM_RECLAIM),
             6 => b.flags(WqFlags::HIGHPRI).build(),
-            7 => b.flags(WqFlags::FREEZABLE).build(),
+            7 => b.flags(WqFlags::PERCPU | WqFlags::FREEZABLE).build(),
             _ => b
                 .flags(WqFlags::MEM_RECLAIM | WqFlags::CPU_INTENSIVE)
                 .build(),

@@ -33,7 +33,7 @@ fn rng(seed: &mut u64) -> u64 {
 fn g3_g4_stress_queue_cancel_flush_disable() {
     let _s = serial();
     let wqs: Arc<Vec<Workqueue>> = Arc::new(vec![
-        Workqueue::new("stress_bound").unwrap(),
+        percpu_wq("stress_bound"),
         Workqueue::builder("stress_throttled")
             .max_active(2)
             .build()

@@ -128,6 +128,53 @@ fn g19_cpu_intensive_unbound_workqueues_are_not_managed() {
     );
 }
 
+/// `CPU_INTENSIVE` on a spreading workqueue (no `UNBOUND`, no `PERCPU`):
+/// the pools stay managed; up to as many of its items as there are CPUs
+/// leave concurrency management at once, the rest take runners' slots. So
+/// short CPU-bound items (below the hog threshold) run more than one per
+/// CPU, never more than two.
+#[test]
+fn g16_g19_cpu_intensive_on_a_spreading_workqueue_stays_managed() {
+    let _s = serial();
+    let n = own_affinity().len();
+    let wq = Workqueue::builder("g16_spreading_intensive")
+        .flags(WqFlags::CPU_INTENSIVE)
+        .build()
+        .unwrap();
+    let info = cmwq::workqueues();
+    let me = info
+        .iter()
+        .find(|w| w.name == "g16_spreading_intensive")
+        .unwrap();
+    assert!(me.spreading && !me.unmanaged, "{me:?}");
+    let mut peaks = Vec::new();
+    let ok = (0..5).any(|_| {
+        let load = Arc::new(Load::default());
+        let items: Vec<Work> = (0..8 * n)
+            .map(|_| {
+                let load = load.clone();
+                wq.spawn(move || {
+                    load.enter();
+                    burn_cpu(Duration::from_millis(4));
+                    load.leave();
+                })
+            })
+            .collect();
+        for w in &items {
+            w.flush();
+        }
+        let peak = load.peak.load(SeqCst);
+        assert!(peak <= 2 * n, "{peak} ran at once on {n} CPUs: unmanaged");
+        peaks.push(peak);
+        peak > n
+    });
+    assert!(
+        ok,
+        "CPU_INTENSIVE items never left management: peaks {peaks:?}"
+    );
+    assert_eq!(wq.stats().cpu_hog, 0, "not hogs: {:?}", wq.stats());
+}
+
 /// G16 on a managed unbound pool: CPU hogs are counted in `cpu_hog`, and
 /// at most `concurrency` of them leave concurrency management, so CPU-bound
 /// jobs spawned by the dozen run at most twice as many at once as the pod

@@ -54,7 +54,7 @@ fn stalls_about(s: &str) -> Vec<(Instant, String)> {
 fn g23_a_stalled_pool_is_reported_once() {
     let _s = serial();
     setup();
-    let wq = Workqueue::new("g23_stall").unwrap();
+    let wq = common::percpu_wq("g23_stall");
     // CPU 0's pool has a worker (and a spare) before threads run out.
     let w0 = Work::new(|_| {});
     wq.queue_on(0, &w0);

@@ -166,7 +166,7 @@ fn g2_stores_before_queue_are_visible_to_the_execution() {
 fn g3_never_reentrant_across_workqueues() {
     setup();
     let _s = serial();
-    let bound = Arc::new(Workqueue::new("g3_bound").unwrap());
+    let bound = Arc::new(percpu_wq("g3_bound"));
     let unbound = Arc::new(
         Workqueue::builder("g3_unbound")
             .flags(WqFlags::UNBOUND)

@@ -157,7 +157,7 @@ fn g8_queues_from_elsewhere_are_refused_counted_and_logged_once() {
 fn g14_bound_items_run_on_the_queueing_cpu() {
     setup();
     let _s = serial();
-    let wq = Workqueue::new("g14_local").unwrap();
+    let wq = percpu_wq("g14_local");
     let allowed = own_affinity();
     for &cpu in &allowed {
         let got = Arc::new(Mutex::new(None));
@@ -186,10 +186,135 @@ fn g14_bound_items_run_on_the_queueing_cpu() {
 }
 
 #[test]
+fn g14_percpu_and_unbound_together_are_invalid() {
+    setup();
+    for flags in [
+        WqFlags::PERCPU | WqFlags::UNBOUND,
+        WqFlags::PERCPU | WqFlags::UNBOUND | WqFlags::CPU_INTENSIVE,
+    ] {
+        assert_eq!(
+            Workqueue::builder("g14_both").flags(flags).build().err(),
+            Some(Error::InvalidFlags(flags))
+        );
+    }
+}
+
+#[test]
+fn g14_the_kind_is_plain_in_flags_and_dump() {
+    setup();
+    let kind = |wq: &Workqueue| {
+        (
+            wq.flags().contains(WqFlags::PERCPU),
+            wq.flags().contains(WqFlags::UNBOUND),
+        )
+    };
+    let spreading = Workqueue::new("g14_kind_default").unwrap();
+    let built = Workqueue::builder("g14_kind_built")
+        .max_active(4)
+        .build()
+        .unwrap();
+    let percpu = percpu_wq("g14_kind_percpu");
+    let unbound = Workqueue::builder("g14_kind_unbound")
+        .flags(WqFlags::UNBOUND)
+        .build()
+        .unwrap();
+    assert_eq!(kind(&spreading), (false, true));
+    assert_eq!(kind(&built), (false, true));
+    assert_eq!(kind(&percpu), (true, false));
+    assert_eq!(kind(&unbound), (false, true));
+    // The system workqueues: per-CPU but for events_unbound and events_dfl,
+    // as the kernel allocates them; system_percpu_wq is system_wq.
+    for wq in [
+        cmwq::system_wq(),
+        cmwq::system_percpu_wq(),
+        cmwq::system_highpri_wq(),
+        cmwq::system_long_wq(),
+        cmwq::system_freezable_wq(),
+    ] {
+        assert_eq!(kind(wq), (true, false), "{}", wq.name());
+    }
+    assert!(std::ptr::eq(cmwq::system_percpu_wq(), cmwq::system_wq()));
+    assert_eq!(kind(cmwq::system_dfl_wq()), (false, true));
+    assert_eq!(kind(cmwq::system_unbound_wq()), (false, true));
+    let dump = cmwq::dump();
+    let type_of = |name: &str| {
+        dump.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("{name} not in dump:\n{dump}"))
+            .to_string()
+    };
+    assert_eq!(type_of("g14_kind_default"), "spreading");
+    assert_eq!(type_of("g14_kind_percpu"), "percpu");
+    assert_eq!(type_of("g14_kind_unbound"), "unbound");
+    assert_eq!(type_of("events_dfl"), "spreading");
+    let info = cmwq::workqueues();
+    let find = |n: &str| info.iter().find(|w| w.name == n).unwrap().clone();
+    assert!(find("g14_kind_default").spreading && !find("g14_kind_default").unmanaged);
+    assert!(!find("g14_kind_unbound").spreading);
+}
+
+#[test]
+fn g14_a_default_workqueue_spreads_items_queued_from_one_thread() {
+    setup();
+    let _s = serial();
+    let allowed = own_affinity();
+    if allowed.len() < 2 {
+        eprintln!("skipping: needs two usable CPUs");
+        return;
+    }
+    // The workqueue first: the library reads the process's mask at first
+    // use, from the calling thread.
+    let wq = Workqueue::builder("g14_spreads")
+        .max_active(4)
+        .build()
+        .unwrap();
+    // The trap the default used to be: from one thread, a per-CPU
+    // workqueue runs every item on that thread's CPU.
+    pin_self(&allowed[..1]);
+    let n = allowed.len();
+    let mut last = String::new();
+    let ok = (0..5).any(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let conc = Concurrency::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let items: Vec<Work> = (0..8 * n)
+            .map(|_| {
+                let (conc, seen) = (conc.clone(), seen.clone());
+                // Below the CPU-hog threshold (G16), so every item keeps
+                // its runner's slot.
+                Work::new(move |_| {
+                    conc.enter();
+                    burn_cpu(Duration::from_millis(3));
+                    seen.lock().unwrap().push(current_cpu());
+                    burn_cpu(Duration::from_millis(3));
+                    conc.exit();
+                })
+            })
+            .collect();
+        for w in &items {
+            assert!(wq.queue(w));
+        }
+        wq.flush();
+        let mut cpus = seen.lock().unwrap().clone();
+        cpus.sort_unstable();
+        cpus.dedup();
+        last = format!("{} at most at once, CPUs {cpus:?}", conc.max());
+        // Every CPU, and never more than one running item per CPU.
+        cpus == allowed && conc.max() == n
+    });
+    pin_self(&allowed);
+    assert!(ok, "items queued from one thread did not spread: {last}");
+}
+
+#[test]
 fn g17_max_active_limits_concurrency_in_fifo_order() {
     setup();
     let _s = serial();
     let wq = Workqueue::builder("g17_limit")
+        .flags(WqFlags::PERCPU)
         .max_active(2)
         .build()
         .unwrap();
@@ -408,18 +533,28 @@ fn g19_workers_are_confined_to_the_pod() {
 #[test]
 fn g19_g27_attrs_are_validated() {
     setup();
-    let bound = Workqueue::new("g19_bound").unwrap();
+    let bound = percpu_wq("g19_bound");
     assert_eq!(
         bound.apply_attrs(&WqAttrs::default()),
         Err(Error::NotUnbound)
     );
     assert_eq!(
         Workqueue::builder("g19_x")
+            .flags(WqFlags::PERCPU)
             .attrs(WqAttrs::default())
             .build()
             .err(),
         Some(Error::NotUnbound)
     );
+    // A spreading workqueue is unbound: attributes apply.
+    let spreading = Workqueue::builder("g19_spreading_attrs")
+        .attrs(WqAttrs {
+            cpus: Some(vec![own_affinity()[0]]),
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    assert_eq!(spreading.apply_attrs(&WqAttrs::default()), Ok(()));
     let ub = Workqueue::builder("g19_attrs")
         .flags(WqFlags::UNBOUND)
         .build()
@@ -590,7 +725,7 @@ fn g28_workers_are_named_like_kworkers() {
 fn g29_stats_count_like_wq_monitor() {
     setup();
     let _s = serial();
-    let wq = Workqueue::new("g29_stats").unwrap();
+    let wq = percpu_wq("g29_stats");
     let gate = Gate::new();
     let g2 = gate.clone();
     let blocker = Work::new(move |_| cmwq::blocking(|| g2.wait()));

@@ -1,6 +1,7 @@
 //! B1, tiny items: executions of an empty function, from 1 producer and
-//! from nr_cpus producers, on `system_wq`, `system_unbound_wq` and
-//! `system_dfl_wq` (and with `cmwq::spawn`), against
+//! from nr_cpus producers, on `system_wq`, `system_unbound_wq`,
+//! `system_dfl_wq` and a default `Workqueue::new` (and with
+//! `cmwq::spawn`), against
 //! the peers and two floors (a plain call loop; a single-threaded queue of
 //! boxed closures). Items/s, ns/item, heap allocations per queue on the
 //! producer thread.
@@ -34,6 +35,14 @@ enum Wq {
     System,
     Unbound,
     Dfl,
+    /// A workqueue of the benchmark's own, as `Workqueue::new` makes it.
+    Default,
+}
+
+/// The default `Workqueue::new` of the `Default` rows.
+fn default_wq() -> &'static Workqueue {
+    static WQ: std::sync::OnceLock<Workqueue> = std::sync::OnceLock::new();
+    WQ.get_or_init(|| Workqueue::new("b1_default").expect("a default workqueue"))
 }
 
 #[derive(Clone, Copy)]
@@ -57,6 +66,7 @@ pub fn run(ctx: &Ctx) -> Table {
         Sys::Cmwq(Wq::System),
         Sys::Cmwq(Wq::Unbound),
         Sys::Cmwq(Wq::Dfl),
+        Sys::Cmwq(Wq::Default),
         Sys::Peer(Kind::CmwqSpawn),
         Sys::Peer(Kind::Rayon),
         Sys::Peer(Kind::Tokio),
@@ -83,6 +93,7 @@ pub fn run(ctx: &Ctx) -> Table {
             "cmwq system_wq",
             "cmwq system_unbound_wq",
             "cmwq system_dfl_wq",
+            "cmwq Workqueue::new",
         ] {
             let c = t.row(wq, Some(&group)).and_then(|r| r.get("items_per_s"));
             if let (Some(c), Some(r)) = (c, rayon) {
@@ -108,10 +119,10 @@ pub fn run(ctx: &Ctx) -> Table {
     t.note(format!(
         "every item bumps one shared counter. cmwq: each producer re-queues {OWNED} reused Work items (a producer that finds all of them pending waits with Work::flush until half of them ran); completion is Workqueue::flush. Peers: a closure per item, whose counter the main thread polls for completion. Every system gets a warm-up burst of {OWNED} items per producer before the clock starts"
     ));
-    t.note("1 producer on system_wq: the producer and the worker running its items share the producer's CPU (G14), so the figure swings with where the scheduler puts the producer");
+    t.note("1 producer on system_wq (per-CPU): the producer and the worker running its items share the producer's CPU (G14), so the figure swings with where the scheduler puts the producer. Workqueue::new makes a spreading workqueue (unbound, managed over every CPU, as system_dfl_wq), which uses every CPU from one producer");
     t.note("cmwq::spawn makes a Work per call (one allocation for the item and its closure): it is cmwq's call for one-off closures, reported beside the peers' and not held to 0 allocations");
     t.note("allocations are counted on the producer threads only, across all their queue/spawn calls, divided by the items queued");
-    t.note("items_per_cpu_s: items per second of CPU time used by the whole process (getrusage) over the timed region: what each item costs whatever the number of CPUs kept busy. A bound workqueue runs a producer's items on the producer's CPU (G14), so one producer keeps about one CPU busy where the peers spread over all of them");
+    t.note("items_per_cpu_s: items per second of CPU time used by the whole process (getrusage) over the timed region: what each item costs whatever the number of CPUs kept busy. A per-CPU workqueue (system_wq) runs a producer's items on the producer's CPU (G14), so one producer keeps about one CPU busy where the peers spread over all of them");
     t.note(format!(
         "omitted: thread per item and the big fixed pool ({total} threads); the floors run the same loop on the same number of threads"
     ));
@@ -139,6 +150,7 @@ fn measure(sys: Sys, p: usize, total: usize) -> Row {
                 Wq::System => (cmwq::system_wq(), "cmwq system_wq"),
                 Wq::Unbound => (cmwq::system_unbound_wq(), "cmwq system_unbound_wq"),
                 Wq::Dfl => (cmwq::system_dfl_wq(), "cmwq system_dfl_wq"),
+                Wq::Default => (default_wq(), "cmwq Workqueue::new"),
             };
             (name.to_owned(), cmwq_run(wq, p, quota))
         }

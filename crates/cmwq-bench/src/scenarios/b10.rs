@@ -2,14 +2,21 @@
 //! of which does 100 us of CPU and a real 1 ms blocking read (a pipe whose
 //! writer fires after the delay, as in B12) off the runtime's threads,
 //! with `tokio::task::spawn_blocking`, `blocking::unblock` or
-//! `cmwq::unblock`. A client on its own thread keeps a fixed number of
-//! connections busy (closed loop: each sends its next request when the
-//! reply to the last one came). Requests/s, p50/p99 latency as the client
-//! sees it, and the peak number of threads the offloading system started.
-//! Each measurement in a fresh child.
+//! `cmwq::unblock`. Clients keep 100 connections per CPU busy (closed
+//! loop: each sends its next request when the reply to the last one
+//! came). Requests/s, p50/p99 latency as the client sees it, and the peak
+//! number of threads the offloading system started. Each measurement in a
+//! fresh child.
+//!
+//! The harness grows with the CPUs so that it does not become the limit
+//! (B13): one client thread and one pipe-writer thread per 4 CPUs, each
+//! client driving its share of the connections, each connection served by
+//! one writer. A row whose client or writer thread was over 80% busy is
+//! marked harness-bound (`harness` = `bound`): its figure is the
+//! harness's, not the offloading system's.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::b12::Writer;
 use super::{child_rows, ratio_str, Ctx};
 use crate::child::emit_row;
-use crate::report::{median_row, Row, Table};
+use crate::report::{median_row, Row, Table, Value};
 use crate::util::{self, ThreadSampler};
 
 const TARGET: &str = ">= tokio's throughput at <= 1/4 of its threads, p99 <= 1.2x";
@@ -27,12 +34,27 @@ const TARGET: &str = ">= tokio's throughput at <= 1/4 of its threads, p99 <= 1.2
 const CPU_PART: Duration = Duration::from_micros(100);
 /// The blocking read per request.
 const READ_DELAY: Duration = Duration::from_millis(1);
-/// Connections the client keeps busy: enough requests in flight to keep
-/// every CPU busy through the reads (1.1 ms of wall time per 0.1 ms of
-/// CPU) on machines of up to 16 CPUs. On many CPUs the one client thread
-/// and the one pipe writer may become the limit before the offloading
-/// system does.
-const CONNECTIONS: usize = 200;
+/// Connections per CPU the clients keep busy: enough requests in flight
+/// to keep every CPU busy through the reads (1.1 ms of wall time per 0.1
+/// ms of CPU needs 11 per CPU) with room to spare.
+const CONNECTIONS_PER_CPU: usize = 100;
+
+/// CPUs per client thread and per pipe-writer thread.
+const CPUS_PER_SHARD: usize = 4;
+
+/// A harness thread busier than this (CPU time / wall time over the timed
+/// run) makes its row harness-bound.
+const HARNESS_BOUND: f64 = 0.8;
+
+/// Connections for `ncpu` CPUs.
+fn connections(ncpu: usize) -> usize {
+    CONNECTIONS_PER_CPU * ncpu.max(1)
+}
+
+/// Client threads and writer threads for `ncpu` CPUs.
+fn shards(ncpu: usize) -> usize {
+    ncpu.div_ceil(CPUS_PER_SHARD).max(1)
+}
 
 const SYSTEMS: &[&str] = &["tokio", "blocking", "cmwq"];
 
@@ -49,7 +71,9 @@ pub fn run(ctx: &Ctx) -> Table {
     let mut t = Table::new(
         "B10",
         &format!(
-            "async offload: a tokio loopback server, {requests} requests of 100 us CPU + a 1 ms pipe read, {CONNECTIONS} connections, on {} CPUs",
+            "async offload: a tokio loopback server, {requests} requests of 100 us CPU + a 1 ms pipe read, {} connections, {} client and writer thread(s), on {} CPUs",
+            connections(ctx.ncpu),
+            shards(ctx.ncpu),
             ctx.ncpu
         ),
         TARGET,
@@ -69,7 +93,13 @@ pub fn run(ctx: &Ctx) -> Table {
         }
     }
     for s in samples.iter().filter(|s| !s.is_empty()) {
-        t.rows.push(median_row(s));
+        let mut r = median_row(s);
+        if r.get("harness_busy_pct")
+            .is_some_and(|b| b > HARNESS_BOUND * 100.0)
+        {
+            r.set("harness", Value::Text("bound".into()));
+        }
+        t.rows.push(r);
     }
     // The most the CPUs allow: every request's CPU part spread over every
     // CPU, nothing else.
@@ -101,8 +131,14 @@ pub fn run(ctx: &Ctx) -> Table {
             cp <= 1.2 * kp,
         );
     }
-    t.note("the server is a tokio multi-thread runtime with nr_cpus workers; each connection's task reads an 8-byte request, offloads the request's work and awaits it, then writes the reply; the client is a current-thread runtime on a thread of its own");
-    t.note("the read is real: the offloaded closure makes a pipe and blocks reading it; a writer thread writes the byte 1 ms after it asked; cmwq is given no hint");
+    if t.rows.iter().any(|r| {
+        r.get("harness_busy_pct")
+            .is_some_and(|b| b > HARNESS_BOUND * 100.0)
+    }) {
+        t.note(format!("a row marked harness=bound had a client or writer thread over {:.0}% busy: its figure is the harness's limit", HARNESS_BOUND * 100.0));
+    }
+    t.note(format!("the server is a tokio multi-thread runtime with one worker per CPU; each connection's task reads an 8-byte request, offloads the request's work and awaits it, then writes the reply; the clients are current-thread runtimes on threads of their own, one per {CPUS_PER_SHARD} CPUs, {CONNECTIONS_PER_CPU} connections per CPU in all"));
+    t.note(format!("the read is real: the offloaded closure makes a pipe and blocks reading it; a writer thread (one per {CPUS_PER_SHARD} CPUs, each serving a share of the connections) writes the byte 1 ms after it asked; cmwq is given no hint"));
     t.note("latency: from the client's write of a request to its read of the reply, after an untimed warm-up of two requests per connection; peak_threads: threads the offloading system started (tokio's blocking pool, the blocking crate's pool, cmwq's workers and its own threads), sampled every ms from before the warm-up; cpu_util_pct: process CPU time / (wall time x nr_cpus); cpu_us_per_request: process CPU time / requests (100 us of it is the request's own work); both count the server, the client and the writer too");
     t
 }
@@ -115,9 +151,11 @@ pub fn child(args: &[String]) -> Result<(), String> {
         return Err(format!("b10: unknown system {sys}"));
     }
     let requests: usize = arg(1).parse().map_err(|_| "b10: how many requests?")?;
-    let writer = Writer::start();
+    let ncpu = util::ncpu();
+    let (nconn, nshards) = (connections(ncpu), shards(ncpu));
+    let writers: Vec<Arc<Writer>> = (0..nshards).map(|_| Writer::start()).collect();
     let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cmwq::nr_cpus())
+        .worker_threads(ncpu)
         .thread_name("b10-server")
         .enable_io()
         .build()
@@ -128,31 +166,21 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let sys2 = sys.clone();
     server.spawn(async move {
-        loop {
+        // Each connection is served by one writer, in turn.
+        for i in 0.. {
             let Ok((conn, _)) = listener.accept().await else {
                 return;
             };
             let _ = conn.set_nodelay(true);
-            tokio::spawn(serve(conn, sys2.clone(), writer.clone()));
+            let w = writers[i % writers.len()].clone();
+            tokio::spawn(serve(conn, sys2.clone(), w));
         }
     });
 
-    // The client: connect everything first, then start the clock.
-    let client = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| format!("b10: client runtime: {e}"))?;
-    let conns: Vec<TcpStream> = client
-        .block_on(async {
-            let mut v = Vec::with_capacity(CONNECTIONS);
-            for _ in 0..CONNECTIONS {
-                let c = TcpStream::connect(addr).await?;
-                c.set_nodelay(true)?;
-                v.push(c);
-            }
-            Ok::<_, std::io::Error>(v)
-        })
-        .map_err(|e| format!("b10: connect: {e}"))?;
+    // The clients: each connects its share first; the clock starts after.
+    let clients = (0..nshards)
+        .map(|i| Client::start(addr, nconn / nshards + usize::from(i < nconn % nshards)))
+        .collect::<Result<Vec<_>, String>>()?;
     std::thread::sleep(Duration::from_millis(50));
 
     // Every thread that exists now is not the offloading system's. The
@@ -162,13 +190,24 @@ pub fn child(args: &[String]) -> Result<(), String> {
     // Warm-up, not timed: two requests per connection, so that neither the
     // first wave's thread creation nor the system's start-up is in the
     // latencies.
-    let (conns, _) = drive(&client, conns, 2 * CONNECTIONS)?;
+    run_clients(&clients, 2 * nconn)?;
+    let writer_tids = util::tids(|n| n == "bench-writer");
+    let writer_cpu0: Vec<u64> = writer_tids
+        .iter()
+        .map(|&t| util::task_cpu_ns(t).unwrap_or(0))
+        .collect();
     let cpu0 = util::process_cpu_ns();
     let t0 = Instant::now();
-    let (_conns, lat) = drive(&client, conns, requests)?;
+    let (lat, client_cpu) = run_clients(&clients, requests)?;
     let wall = t0.elapsed();
     let cpu = util::process_cpu_ns() - cpu0;
     let peak = sampler.stop();
+    // The busiest harness thread over the timed run.
+    let writer_cpu = writer_tids
+        .iter()
+        .zip(&writer_cpu0)
+        .map(|(&t, &c0)| util::task_cpu_ns(t).unwrap_or(c0).saturating_sub(c0));
+    let busiest = client_cpu.into_iter().chain(writer_cpu).max().unwrap_or(0);
     emit_row(
         &Row::new(label(&sys))
             .num("requests_per_s", requests as f64 / wall.as_secs_f64())
@@ -177,28 +216,127 @@ pub fn child(args: &[String]) -> Result<(), String> {
             .num("peak_threads", peak as f64)
             .num(
                 "cpu_util_pct",
-                100.0 * cpu as f64 / (wall.as_nanos() as f64 * cmwq::nr_cpus() as f64),
+                100.0 * cpu as f64 / (wall.as_nanos() as f64 * ncpu as f64),
             )
-            .num("cpu_us_per_request", cpu as f64 / 1e3 / requests as f64),
+            .num("cpu_us_per_request", cpu as f64 / 1e3 / requests as f64)
+            .num(
+                "harness_busy_pct",
+                100.0 * busiest as f64 / wall.as_nanos() as f64,
+            ),
     );
+    drop(clients);
     // Without waiting for the blocking pool's idle threads.
     server.shutdown_background();
     Ok(())
 }
 
-/// The client: every connection sends its next request once the reply to
-/// the last came, until `requests` were sent; the latency of each, ms.
+/// One phase of the clients: send requests until `next` reaches `total`.
+struct Phase {
+    next: Arc<AtomicUsize>,
+    total: usize,
+}
+
+/// A client thread: a current-thread runtime driving its connections.
+/// Dropping it ends the thread.
+struct Client {
+    phases: mpsc::Sender<Phase>,
+    /// Each phase's latencies (ms) and the thread's CPU time during it.
+    results: mpsc::Receiver<Result<(Vec<f64>, u64), String>>,
+}
+
+impl Client {
+    fn start(addr: std::net::SocketAddr, conns: usize) -> Result<Client, String> {
+        let (phases, phase_rx) = mpsc::channel::<Phase>();
+        let (result_tx, results) = mpsc::channel();
+        let (ready_tx, ready) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("b10-client".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return ready_tx.send(Err(format!("b10: client runtime: {e}"))),
+                };
+                let conns = rt.block_on(async {
+                    let mut v = Vec::with_capacity(conns);
+                    for _ in 0..conns {
+                        let c = TcpStream::connect(addr).await?;
+                        c.set_nodelay(true)?;
+                        v.push(c);
+                    }
+                    Ok::<_, std::io::Error>(v)
+                });
+                let mut conns = match conns {
+                    Ok(c) => c,
+                    Err(e) => return ready_tx.send(Err(format!("b10: connect: {e}"))),
+                };
+                let _ = ready_tx.send(Ok(()));
+                while let Ok(p) = phase_rx.recv() {
+                    let cpu0 = util::thread_cpu_ns();
+                    let r = drive(&rt, std::mem::take(&mut conns), &p);
+                    let cpu = util::thread_cpu_ns() - cpu0;
+                    let r = r.map(|(back, lat)| {
+                        conns = back;
+                        (lat, cpu)
+                    });
+                    if result_tx.send(r).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("b10: client thread: {e}"))?;
+        ready
+            .recv()
+            .map_err(|_| "b10: a client thread died".to_string())??;
+        Ok(Client { phases, results })
+    }
+}
+
+/// Run `requests` requests over every client; the latencies (ms) and each
+/// client thread's CPU time.
+fn run_clients(clients: &[Client], requests: usize) -> Result<(Vec<f64>, Vec<u64>), String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    for c in clients {
+        c.phases
+            .send(Phase {
+                next: next.clone(),
+                total: requests,
+            })
+            .map_err(|_| "b10: a client thread died")?;
+    }
+    let mut lat = Vec::with_capacity(requests);
+    let mut cpu = Vec::with_capacity(clients.len());
+    for c in clients {
+        let (l, t) = c
+            .results
+            .recv()
+            .map_err(|_| "b10: a client thread died".to_string())??;
+        lat.extend(l);
+        cpu.push(t);
+    }
+    if lat.len() != requests {
+        return Err(format!("b10: {} of {requests} replies", lat.len()));
+    }
+    Ok((lat, cpu))
+}
+
+/// A client's phase: every connection sends its next request once the
+/// reply to the last came, until the phase's requests were all sent; the
+/// latency of each, ms.
 fn drive(
     client: &tokio::runtime::Runtime,
     conns: Vec<TcpStream>,
-    requests: usize,
+    phase: &Phase,
 ) -> Result<(Vec<TcpStream>, Vec<f64>), String> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let lat = Arc::new(Mutex::new(Vec::with_capacity(requests)));
+    let requests = phase.total;
+    let lat = Arc::new(Mutex::new(Vec::new()));
     let conns = client.block_on(async {
         let mut tasks = Vec::new();
         for mut c in conns {
-            let (next, lat) = (next.clone(), lat.clone());
+            let (next, lat) = (phase.next.clone(), lat.clone());
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 let mut buf = [0u8; 8];
@@ -230,9 +368,6 @@ fn drive(
         Ok::<_, String>(back)
     })?;
     let lat = std::mem::take(&mut *lat.lock().unwrap());
-    if lat.len() != requests {
-        return Err(format!("b10: {} of {requests} replies", lat.len()));
-    }
     Ok((conns, lat))
 }
 

@@ -105,12 +105,12 @@ pub fn child(args: &[String]) -> Result<(), String> {
     // Warm-up: the system's threads exist before the clock starts.
     match sys {
         "cmwq" => cmwq::scope(|s| {
-            for _ in 0..cmwq::nr_cpus() {
+            for _ in 0..util::ncpu() {
                 s.spawn(|| {});
             }
         }),
         "rayon" => rayon::scope(|s| {
-            for _ in 0..cmwq::nr_cpus() {
+            for _ in 0..util::ncpu() {
                 s.spawn(|_| {});
             }
         }),

@@ -184,7 +184,7 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let (sys, mix) = (arg(0), arg(1));
     let items: usize = arg(2).parse().map_err(|_| "b12: how many items?")?;
-    let ncpu = cmwq::nr_cpus();
+    let ncpu = util::ncpu();
     let peer = Peer::new(
         match sys {
             "cmwq" => Kind::CmwqSpawn,

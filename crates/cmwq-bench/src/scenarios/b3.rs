@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmwq::{Work, Workqueue};
+use cmwq::{Work, Workqueue, WqFlags};
 
 use super::{child_rows, ratio_str, Ctx};
 use crate::child::{emit_note, emit_row};
@@ -150,7 +150,7 @@ fn item(hint: bool) {
 /// Child: run the scenario once on one system and report its row.
 pub fn child(args: &[String]) -> Result<(), String> {
     let sys = args.first().ok_or("b3: which system?")?.as_str();
-    let ncpu = cmwq::nr_cpus();
+    let ncpu = util::ncpu();
     let latch = Arc::new(Latch::new(ITEMS));
     let cmwq_sys = sys.starts_with("cmwq");
     let hint = sys == "cmwq-hint";
@@ -163,7 +163,10 @@ pub fn child(args: &[String]) -> Result<(), String> {
         "thread" => Some(Peer::new(Kind::ThreadPerItem, ITEMS)),
         other => return Err(format!("b3: unknown system {other}")),
     };
-    let wq = Workqueue::new("b3").map_err(|e| e.to_string())?;
+    let wq = Workqueue::builder("b3")
+        .flags(WqFlags::PERCPU)
+        .build()
+        .map_err(|e| e.to_string())?;
     let mode = cmwq::detection();
     let works: Vec<Work> = if cmwq_sys {
         (0..ITEMS)

@@ -166,6 +166,6 @@ pub fn child(args: &[String]) -> Result<(), String> {
         .first()
         .and_then(|s| s.parse().ok())
         .ok_or("b4: how many items?")?;
-    emit_row(&measure(Sys::Cmwq { unbound: false }, n, cmwq::nr_cpus()));
+    emit_row(&measure(Sys::Cmwq { unbound: false }, n, util::ncpu()));
     Ok(())
 }

@@ -207,11 +207,12 @@ pub fn child(args: &[String]) -> Result<(), String> {
         other => return Err(format!("b5: unknown scenario {other}")),
     };
     let q0 = Workqueue::builder("b5_q0")
+        .flags(WqFlags::PERCPU)
         .max_active(max_active)
         .build()
         .map_err(|e| e.to_string())?;
     let q1 = Workqueue::builder("b5_q1")
-        .flags(WqFlags::CPU_INTENSIVE)
+        .flags(WqFlags::PERCPU | WqFlags::CPU_INTENSIVE)
         .build()
         .map_err(|e| e.to_string())?;
     let mode = cmwq::detection();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmwq::{Work, Workqueue};
+use cmwq::{Work, Workqueue, WqFlags};
 
 use super::{child_rows, Ctx};
 use crate::alloc;
@@ -143,7 +143,10 @@ pub fn child(args: &[String]) -> Result<(), String> {
 
     let (name, rss0, th0, rss1, th1) = match sys {
         "cmwq" => {
-            let wq = Workqueue::new("b7").map_err(|e| e.to_string())?;
+            let wq = Workqueue::builder("b7")
+                .flags(WqFlags::PERCPU)
+                .build()
+                .map_err(|e| e.to_string())?;
             let mode = cmwq::detection();
             let works: Vec<Work> = (0..n)
                 .map(|_| {

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmwq::{Work, Workqueue};
+use cmwq::{Work, Workqueue, WqFlags};
 
 use super::{child_rows, Ctx};
 use crate::child::{emit_note, emit_row};
@@ -307,7 +307,10 @@ pub fn child(args: &[String]) -> Result<(), String> {
     // Start cmwq (it reads the process's CPU mask) before pinning.
     let ncpu = cmwq::nr_cpus();
     let mode = cmwq::detection();
-    let wq = Workqueue::new("b8").map_err(|e| e.to_string())?;
+    let wq = Workqueue::builder("b8")
+        .flags(WqFlags::PERCPU)
+        .build()
+        .map_err(|e| e.to_string())?;
     let cpu = if ncpu > 1 { 1 } else { 0 };
     util::pin_to_cpu(0);
     if !hint && mode.name() != label.split(',').next().unwrap_or("") {

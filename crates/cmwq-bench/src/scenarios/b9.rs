@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cmwq::{Work, Workqueue};
+use cmwq::{Work, Workqueue, WqFlags};
 
 use super::{child_rows, Ctx};
 use crate::child::emit_row;
@@ -130,10 +130,14 @@ pub fn child(args: &[String]) -> Result<(), String> {
         .first()
         .and_then(|s| s.parse().ok())
         .ok_or("b9: how long?")?;
-    let ncpu = cmwq::nr_cpus();
+    let ncpu = util::ncpu();
     let mode = cmwq::detection();
-    let wq: &'static Workqueue =
-        Box::leak(Box::new(Workqueue::new("b9").map_err(|e| e.to_string())?));
+    let wq: &'static Workqueue = Box::leak(Box::new(
+        Workqueue::builder("b9")
+            .flags(WqFlags::PERCPU)
+            .build()
+            .map_err(|e| e.to_string())?,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let works: Vec<Work> = (0..ncpu * PER_CPU)

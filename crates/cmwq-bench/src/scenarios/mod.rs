@@ -7,6 +7,7 @@ pub mod b1;
 pub mod b10;
 pub mod b11;
 pub mod b12;
+pub mod b13;
 pub mod b2;
 pub mod b3;
 pub mod b4;
@@ -28,7 +29,8 @@ pub struct Ctx {
     pub quick: bool,
     /// Repetitions per measurement (medians are reported).
     pub reps: usize,
-    /// cmwq's number of CPUs (= per-CPU pools).
+    /// The CPUs the process may use (its affinity mask, which `--cpus`
+    /// narrows): what scenarios size themselves by.
     pub ncpu: usize,
 }
 
@@ -100,6 +102,12 @@ pub const ALL: &[Scenario] = &[
         run: b12::run,
     },
 ];
+
+/// B13, kept out of `all`: `cmwq-bench scale`.
+pub static SCALE: Scenario = Scenario {
+    id: "B13",
+    run: b13::run,
+};
 
 /// The hidden `__child` subcommand: run one scenario's child part.
 pub fn child_main(args: &[String]) -> Result<(), String> {

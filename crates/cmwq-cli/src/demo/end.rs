@@ -82,6 +82,8 @@ impl Demo {
             };
             let kind = if info.ordered {
                 "ordered"
+            } else if info.spreading {
+                "spread"
             } else if info.flags.contains(WqFlags::UNBOUND) {
                 "unbound"
             } else {

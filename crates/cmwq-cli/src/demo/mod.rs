@@ -249,7 +249,12 @@ impl Demo {
         .map(|name| (name, Arc::default()))
         .collect();
         Ok(Demo {
-            cpu_wq: Arc::new(Workqueue::new(CPU_CUSTOM)?),
+            // Per-CPU, like system_wq: both feed the same CPU pools.
+            cpu_wq: Arc::new(
+                Workqueue::builder(CPU_CUSTOM)
+                    .flags(WqFlags::PERCPU)
+                    .build()?,
+            ),
             // MEM_RECLAIM: a rescuer (`kworker/R-demo_`) runs its items
             // if new workers cannot be had (G22); the table shows its
             // mayday/rescued counts and the dump lists it.

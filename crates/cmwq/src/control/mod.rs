@@ -41,7 +41,7 @@
 //! they hold neither:
 //!
 //! ```text
-//! wq  NAME FLAGS ORDERED MAX_ACTIVE TOTAL IN_FLIGHT CPU_NS CPU_HOG CM_WAKEUPS MAYDAY RESCUED PANICS
+//! wq  NAME FLAGS ORDERED MAX_ACTIVE TOTAL IN_FLIGHT CPU_NS CPU_HOG CM_WAKEUPS MAYDAY RESCUED PANICS SPREADING UNMANAGED
 //! pool ID DESCRIPTION CPU|- MANAGED WORKERS RUNNING IDLE PENDING
 //! worker POOL_ID TID THREAD_NAME STATE RUNNING_FOR_NS WORKQUEUE|- ITEM|-
 //! begin T0_NS
@@ -50,7 +50,10 @@
 //! ```
 //!
 //! `FLAGS` are [`WqFlags`](crate::WqFlags) names joined by `|` (`-` for
-//! none); `STATE` is `idle`, `running`, `blocked` (known blocked, hinted or
+//! none); `ORDERED`, `SPREADING` (unbound because `PERCPU` was not asked
+//! for) and `UNMANAGED` (an explicit `UNBOUND | CPU_INTENSIVE`) are `0` or
+//! `1` (a line without the last two, from an older process, still parses);
+//! `STATE` is `idle`, `running`, `blocked` (known blocked, hinted or
 //! detected), `cpu-intensive` or `prep` (between items, or starting).
 //!
 //! A trace starts with `begin` (when recording began), streams `pool` and
@@ -312,7 +315,9 @@ pub fn parse_stats(body: &str) -> Vec<crate::WqInfo> {
 
 fn parse_stats_line(l: &str) -> Option<crate::WqInfo> {
     let f: Vec<&str> = l.split('\t').collect();
-    if f.len() != 13 || f[0] != "wq" {
+    // 15 fields; 13 from a process of before the spreading default, whose
+    // unbound workqueues were unmanaged exactly with CPU_INTENSIVE.
+    if !(f.len() == 13 || f.len() == 15) || f[0] != "wq" {
         return None;
     }
     let n = |i: usize| f[i].parse::<u64>().ok();
@@ -326,6 +331,11 @@ fn parse_stats_line(l: &str) -> Option<crate::WqInfo> {
         name: unescape(f[1]),
         flags,
         ordered: f[3] == "1",
+        spreading: f.get(13).is_some_and(|&v| v == "1"),
+        unmanaged: match f.get(14) {
+            Some(&v) => v == "1",
+            None => flags.contains(crate::WqFlags::UNBOUND | crate::WqFlags::CPU_INTENSIVE),
+        },
         max_active: f[4].parse().ok()?,
         stats: crate::WqStats {
             total: n(5)?,
@@ -345,7 +355,7 @@ pub(crate) fn stats_line(wq: &crate::WqInfo) -> String {
     let flags: Vec<&str> = wq.flags.iter_names().map(|(n, _)| n).collect();
     let s = &wq.stats;
     format!(
-        "wq\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        "wq\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
         escape(&wq.name),
         if flags.is_empty() {
             "-".to_string()
@@ -361,7 +371,9 @@ pub(crate) fn stats_line(wq: &crate::WqInfo) -> String {
         s.cm_wakeups,
         s.mayday,
         s.rescued,
-        s.panics
+        s.panics,
+        wq.spreading as u8,
+        wq.unmanaged as u8
     )
 }
 
@@ -384,6 +396,8 @@ mod tests {
             name: "odd\tname\n".into(),
             flags: crate::WqFlags::UNBOUND | crate::WqFlags::MEM_RECLAIM,
             ordered: true,
+            spreading: true,
+            unmanaged: false,
             max_active: 7,
             stats: crate::WqStats {
                 total: 1,

@@ -789,12 +789,7 @@ pub(crate) fn mark_hog(g: &mut PoolGuard, slot: usize) -> bool {
     if ws.hog {
         return false;
     }
-    let bound = ws.worker.pool.bound();
-    let leaves = bound
-        || (g.workers.iter())
-            .filter(|(_, x)| x.hog && x.flags & WORKER_CPU_INTENSIVE != 0)
-            .count()
-            < g.concurrency as usize;
+    let leaves = may_leave_cm(ws.worker.pool, g, slot);
     update_worker(g, slot, |ws| {
         ws.hog = true;
         if leaves {
@@ -814,6 +809,22 @@ pub(crate) fn mark_hog(g: &mut PoolGuard, slot: usize) -> bool {
         count_cm_wakeup(g, slot);
     }
     woke
+}
+
+/// May the runner in `slot` leave concurrency management, as a CPU hog
+/// ([`mark_hog`]) or for an item of a `CPU_INTENSIVE` workqueue (G16)? On
+/// a bound pool always, as in the kernel. A managed unbound pool lets at
+/// most `concurrency` runners out at once (hogs and `CPU_INTENSIVE` items
+/// together); the others keep their runner's slot, so CPU-bound items
+/// never run more than twice as many at once as the pod has CPUs, while
+/// short items still find a slot beside them.
+#[inline]
+pub(crate) fn may_leave_cm(pool: &WorkerPool, g: &PoolState, slot: usize) -> bool {
+    pool.bound()
+        || (g.workers.iter())
+            .filter(|&(s, x)| s != slot && x.flags & WORKER_CPU_INTENSIVE != 0)
+            .count()
+            < g.concurrency as usize
 }
 
 /// The pool's half of [`worker_running`](crate::pool::worker::worker_running)

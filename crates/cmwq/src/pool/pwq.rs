@@ -49,8 +49,15 @@ pub(crate) struct WqShared {
     pub(crate) id: u64,
     /// I: the name given at creation.
     pub(crate) name: String,
-    /// I: the flags as given (POWER_EFFICIENT resolved into UNBOUND).
+    /// I: the flags as given, with the kind resolved: exactly one of
+    /// `PERCPU` and `UNBOUND` (`workqueue::resolve_kind`).
     pub(crate) flags: WqFlags,
+    /// I: unbound because `PERCPU` was not asked for (G14): affinity
+    /// scope `System` by default, managed even with `CPU_INTENSIVE`.
+    pub(crate) spreading: bool,
+    /// I: an explicit `UNBOUND | CPU_INTENSIVE` workqueue: its pools are
+    /// not concurrency managed (G19).
+    pub(crate) unmanaged: bool,
     /// I: an ordered workqueue (one pwq, max_active 1).
     pub(crate) ordered: bool,
     /// A: max_active.

@@ -583,7 +583,10 @@ fn process_one_work(
 
 /// Record the start of an execution on the worker (under its pool lock).
 fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u64) {
-    let intensive = exec.pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE);
+    // G16: CPU_INTENSIVE items do not count toward concurrency (on a
+    // managed unbound pool, up to its cap: `may_leave_cm`).
+    let intensive = exec.pwq.wq.flags.contains(WqFlags::CPU_INTENSIVE)
+        && crate::pool::may_leave_cm(w.pool, g, w.slot);
     let mut rescuer = false;
     update_worker(g, w.slot, |ws| {
         rescuer = ws.flags & WORKER_RESCUER != 0;
@@ -602,7 +605,6 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
         // through the end-of-item reset) no longer holds.
         ws.blocked = None;
         if intensive {
-            // G16: CPU_INTENSIVE items do not count toward concurrency.
             ws.flags |= WORKER_CPU_INTENSIVE;
         } else {
             ws.flags &= !WORKER_CPU_INTENSIVE;

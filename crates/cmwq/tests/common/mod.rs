@@ -329,3 +329,14 @@ pub fn run_unprivileged_child(entry: &str, env: &str, scenario: &str) -> String 
     );
     text
 }
+
+/// A per-CPU workqueue (`WqFlags::PERCPU`, the kernel's classic kind: an
+/// item runs on the pool of the CPU it is queued on) with the default
+/// `max_active`. `Workqueue::new` makes a spreading one (G14).
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn percpu_wq(name: &str) -> cmwq::Workqueue {
+    cmwq::Workqueue::builder(name)
+        .flags(cmwq::WqFlags::PERCPU)
+        .build()
+        .expect("a per-CPU workqueue")
+}

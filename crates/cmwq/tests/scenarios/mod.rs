@@ -213,7 +213,7 @@ pub fn prepare() -> (usize, NoiseProbe) {
 /// scenario waits for a thread to be created; then let it settle.
 #[allow(dead_code)] // used by some of the test binaries only
 pub fn warm_up(target: usize) {
-    let wq = Workqueue::new("scen_warmup").expect("workqueue");
+    let wq = crate::common::percpu_wq("scen_warmup");
     let items: Vec<Work> = (0..5)
         .map(|_| Work::new(|_| cmwq::blocking(|| std::thread::sleep(Duration::from_millis(3)))))
         .collect();
@@ -821,12 +821,13 @@ impl Timeline {
 pub fn run_scenario(kind: Kind, hint: bool) -> Timeline {
     let (target, noise) = prepare();
     let q0 = Workqueue::builder(&format!("scen_{kind:?}_q0"))
+        .flags(WqFlags::PERCPU)
         .max_active(kind.q0_max_active())
         .build()
         .expect("q0");
     let q1 = (kind == Kind::D).then(|| {
         Workqueue::builder("scen_D_q1")
-            .flags(WqFlags::CPU_INTENSIVE)
+            .flags(WqFlags::PERCPU | WqFlags::CPU_INTENSIVE)
             .build()
             .expect("q1")
     });
@@ -987,7 +988,7 @@ impl std::fmt::Display for BlockRun {
 #[allow(dead_code)] // used by some of the test binaries only
 pub fn run_blocks(rounds: usize, burn: Duration, block_for: Duration, hinted: bool) -> BlockRun {
     let (target, noise) = prepare();
-    let wq = Workqueue::new("scen_stall").expect("workqueue");
+    let wq = crate::common::percpu_wq("scen_stall");
     warm_up(target);
     let t0 = Instant::now();
     let x_times = Arc::new(Mutex::new((Duration::ZERO, Duration::ZERO, Duration::ZERO)));
@@ -1135,7 +1136,7 @@ fn hog_on_a_woken_worker() -> Duration {
     if let Some(&other) = crate::common::own_affinity().iter().find(|&&c| c != cpu) {
         crate::common::pin_self(&[other]);
     }
-    let wq = cmwq::Workqueue::new("g16_hog_after_kick").unwrap();
+    let wq = crate::common::percpu_wq("g16_hog_after_kick");
     let thresh = HOG_THRESH;
     // Several idle workers, so that the one woken for the blocker creates
     // no spare (a new thread's first switches would wake the monitor by
