@@ -132,7 +132,6 @@ impl CpuMask {
     }
 
     /// Returns the lowest CPU in the mask.
-    #[cfg(test)]
     pub(crate) fn first(&self) -> Option<usize> {
         self.iter().next()
     }

@@ -103,6 +103,10 @@ pub(crate) fn dump() -> String {
                 if p.attrs.strict {
                     let _ = write!(o, " strict");
                 }
+                if let Some((l, i)) = p.lane {
+                    // A lane of a managed unbound pod (`pool/README.md`).
+                    let _ = write!(o, " lane={i} of cpus={}", l.cpus.to_hex());
+                }
             }
         }
         if p.highpri && p.nice_actual.load(Relaxed) != p.attrs.nice {
@@ -184,6 +188,11 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "Busy pools");
     let _ = writeln!(o, "==========");
     let _ = writeln!(o, "{}", crate::monitor::describe());
+    let _ = writeln!(
+        o,
+        "lanes: {} batches stolen",
+        crate::pool::STOLEN.load(Relaxed)
+    );
     let _ = writeln!(
         o,
         "timers: {} armed, clock: {} at {:?}",

@@ -119,7 +119,7 @@ fn prepare_locks() {
     );
     // The lock order (src/LOCKING.md): the manual clock's advance lock,
     // FREEZER, WORKQUEUES, per workqueue S, F, T; Pools::unbound,
-    // Pools::all; every pool lock; leaves.
+    // Pools::lanes, Pools::all; every pool lock; leaves.
     std::mem::forget(crate::clock::ADVANCE.lock());
     std::mem::forget(crate::freeze::FREEZER.lock());
     let wqs: Vec<Arc<WqInner>> = {
@@ -132,6 +132,7 @@ fn prepare_locks() {
         wq.fork_lock();
     }
     std::mem::forget(pools.unbound.lock());
+    std::mem::forget(pools.lanes.lock());
     let all = pools.all.lock();
     let pool_list: Vec<&'static WorkerPool> = all.clone();
     std::mem::forget(all);
@@ -179,6 +180,7 @@ unsafe fn unlock_all(held: &Held) {
             p.lock.force_unlock(Default::default());
         }
         pools.all.force_unlock(Default::default());
+        pools.lanes.force_unlock(Default::default());
         pools.unbound.force_unlock(Default::default());
         for wq in &held.wqs {
             wq.fork_unlock();

@@ -216,10 +216,20 @@ pub(crate) fn steal_pending(work: &Work) -> bool {
                     g.pwqs[pwq.slot].inactive.remove(work)
                 }
             };
-            if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
-                pool::kick_pool(&mut g);
+            if ptr::eq(pwq.pool, pool) {
+                if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
+                    pool::kick_pool(&mut g);
+                }
+                drop(g);
+            } else {
+                // Taken by a sibling lane (`pool::steal`): its accounting
+                // is on the pwq of the lane it was queued on.
+                drop(g);
+                let mut g = pwq.pool.lock();
+                if pwq::dec_nr_in_flight(&mut g, &pwq, color, active) {
+                    pool::kick_pool(&mut g);
+                }
             }
-            drop(g);
             drop(list_ref);
             return true;
         }

@@ -10,7 +10,7 @@ use crate::sync::{Condvar, Mutex, MutexGuard};
 use crate::attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 use crate::config::settings;
 use crate::cpumask::CpuMask;
-use crate::pool::pwq::{self, next_color, Pwq, PwqStats, WqShared, NR_COLORS};
+use crate::pool::pwq::{self, next_color, PodActive, Pwq, PwqStats, WqShared, NR_COLORS};
 use crate::pool::work::Work;
 use crate::pool::worker;
 use crate::pool::{self, pools, PoolAttrs, WorkerPool};
@@ -313,7 +313,15 @@ fn make_table(
         if let Some(p) = made.iter().find(|p| std::ptr::eq(p.pool, pool)) {
             return p.clone();
         }
-        let p = Pwq::new(pool, shared.clone(), color);
+        // A lane's pwq shares its group's active count with the
+        // workqueue's other pwqs there (G17: max_active per pod).
+        let pod = pool.lane.map(|(group, _)| {
+            made.iter()
+                .find(|p| p.pool.lane.is_some_and(|(l, _)| std::ptr::eq(l, group)))
+                .and_then(|p| p.pod.clone())
+                .unwrap_or_default()
+        });
+        let p = Pwq::new(pool, shared.clone(), color, pod);
         made.push(p.clone());
         p
     };
@@ -336,7 +344,21 @@ fn make_table(
     // cannot tell a block would stall behind it.
     let managed = !shared.unmanaged;
     let detects = crate::monitor::mode() != crate::monitor::Mode::Hint;
-    let dfl = pwq_for(pools.unbound_pool(
+    // A managed pod is a group of per-CPU lanes (G19, `pool/README.md`):
+    // CPU c queues on its own lane. Otherwise one pool per pod; so for a
+    // FREEZABLE workqueue, whose queued items a freeze moves back to their
+    // pwqs under their pool's lock, which an item stolen by another lane
+    // would escape.
+    let lanes = managed && detects && !shared.flags.contains(WqFlags::FREEZABLE);
+    let pod_pool = |pod_attrs: &PoolAttrs, cpu: usize| -> &'static WorkerPool {
+        if lanes {
+            pools.lane_group(pod_attrs).lane_for(cpu)
+        } else {
+            pools.unbound_pool(pod_attrs, detects)
+        }
+    };
+    let first = wq_cpus.first().unwrap_or(0);
+    let dfl = pwq_for(pod_pool(
         &PoolAttrs {
             nice: attrs.nice,
             cpus: wq_cpus.clone(),
@@ -344,7 +366,7 @@ fn make_table(
             strict: attrs.affinity_strict,
             managed,
         },
-        detects,
+        first,
     ));
     if shared.ordered {
         let per_cpu = (0..topo.nr_cpus).map(|_| dfl.clone()).collect();
@@ -360,6 +382,7 @@ fn make_table(
         None if shared.spreading => Scope::System,
         None => settings().affinity_scope,
     });
+    // A pod's pwq, or with lanes each CPU's own.
     let mut pod_pwq: Vec<Option<Arc<Pwq>>> = vec![None; pt.nr_pods()];
     let per_cpu = (0..topo.nr_cpus)
         .map(|c| {
@@ -371,7 +394,7 @@ fn make_table(
             let p = if pod_cpus.is_empty() {
                 dfl.clone()
             } else {
-                pwq_for(pools.unbound_pool(
+                pwq_for(pod_pool(
                     &PoolAttrs {
                         nice: attrs.nice,
                         cpus: if attrs.affinity_strict {
@@ -383,10 +406,12 @@ fn make_table(
                         strict: attrs.affinity_strict,
                         managed,
                     },
-                    detects,
+                    c,
                 ))
             };
-            pod_pwq[pod] = Some(p.clone());
+            if !lanes {
+                pod_pwq[pod] = Some(p.clone());
+            }
             p
         })
         .collect();
@@ -584,7 +609,7 @@ impl Workqueue {
                 };
                 let g = p.pool.lock();
                 // Released: the table was replaced since we loaded it.
-                (!p.released.load(Relaxed)).then(|| !g.pwqs[p.slot].inactive.is_empty())
+                (!p.released.load(Relaxed)).then(|| pwq::congested(&g, p))
             });
             if let Some(congested) = r {
                 return congested;
@@ -637,9 +662,30 @@ impl WqInner {
         std::mem::forget(self.all_pwqs.lock());
     }
 
-    /// Take the leaf `released_stats` and keep it held.
+    /// Take the leaves `released_stats` and its pwqs' `PodActive` waiting
+    /// lists, and keep them held.
     pub(crate) fn fork_lock_leaf(&self) {
         std::mem::forget(self.released_stats.lock());
+        for pod in self.pods_held() {
+            pod.fork_lock();
+        }
+    }
+
+    /// The distinct shared active counts of its pwqs, while the calling
+    /// thread holds `all_pwqs` (`fork_lock`).
+    fn pods_held(&self) -> Vec<Arc<PodActive>> {
+        // SAFETY: `T:` is held by this thread (taken by `fork_lock`), so
+        // nobody changes the list.
+        let all = unsafe { &*self.all_pwqs.data_ptr() };
+        let mut pods: Vec<Arc<PodActive>> = Vec::new();
+        for p in all.iter() {
+            if let Some(pod) = &p.pod {
+                if !pods.iter().any(|q| Arc::ptr_eq(q, pod)) {
+                    pods.push(pod.clone());
+                }
+            }
+        }
+        pods
     }
 
     /// Release what `fork_lock` and `fork_lock_leaf` took.
@@ -652,6 +698,9 @@ impl WqInner {
         // SAFETY: held by this thread (the caller's contract); the guards
         // were forgotten, so nothing else will unlock them.
         unsafe {
+            for pod in self.pods_held() {
+                pod.fork_unlock();
+            }
             self.released_stats.force_unlock(Default::default());
             self.all_pwqs.force_unlock(Default::default());
             self.flush.force_unlock(Default::default());
@@ -676,6 +725,11 @@ impl WqInner {
         sh.nr_pwqs_to_flush.store(0, SeqCst);
         sh.nr_drainers.store(0, SeqCst);
         sh.nr_timers.store(0, SeqCst);
+        for pod in self.pods_held() {
+            // SAFETY: its waiting list is held by this thread
+            // (`fork_lock_leaf`).
+            unsafe { pod.reset_after_fork() };
+        }
         self.table.reset_readers_after_fork();
     }
 }
@@ -955,6 +1009,7 @@ impl WqInner {
             }
             let ps = &g.pwqs[p.slot];
             st.add(&ps.stats);
+            p.foreign.add_into(&mut st);
             in_flight += ps.in_flight();
             cpu += p.cpu_time_ns.load(Relaxed);
         }

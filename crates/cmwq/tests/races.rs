@@ -555,7 +555,9 @@ fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
     cmwq::delay_after_spawn(Duration::from_millis(1500));
     let creator = {
         let (wq, w1) = (wq.clone(), w1.clone());
-        std::thread::spawn(move || assert!(wq.queue(&w1)))
+        // On CPU 0's lane, as w2 below: a managed unbound pod is a lane
+        // per CPU, and the race is the lane's own.
+        std::thread::spawn(move || assert!(wq.queue_on(0, &w1)))
     };
     assert!(wait_until(Duration::from_secs(5), || c.load(SeqCst) == 1));
     let prefix = thread_names()
@@ -576,7 +578,7 @@ fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
     // creation of w1's worker still in progress.
     wq.apply_attrs(&nice(9)).unwrap();
     let w2 = counting_work(&c);
-    assert!(wq.queue(&w2));
+    assert!(wq.queue_on(0, &w2));
     assert!(!creator.is_finished(), "the window is still open");
     creator.join().unwrap();
     cmwq::delay_after_spawn(Duration::ZERO);

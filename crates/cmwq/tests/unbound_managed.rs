@@ -97,6 +97,61 @@ fn g19_a_managed_unbound_pool_starts_another_worker_when_one_blocks() {
     );
 }
 
+/// G17 on a spreading workqueue: its pod is a lane per CPU, each with its
+/// own pwq, and `max_active` is still per pod: producers on every CPU
+/// together never run more than `max_active` items at once (the lanes
+/// share one active count), and every item runs.
+#[test]
+fn g17_g19_max_active_is_shared_by_the_lanes_of_a_pod() {
+    let _s = serial();
+    let cpus = own_affinity();
+    let wq = Arc::new(
+        Workqueue::builder("g17_lanes")
+            .max_active(3)
+            .build()
+            .unwrap(),
+    );
+    let conc = Concurrency::new();
+    let per = 12;
+    let producers: Vec<_> = cpus
+        .iter()
+        .map(|&cpu| {
+            let (wq, conc) = (wq.clone(), conc.clone());
+            std::thread::spawn(move || {
+                pin_self(&[cpu]);
+                (0..per)
+                    .map(|_| {
+                        let c = conc.clone();
+                        wq.spawn(move || {
+                            c.enter();
+                            // Hinted: a managed pool would otherwise start
+                            // the next item anyway, up to max_active.
+                            cmwq::blocking(|| std::thread::sleep(Duration::from_millis(5)));
+                            c.exit();
+                        })
+                    })
+                    .collect::<Vec<Work>>()
+            })
+        })
+        .collect();
+    let items: Vec<Work> = producers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    for w in &items {
+        w.flush();
+    }
+    wq.flush();
+    assert_eq!(conc.total(), per * cpus.len());
+    assert!(
+        conc.max() <= 3,
+        "{} ran at once with max_active 3 over {} lanes",
+        conc.max(),
+        cpus.len()
+    );
+    assert_eq!(wq.stats().in_flight, 0);
+}
+
 /// `UNBOUND | CPU_INTENSIVE`: not managed, every item starts as soon as a
 /// worker can be had.
 #[test]

@@ -1,6 +1,8 @@
 pub(crate) mod sync {
     pub(crate) mod atomic {
-        pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+        pub(crate) use loom::sync::atomic::{
+            fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+        };
     }
 }
 

@@ -985,6 +985,27 @@ pub(crate) fn mark_from_sentinel(w: &Worker, exec: u64) -> bool {
     true
 }
 
+/// A sentinel found its CPU's lane without a runner while a sibling lane's
+/// items wait (`pool::idle_lane_spare`): wake the lane's spare, which
+/// steals them, or have the monitor create one. Whether it acted.
+pub(crate) fn start_idle_lane(pool: &'static WorkerPool) -> bool {
+    let mut g = pool.lock();
+    let spare = pool::idle_lane_spare(&mut g);
+    drop(g);
+    match spare {
+        pool::Spare::Unchanged | pool::Spare::NotNeeded => false,
+        pool::Spare::Wake(s) => {
+            s.parker.unpark();
+            true
+        }
+        // A thread made by the sentinel would inherit SCHED_IDLE.
+        pool::Spare::Create => {
+            sentinel::CREATE_WANTED.store(true, Relaxed);
+            true
+        }
+    }
+}
+
 /// A runner used more than `cpu_intensive_thresh` of CPU without blocking:
 /// it no longer counts toward concurrency (G16, [`pool::mark_hog`]).
 fn mark_hog(w: &Worker, exec: u64) -> bool {

@@ -34,7 +34,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::settings;
 use crate::pool::worker::Worker;
-use crate::pool::{pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
+use crate::pool::{self, pools_if_started, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_RESCUER};
 use crate::topology::topology;
 use crate::util;
 
@@ -220,7 +220,9 @@ pub(crate) fn arm(pool: &WorkerPool) {
             }
         }
         None => {
-            for c in pool.attrs.cpus.iter() {
+            // An unbound pool's CPUs; a lane's whole group (a sentinel
+            // whose own lane is idle has it take the lane's work).
+            for c in pool.watch_cpus().iter() {
                 if let Some(s) = all.get(c) {
                     arm_one(s);
                 }
@@ -376,9 +378,9 @@ fn sentinel_main(s: &'static Sentinel) {
         let mut pick = Pick::NothingPending;
         for &pool in &pools {
             runners.clear();
-            {
+            let idle_lane = {
                 let g = pool.lock();
-                if g.worklist.is_empty() {
+                if !pool::has_pending(&g) {
                     continue;
                 }
                 for (_, ws) in g.workers.iter() {
@@ -389,9 +391,16 @@ fn sentinel_main(s: &'static Sentinel) {
                         runners.push((ws.worker.clone(), ws.worker.exec_seq.load(Relaxed)));
                     }
                 }
-            }
+                // This CPU's lane has no runner while a sibling's items
+                // wait: its spare takes them.
+                g.lane.is_some() && g.nr_running == 0
+            };
             if pick == Pick::NothingPending {
                 pick = Pick::Runnable;
+            }
+            if idle_lane && super::start_idle_lane(pool) {
+                s.acted.fetch_add(1, Relaxed);
+                pick = Pick::Acted;
             }
             for (w, exec) in runners.drain(..) {
                 let sample = w.task_stat().and_then(|st| st.sample().ok());
@@ -456,11 +465,15 @@ fn sentinel_main(s: &'static Sentinel) {
             s.armed.store(0, SeqCst);
             refresh_pools(s.cpu, &mut pools, &mut nr_pools);
             for p in &pools {
-                p.sentinels_armed.store(false, SeqCst);
+                p.armed_flag().store(false, SeqCst);
             }
+            // Before the lanes' published lengths are read (`has_pending`):
+            // pairs with the queuer's store of its lane's length before it
+            // reads the flag (`note_pending_behind_runner`).
+            std::sync::atomic::fence(SeqCst);
             let again = pools.iter().any(|p| {
                 let g = p.lock();
-                !g.worklist.is_empty() && g.nr_running > 0
+                pool::has_pending(&g) && g.nr_running > 0
             });
             if again {
                 s.armed.store(1, Relaxed);

@@ -19,6 +19,7 @@
 //! lock, `A:` atomic, ...).
 
 pub(crate) mod pwq;
+pub(crate) mod searchers;
 pub(crate) mod work;
 pub(crate) mod worker;
 
@@ -33,6 +34,7 @@ use crate::sync::{Mutex, MutexGuard};
 use crate::config::settings;
 use crate::cpumask::CpuMask;
 use crate::pool::pwq::{Pwq, PwqState};
+use crate::pool::searchers::Searchers;
 use crate::pool::work::WorkList;
 use crate::pool::work::{Work, WorkInner};
 use crate::pool::worker::Worker;
@@ -54,6 +56,10 @@ pub(crate) const WORKER_UNBOUND: u32 = 1 << 7;
 /// `WORKER_PREP` (as the kernel's rescuer does), so it never counts in
 /// `nr_running`, and it is never on the idle list nor in `nr_workers`.
 pub(crate) const WORKER_RESCUER: u32 = 1 << 8;
+/// An idle worker of a lane woken to search the sibling lanes for work
+/// (`wakep`); it counts in its group's `searchers` until it has
+/// looked.
+pub(crate) const WORKER_SEARCH: u32 = 1 << 9;
 /// Flags that keep a worker out of `nr_running`.
 pub(crate) const WORKER_NOT_RUNNING: u32 = WORKER_PREP | WORKER_CPU_INTENSIVE | WORKER_UNBOUND;
 
@@ -212,6 +218,13 @@ pub(crate) struct PoolState {
     /// the pool's mayday timer fires (the kernel's `mayday_timer`; see
     /// `rescuer.rs`).
     pub(crate) mayday_at: Option<Instant>,
+    /// I: the pool's lane group and its index there (a copy of
+    /// [`WorkerPool::lane`], so the rules below read it with the counts).
+    pub(crate) lane: Option<(&'static Lanes, usize)>,
+    /// L: a slot freed in this shared active count while a pwq of another
+    /// lane waited for one (`pwq::dec_nr_in_flight`): its items are
+    /// activated once the lock is released (`PoolGuard`).
+    pub(crate) activate_pod: Option<Arc<pwq::PodActive>>,
 }
 
 impl PoolState {
@@ -254,7 +267,19 @@ pub(crate) struct WorkerPool {
     /// A: the sentinels of the pool's CPUs are armed (or there are no
     /// sentinels). Set by queuers that put an item behind a running
     /// worker, cleared by a sentinel that disarms (`monitor/sentinel.rs`).
+    /// A lane uses its group's flag instead ([`WorkerPool::armed_flag`]).
     pub(crate) sentinels_armed: AtomicBool,
+    /// I: the lane group this pool is a lane of, and its index there
+    /// (managed unbound pools are groups of per-CPU lanes, see "Lanes").
+    pub(crate) lane: Option<(&'static Lanes, usize)>,
+    /// A: the worklist's length, published (SeqCst) by every holder of the
+    /// lock when it releases it, and by queuers right after they link an
+    /// item: what searching siblings and sentinels read without the lock.
+    pub(crate) queued: AtomicU32,
+    /// A: `nr_running`, published with `queued`.
+    pub(crate) running: AtomicU32,
+    /// A: `nr_idle`, published with `queued`.
+    pub(crate) idle_workers: AtomicU32,
 }
 
 /// The pool lock's guard. A kick that finds the pool needs a worker
@@ -270,6 +295,9 @@ pub(crate) struct PoolGuard {
     pool: &'static WorkerPool,
     /// A kick needs a worker created once the lock is released.
     create: bool,
+    /// A kick found items waiting behind this lane's runner: wake a
+    /// searcher in a sibling lane once the lock is released.
+    search: bool,
 }
 
 impl PoolGuard {
@@ -278,10 +306,19 @@ impl PoolGuard {
     #[inline]
     pub(crate) fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> R {
         let create = std::mem::take(&mut self.create);
+        let search = std::mem::take(&mut self.search);
+        let activate = self.g.activate_pod.take();
         let pool = self.pool;
+        publish(pool, &self.g);
         MutexGuard::unlocked(&mut self.g, || {
+            if let Some(pod) = activate {
+                pwq::activate_waiting(&pod);
+            }
             if create {
                 ensure_worker(pool);
+            }
+            if search {
+                wakep(pool);
             }
             f()
         })
@@ -315,11 +352,19 @@ impl std::ops::DerefMut for PoolGuard {
 impl Drop for PoolGuard {
     #[inline]
     fn drop(&mut self) {
+        publish(self.pool, &self.g);
+        let activate = self.g.activate_pod.take();
         // SAFETY: `g` is dropped here only, once; the guard is not used
         // after.
         unsafe { ManuallyDrop::drop(&mut self.g) };
+        if let Some(pod) = activate {
+            pwq::activate_waiting(&pod);
+        }
         if self.create {
             ensure_worker(self.pool);
+        }
+        if self.search {
+            wakep(self.pool);
         }
     }
 }
@@ -331,13 +376,16 @@ impl WorkerPool {
         highpri: bool,
         attrs: PoolAttrs,
         detects: bool,
+        lane: Option<(&'static Lanes, usize)>,
     ) -> WorkerPool {
-        let concurrency = if cpu.is_some() {
+        // A bound pool and a lane keep one runner; a plain unbound pool
+        // its pod's usable CPUs (unmanaged: not used).
+        let concurrency = if cpu.is_some() || lane.is_some() {
             1
         } else {
             pod_concurrency(&attrs.pod_cpus)
         };
-        let managed = cpu.is_some() || (attrs.managed && detects);
+        let managed = cpu.is_some() || lane.is_some() || (attrs.managed && detects);
         WorkerPool {
             managed,
             id,
@@ -360,10 +408,16 @@ impl WorkerPool {
                 nr_completed: 0,
                 nr_started: 0,
                 mayday_at: None,
+                lane,
+                activate_pod: None,
             }),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
             sentinels_armed: AtomicBool::new(false),
+            lane,
+            queued: AtomicU32::new(0),
+            running: AtomicU32::new(0),
+            idle_workers: AtomicU32::new(0),
         }
     }
 
@@ -373,6 +427,27 @@ impl WorkerPool {
             g: ManuallyDrop::new(self.lock.lock()),
             pool: self,
             create: false,
+            search: false,
+        }
+    }
+
+    /// The flag a queuer sets when it arms the sentinels for this pool: a
+    /// lane's group shares one, since every CPU of the group may take the
+    /// lane's work (a sentinel whose own lane is idle wakes a thief).
+    #[inline]
+    pub(crate) fn armed_flag(&self) -> &AtomicBool {
+        match self.lane {
+            Some((l, _)) => &l.sentinels_armed,
+            None => &self.sentinels_armed,
+        }
+    }
+
+    /// The CPUs whose sentinels watch this pool: a bound pool's CPU, an
+    /// unbound pool's CPUs, a lane's whole group.
+    pub(crate) fn watch_cpus(&self) -> &CpuMask {
+        match self.lane {
+            Some((l, _)) => &l.cpus,
+            None => &self.attrs.cpus,
         }
     }
 
@@ -404,6 +479,15 @@ impl WorkerPool {
         match self.cpu {
             Some(c) if self.highpri => format!("cpu {c} highpri (pool {})", self.id),
             Some(c) => format!("cpu {c} (pool {})", self.id),
+            None if self.lane.is_some() => {
+                let (l, i) = self.lane.expect("a lane");
+                format!(
+                    "unbound lane {i} cpu {} of cpus {} (pool {}, managed, 1 running)",
+                    self.attrs.cpus.to_list(),
+                    l.cpus.to_list(),
+                    self.id
+                )
+            }
             None if self.managed() => format!(
                 "unbound pool {} cpus {} (managed, {} running)",
                 self.id,
@@ -426,11 +510,18 @@ fn pod_concurrency(pod: &CpuMask) -> u32 {
     usable.max(1) as u32
 }
 
+/// Work a worker of this pool could start: its worklist, or for a lane,
+/// a sibling's items waiting behind a busy runner, which it may steal.
+#[inline]
+pub(crate) fn has_pending(g: &PoolState) -> bool {
+    !g.worklist.is_empty() || g.lane.is_some_and(|(l, me)| l.backlog(me))
+}
+
 /// Need to wake up a worker? (the kernel's need_more_worker, for a pool
-/// that keeps `concurrency` workers running: 1 on a bound pool)
+/// that keeps `concurrency` workers running: 1 on a bound pool and a lane)
 #[inline]
 pub(crate) fn need_more_worker(g: &PoolState) -> bool {
-    !g.worklist.is_empty() && g.nr_running < g.concurrency
+    g.nr_running < g.concurrency && has_pending(g)
 }
 
 /// Items wait with nobody running and no idle worker to wake: only a new
@@ -735,6 +826,21 @@ pub(crate) fn mark_blocked_wake_later(g: &mut PoolState, slot: usize) -> Spare {
     }
 }
 
+/// A lane without a runner while a sibling's items wait behind its busy
+/// runner, found by the sentinel of the lane's CPU (which runs because
+/// that CPU idles): its most recently idle worker is woken, after the
+/// sentinel unlocks, and steals them; or one must be created.
+pub(crate) fn idle_lane_spare(g: &mut PoolState) -> Spare {
+    if g.lane.is_none() || !need_more_worker(g) {
+        return Spare::NotNeeded;
+    }
+    match g.idle.last() {
+        Some(&idle) => Spare::Wake(g.workers[idle].worker.clone()),
+        None if g.manager_active => Spare::NotNeeded,
+        None => Spare::Create,
+    }
+}
+
 /// The runner in `slot` is known blocked, `by` the hint or detection: it
 /// leaves `nr_running`. False if it runs no item, or was known blocked
 /// already (a hint then takes over the monitor's mark: the worker itself
@@ -760,15 +866,13 @@ fn set_blocked(g: &mut PoolState, slot: usize, by: BlockedBy) -> bool {
 }
 
 /// A worker was woken because the runner in `slot` blocked or became a
-/// hog: counted for the pwq of the item it runs (`cm_wakeups`), if that
-/// pwq is the pool's own (a rescuer runs other pools' items).
+/// hog: counted for the pwq of the item it runs (`cm_wakeups`).
 fn count_cm_wakeup(g: &mut PoolState, slot: usize) {
     if let Some(c) = g.workers[slot].current {
         // SAFETY: `current` is valid while recorded (see `Current`).
         let p = unsafe { &*c.pwq };
-        if std::ptr::eq(p.pool, g.workers[slot].worker.pool) {
-            g.pwqs[p.slot].stats.cm_wakeups += 1;
-        }
+        let pool = g.workers[slot].worker.pool;
+        pwq::bump(g, pool, p, pwq::Stat::CmWakeup);
     }
 }
 
@@ -797,10 +901,9 @@ pub(crate) fn mark_hog(g: &mut PoolGuard, slot: usize) -> bool {
         }
     });
     // SAFETY: `current` is valid while recorded (see `Current`).
-    let pwq = unsafe { &*c.pwq };
-    if std::ptr::eq(pwq.pool, g.workers[slot].worker.pool) {
-        g.pwqs[pwq.slot].stats.cpu_hog += 1;
-    }
+    let p = unsafe { &*c.pwq };
+    let pool = g.workers[slot].worker.pool;
+    pwq::bump(g, pool, p, pwq::Stat::CpuHog);
     if !leaves {
         return false;
     }
@@ -857,12 +960,17 @@ pub(crate) enum Kick {
 
 /// Wake an idle worker if the pool needs one (the kernel's kick_pool); if
 /// none is idle and nobody is creating one, have `g` create one when it
-/// releases the lock.
+/// releases the lock. On a lane whose items wait behind its runner, have
+/// `g` wake a searcher in a sibling lane when it releases the lock
+/// ([`wakep`]).
 #[inline]
 pub(crate) fn kick_pool(g: &mut PoolGuard) -> Kick {
     let k = kick(g);
     if k == Kick::NeedWorker {
         g.create = true;
+    }
+    if g.lane.is_some() && g.nr_running > 0 && !g.worklist.is_empty() {
+        g.search = true;
     }
     k
 }
@@ -899,10 +1007,17 @@ pub(crate) fn note_pending_behind_runner(pool: &'static WorkerPool, g: &PoolStat
             pool.watched.store(true, Relaxed);
             detector().wake();
         }
-        if !pool.sentinels_armed.load(Relaxed) {
+        // A lane's length is published before its group's flag is read:
+        // a sentinel of another CPU of the group clears the flag, then
+        // reads the lengths (`sentinel::arm`).
+        if pool.lane.is_some() {
+            pool.queued.store(g.worklist.len() as u32, SeqCst);
+        }
+        let flag = pool.armed_flag();
+        if !flag.load(SeqCst) {
             // Under the pool lock, after the item was put on the worklist:
             // see `sentinel::arm` for why no arming is lost.
-            pool.sentinels_armed.store(true, Relaxed);
+            flag.store(true, SeqCst);
             detector().arm_sentinels(pool);
         }
     }
@@ -1152,6 +1267,13 @@ pub(crate) fn create_worker(pool: &'static WorkerPool) -> io::Result<()> {
 
 /// Take a worker out of the pool (it exits, or its thread never started).
 pub(crate) fn remove_worker(g: &mut PoolState, slot: usize) {
+    if g.workers[slot].flags & WORKER_SEARCH != 0 {
+        // Woken to search, leaving before it looked (it gave way, or its
+        // lane retired): another may be woken.
+        if let Some((l, _)) = g.lane {
+            l.searchers.done();
+        }
+    }
     if g.workers[slot].flags & WORKER_IDLE != 0 {
         g.nr_idle -= 1;
         g.idle.retain(|&s| s != slot);
@@ -1198,6 +1320,7 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
         st.nr_active = 0;
         st.flush_color = None;
         st.on_mayday = false;
+        st.waiting = false;
     }
     for (_, ws) in g.workers.iter() {
         if let Some(c) = ws.current {
@@ -1228,11 +1351,238 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
     }
     g.ids = IdAlloc::default();
     g.mayday_at = None;
+    g.activate_pod = None;
     pool.watched.store(false, Relaxed);
     // No sentinel is armed in the child: the next queue behind a runner
     // must arm them again.
     pool.sentinels_armed.store(false, Relaxed);
+    pool.queued.store(0, Relaxed);
+    pool.running.store(0, Relaxed);
+    pool.idle_workers.store(0, Relaxed);
+    if let Some((l, _)) = pool.lane {
+        // No searcher of the parent exists here.
+        l.searchers.reset();
+        l.sentinels_armed.store(false, Relaxed);
+    }
 }
+
+// ------------------------------------------------------------------ lanes
+
+/// Most items a thief takes from a sibling lane at once.
+pub(crate) const STEAL_MAX: usize = 32;
+
+/// A lane group: a managed unbound pod served by one pool per usable CPU,
+/// the *lanes* (G19; `README.md`, "Lanes"). A lane is a pool like a bound
+/// one: its workers are pinned to its CPU, it keeps one runner while it
+/// has work, and its CPU's sentinel wakes its own spare when that runner
+/// blocks, a local wake-up. A queuer puts an item on the lane of its own
+/// CPU; a lane with nothing to do takes a batch from a busy sibling
+/// ([`steal`]), so one producer still fills every CPU, and no lock shared
+/// by the group's CPUs is on the queue path. Annotations:
+/// `src/LOCKING.md`.
+pub(crate) struct Lanes {
+    /// I: the group's CPUs: one lane each (the pod's CPUs the process may
+    /// use; the pod's CPUs, in one unpinned lane, if it may use none).
+    pub(crate) cpus: CpuMask,
+    /// I (set once, right after the lanes are made): the lanes, in the
+    /// order of `cpus`.
+    lanes: OnceLock<Box<[&'static WorkerPool]>>,
+    /// A: idle workers woken to search the siblings that have not looked
+    /// yet; while one is, queuers wake nobody more (Go's `nmspinning`).
+    pub(crate) searchers: Searchers,
+    /// A: the sentinels of the group's CPUs are armed (the lanes' shared
+    /// `sentinels_armed`).
+    pub(crate) sentinels_armed: AtomicBool,
+}
+
+impl Lanes {
+    /// The lanes, in the order of `cpus`.
+    #[inline]
+    pub(crate) fn pools(&self) -> &[&'static WorkerPool] {
+        self.lanes.get().map_or(&[], |l| l)
+    }
+
+    /// The lane that serves `cpu`: its own, or for a CPU outside the group,
+    /// one chosen by its number.
+    pub(crate) fn lane_for(&self, cpu: usize) -> &'static WorkerPool {
+        let lanes = self.pools();
+        let i = self
+            .cpus
+            .iter()
+            .position(|c| c == cpu)
+            .unwrap_or(cpu % lanes.len());
+        lanes[i]
+    }
+
+    /// Whether a lane other than `me` has items waiting behind its busy
+    /// runner: what a thief could take. One SeqCst load of two published
+    /// counts per sibling.
+    #[inline]
+    pub(crate) fn backlog(&self, me: usize) -> bool {
+        self.victim(me).is_some()
+    }
+
+    /// The sibling of `me` with the most items waiting behind a busy
+    /// runner.
+    fn victim(&self, me: usize) -> Option<&'static WorkerPool> {
+        let lanes = self.pools();
+        let mut best = None;
+        let mut most = 0;
+        for (i, &l) in lanes.iter().enumerate() {
+            if i == me {
+                continue;
+            }
+            let q = l.queued.load(Relaxed);
+            if q > most && l.running.load(Relaxed) > 0 {
+                (best, most) = (Some(l), q);
+            }
+        }
+        best
+    }
+}
+
+/// Publish a pool's counts for lock-free readers (the lanes' thieves and
+/// searchers, the sentinels), as its lock is released. A count is stored
+/// only when it changed (the line stays shared between its readers
+/// otherwise); readers that must not miss a change pair it with a SeqCst
+/// fence of their own and of the writer's next step ([`wakep`],
+/// [`search`], `sentinel`).
+#[inline]
+fn publish(pool: &WorkerPool, g: &PoolState) {
+    if pool.lane.is_some() {
+        let put = |a: &AtomicU32, v: u32| {
+            if a.load(Relaxed) != v {
+                a.store(v, Relaxed);
+            }
+        };
+        put(&pool.queued, g.worklist.len() as u32);
+        put(&pool.running, g.nr_running);
+        put(&pool.idle_workers, g.nr_idle);
+    }
+}
+
+/// Items wait behind the runner of lane `from`: wake an idle worker of a
+/// sibling lane that has no runner, to search (the kernel has no
+/// counterpart; Go's `wakep`). At most one searcher at a time: while one
+/// is, nobody else is woken, and it wakes the next if it found work and
+/// more waits ([`search`]). Called without any pool lock.
+pub(crate) fn wakep(from: &'static WorkerPool) {
+    let Some((lanes, me)) = from.lane else {
+        return;
+    };
+    let all = lanes.pools();
+    for k in 1..all.len() {
+        let l = all[(me + k) % all.len()];
+        if l.running.load(Relaxed) != 0 {
+            continue;
+        }
+        if l.idle_workers.load(Relaxed) == 0 {
+            // A free lane without a worker (never used, or its idle ones
+            // left): one is made, which steals once it runs.
+            ensure_worker(l);
+            continue;
+        }
+        // The lane's length was published before: see `searchers`.
+        if !lanes.searchers.claim() {
+            return;
+        }
+        let g = l.lock();
+        if g.nr_running == 0 {
+            if let Some(&slot) = g.idle.last() {
+                let mut g = g;
+                g.workers[slot].flags |= WORKER_SEARCH;
+                g.workers[slot].worker.parker.unpark();
+                return;
+            }
+        }
+        drop(g);
+        lanes.searchers.give_back();
+    }
+}
+
+/// A worker woken to search ([`wakep`]), under its lane's lock: take work
+/// from a sibling if its own lane has none and no runner, stop counting as
+/// a searcher, then look once more (a queuer that saw it searching woke
+/// nobody); if it found work and more waits, have the next searcher woken.
+pub(crate) fn search(g: &mut PoolGuard, slot: usize) {
+    let Some((lanes, me)) = g.lane else {
+        return;
+    };
+    g.workers[slot].flags &= !WORKER_SEARCH;
+    let may = |g: &PoolState| g.worklist.is_empty() && g.nr_running == 0;
+    let mut got = may(g) && steal(g);
+    // Then look once more: see `searchers`.
+    lanes.searchers.done();
+    if !got && may(g) && lanes.backlog(me) {
+        got = steal(g);
+    }
+    if got && lanes.backlog(me) {
+        g.search = true;
+    }
+}
+
+/// A lane's worker about to run (its lane has no other runner) found its
+/// worklist empty: take up to half of the items waiting behind the busiest
+/// sibling's runner (at most [`STEAL_MAX`], oldest first) onto its own
+/// worklist. Returns whether it took any.
+///
+/// The items move, their accounting does not: each keeps the pwq of the
+/// lane it was queued on (`Slot`), whose counts (in flight per flush
+/// colour, active) change only when it completes or is cancelled, under
+/// that pwq's pool lock, as after a G3 hand-over. So flush colours and
+/// `max_active` hold wherever an item runs. The two pool locks are taken
+/// one after the other, never together: the thief takes each item's
+/// PENDING from the victim's list (`steal(Held::Queued)`, as a canceller
+/// does), and links it on its own list under its own lock; meanwhile the
+/// item is in transit and a canceller waits for it. (`FREEZABLE`
+/// workqueues get no lanes: a freeze moves a pool's queued items back to
+/// their pwqs under that pool's lock, which a stolen item would escape.)
+pub(crate) fn steal(g: &mut PoolGuard) -> bool {
+    let Some((lanes, me)) = g.lane else {
+        return false;
+    };
+    let pool = g.pool;
+    let mut batch = WorkList::new();
+    g.unlocked(|| {
+        let Some(victim) = lanes.victim(me) else {
+            return;
+        };
+        let mut v = victim.lock();
+        if v.nr_running == 0 {
+            // Its own spare is about to run them.
+            return;
+        }
+        let take = v.worklist.len().div_ceil(2).min(STEAL_MAX);
+        for _ in 0..take {
+            let Some(w) = v.worklist.pop_front() else {
+                break;
+            };
+            let stolen = w.inner().state.steal(work::state::Held::Queued);
+            debug_assert!(stolen, "a queued item under its pool's lock");
+            // SAFETY: the thief owns the item's PENDING now (in transit):
+            // nobody else touches its link until it is linked again.
+            unsafe { batch.push_back(w) };
+        }
+    });
+    if batch.is_empty() {
+        return false;
+    }
+    while let Some(w) = batch.pop_front() {
+        let inner = w.inner();
+        inner
+            .pool
+            .store(pool as *const WorkerPool as *mut WorkerPool, Release);
+        inner.state.set_queued();
+        // SAFETY: we hold our pool's lock, which guards its worklist, and
+        // the item is on no list (it was in transit, owned by us).
+        unsafe { g.worklist.push_back(w) };
+    }
+    STOLEN.fetch_add(1, Relaxed);
+    true
+}
+
+/// Batches thieves took from sibling lanes (for `dump()` and benchmarks).
+pub(crate) static STOLEN: AtomicU64 = AtomicU64::new(0);
 
 /// The process-wide set of pools. Pools live for the whole process (like
 /// the kernel's per-CPU pools), which lets a work item refer to the pool it
@@ -1243,6 +1593,9 @@ pub(crate) struct Pools {
     /// Its own lock (taken before `all`): unbound pools, shared by equal
     /// attributes.
     pub(crate) unbound: Mutex<Vec<&'static WorkerPool>>,
+    /// The same lock level as `unbound` (never held with it): lane groups
+    /// of managed unbound pods, shared by equal attributes.
+    pub(crate) lanes: Mutex<Vec<(PoolAttrs, &'static Lanes)>>,
     /// Its own lock: every pool by id (written when a pool is made).
     pub(crate) all: Mutex<Vec<&'static WorkerPool>>,
     /// A: the number of pools in `all` (read without its lock by the
@@ -1278,6 +1631,7 @@ pub(crate) fn pools() -> &'static Pools {
                         managed: true,
                     },
                     true,
+                    None,
                 )));
                 all.push(pool);
                 *p = Some(pool);
@@ -1288,6 +1642,7 @@ pub(crate) fn pools() -> &'static Pools {
         Pools {
             cpu: cpu.into_boxed_slice(),
             unbound: Mutex::new(Vec::new()),
+            lanes: Mutex::new(Vec::new()),
             nr: std::sync::atomic::AtomicUsize::new(all.len()),
             all: Mutex::new(all),
         }
@@ -1321,11 +1676,63 @@ impl Pools {
             attrs.nice < 0,
             attrs.clone(),
             detects,
+            None,
         )));
         all.push(pool);
         self.nr.store(all.len(), Release);
         ub.push(pool);
         pool
+    }
+
+    /// Find or create the lane group of a managed unbound pod with these
+    /// attributes (`attrs.pod_cpus`): one lane per CPU of the pod the
+    /// process may use, its workers pinned there (a pod the process may
+    /// use none of gets one lane, unpinned).
+    pub(crate) fn lane_group(&self, attrs: &PoolAttrs) -> &'static Lanes {
+        let mut groups = self.lanes.lock();
+        if let Some((_, l)) = groups.iter().find(|(a, _)| a == attrs) {
+            return l;
+        }
+        let usable = attrs.pod_cpus.and(&topology().allowed);
+        let (cpus, per_lane): (CpuMask, Vec<CpuMask>) = if usable.is_empty() {
+            (attrs.pod_cpus.clone(), vec![attrs.pod_cpus.clone()])
+        } else {
+            let each = usable.iter().map(|c| CpuMask::from_cpus([c])).collect();
+            (usable, each)
+        };
+        let lanes: &'static Lanes = Box::leak(Box::new(Lanes {
+            cpus,
+            lanes: OnceLock::new(),
+            searchers: Searchers::new(),
+            sentinels_armed: AtomicBool::new(false),
+        }));
+        let mut all = self.all.lock();
+        let made: Vec<&'static WorkerPool> = per_lane
+            .into_iter()
+            .enumerate()
+            .map(|(i, cpus)| {
+                let pool: &'static WorkerPool = Box::leak(Box::new(WorkerPool::new(
+                    all.len() as u32,
+                    None,
+                    attrs.nice < 0,
+                    PoolAttrs {
+                        nice: attrs.nice,
+                        pod_cpus: cpus.clone(),
+                        cpus,
+                        strict: true,
+                        managed: true,
+                    },
+                    true,
+                    Some((lanes, i)),
+                )));
+                all.push(pool);
+                pool
+            })
+            .collect();
+        let _ = lanes.lanes.set(made.into_boxed_slice());
+        self.nr.store(all.len(), Release);
+        groups.push((attrs.clone(), lanes));
+        lanes
     }
 
     /// Number of pools.

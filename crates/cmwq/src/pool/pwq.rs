@@ -15,13 +15,22 @@
 //!   older one) in flight.
 //! * the `PWQ_STAT_*` counters behind `Workqueue::stats` (G29).
 //!
+//! A lane group (`pool::Lanes`) gives a workqueue one pwq per lane, and
+//! `max_active` is per pod: the group's pwqs of one workqueue share one
+//! active count, a [`PodActive`] (the kernel's `wq_node_nr_active`), and
+//! a pwq whose items wait for a slot waits on its list until a slot frees
+//! in any lane.
+//!
 //! The locked state of a pwq lives inside its pool's state (a slab indexed
 //! by [`Pwq::slot`]), so it is guarded by the pool lock without any unsafe
 //! code: `g.pwqs[pwq.slot]`.
 
+use std::collections::VecDeque;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
+
+use crate::sync::Mutex;
 
 use crate::attrs::WqFlags;
 use crate::pool::work::Work;
@@ -149,6 +158,54 @@ impl PwqStats {
     }
 }
 
+/// A counter of [`PwqStats`] that an execution bumps ([`bump`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stat {
+    Started,
+    Completed,
+    Panic,
+    CpuHog,
+    CmWakeup,
+}
+
+/// The counters of a pwq's executions run by a worker of another pool (a
+/// sibling lane's thief, `pool::steal`, or after a G3 hand-over), which
+/// holds its own pool's lock, not the pwq's, where it counts. A: added by
+/// those workers, summed with the pwq's own by `stats`.
+#[derive(Default)]
+pub(crate) struct ForeignStats([AtomicU64; 5]);
+
+impl ForeignStats {
+    /// Add these counts into `st`.
+    pub(crate) fn add_into(&self, st: &mut PwqStats) {
+        let n = |s: Stat| self.0[s as usize].load(Relaxed);
+        st.started += n(Stat::Started);
+        st.completed += n(Stat::Completed);
+        st.panics += n(Stat::Panic);
+        st.cpu_hog += n(Stat::CpuHog);
+        st.cm_wakeups += n(Stat::CmWakeup);
+    }
+}
+
+/// Count `stat` for an execution of `pwq` by a worker of `pool`, holding
+/// `pool`'s lock (`g`): in the pwq's locked counters if it is that pool's,
+/// else in its [`ForeignStats`].
+#[inline]
+pub(crate) fn bump(g: &mut PoolState, pool: &WorkerPool, pwq: &Pwq, stat: Stat) {
+    if !ptr::eq(pwq.pool, pool) {
+        pwq.foreign.0[stat as usize].fetch_add(1, Relaxed);
+        return;
+    }
+    let st = &mut g.pwqs[pwq.slot].stats;
+    match stat {
+        Stat::Started => st.started += 1,
+        Stat::Completed => st.completed += 1,
+        Stat::Panic => st.panics += 1,
+        Stat::CpuHog => st.cpu_hog += 1,
+        Stat::CmWakeup => st.cm_wakeups += 1,
+    }
+}
+
 /// The locked state of a pwq, in its pool's slab. Annotations:
 /// `src/LOCKING.md`.
 #[derive(Default)]
@@ -169,6 +226,8 @@ pub(crate) struct PwqState {
     /// `mayday_node` being linked): asked for once until the rescuer takes
     /// it.
     pub(crate) on_mayday: bool,
+    /// L: on its [`PodActive`]'s waiting list.
+    pub(crate) waiting: bool,
 }
 
 impl PwqState {
@@ -187,6 +246,11 @@ pub(crate) struct Pwq {
     pub(crate) slot: usize,
     /// A: CPU time of its executions, in ns (added by its workers).
     pub(crate) cpu_time_ns: AtomicU64,
+    /// A: counts of its executions by other pools' workers.
+    pub(crate) foreign: ForeignStats,
+    /// I: the active count it shares with its workqueue's other pwqs of
+    /// the same lane group (`None`: its own `nr_active` is the count).
+    pub(crate) pod: Option<Arc<PodActive>>,
     /// A (set under L and T, read under L): the slab slot has been
     /// released (the pwq is gone from its workqueue and from its pool);
     /// `slot` must not be used once this is seen.
@@ -194,8 +258,14 @@ pub(crate) struct Pwq {
 }
 
 impl Pwq {
-    /// Create a pwq of `wq` on `pool` with `work_color`.
-    pub(crate) fn new(pool: &'static WorkerPool, wq: Arc<WqShared>, work_color: u8) -> Arc<Pwq> {
+    /// Create a pwq of `wq` on `pool` with `work_color`, sharing the
+    /// active count `pod` with the workqueue's other pwqs of a lane group.
+    pub(crate) fn new(
+        pool: &'static WorkerPool,
+        wq: Arc<WqShared>,
+        work_color: u8,
+        pod: Option<Arc<PodActive>>,
+    ) -> Arc<Pwq> {
         let slot = {
             let mut g = pool.lock();
             g.pwqs.insert(PwqState {
@@ -208,6 +278,8 @@ impl Pwq {
             wq,
             slot,
             cpu_time_ns: AtomicU64::new(0),
+            foreign: ForeignStats::default(),
+            pod,
             released: AtomicBool::new(false),
         })
     }
@@ -242,7 +314,10 @@ impl Pwq {
             crate::pool::maybe_retire_pool(self.pool, &mut g);
             st
         };
-        Some(st.stats)
+        // Not busy: every execution of it, wherever it ran, has counted.
+        let mut stats = st.stats;
+        self.foreign.add_into(&mut stats);
+        Some(stats)
     }
 }
 
@@ -254,7 +329,8 @@ pub(crate) fn insert_work(g: &mut PoolState, pwq: &Arc<Pwq>, work: &Work) -> boo
     let st = &mut g.pwqs[pwq.slot];
     let color = st.work_color;
     st.nr_in_flight[color as usize] += 1;
-    let active = st.inactive.is_empty() && st.nr_active < pwq.wq.effective_max_active();
+    let active = st.inactive.is_empty() && try_active(st, pwq);
+    let st = &mut g.pwqs[pwq.slot];
     let inner = work.inner();
     // SAFETY: the caller owns PENDING and the item is on no list, so its
     // slot is ours to write (see `work::Slot`).
@@ -262,7 +338,7 @@ pub(crate) fn insert_work(g: &mut PoolState, pwq: &Arc<Pwq>, work: &Work) -> boo
     inner.pool.store(pwq.pool as *const _ as *mut _, Release);
     let state = &inner.state;
     if active {
-        st.nr_active += 1;
+        // (`try_active` counted it in `nr_active`.)
         // SAFETY: we hold the pool lock that guards the worklist; the item
         // is on no list.
         unsafe { g.worklist.push_back(work.clone()) };
@@ -272,23 +348,167 @@ pub(crate) fn insert_work(g: &mut PoolState, pwq: &Arc<Pwq>, work: &Work) -> boo
         unsafe { st.inactive.push_back(work.clone()) };
     }
     state.set_queued();
+    if !active && pwq.pod.is_some() {
+        // Waits for a slot anywhere in the group: on the list, then look
+        // once more (a slot freed before it was listed found no waiter).
+        wait_for_slot(g, pwq);
+        return activate_inactive(g, pwq);
+    }
     active
+}
+
+/// Take an active slot for one of `pwq`'s items, if `max_active` allows:
+/// its own count, or its group's shared one (then also counted in its
+/// own `nr_active`, which says whether it is busy). Under its pool lock.
+#[inline]
+fn try_active(st: &mut PwqState, pwq: &Pwq) -> bool {
+    let max = pwq.wq.effective_max_active();
+    let got = match &pwq.pod {
+        None => st.nr_active < max,
+        Some(pod) => pod
+            .nr
+            .fetch_update(SeqCst, SeqCst, |n| (n < max).then_some(n + 1))
+            .is_ok(),
+    };
+    if got {
+        st.nr_active += 1;
+    }
+    got
+}
+
+/// The active count a workqueue's pwqs share in one lane group (G17: at
+/// most `max_active` items per pod; the kernel's `wq_node_nr_active`).
+/// Annotations: `src/LOCKING.md`.
+#[derive(Default)]
+pub(crate) struct PodActive {
+    /// A: the workqueue's items active in the group's lanes (SeqCst: a
+    /// slot freed and a pwq listed as waiting see each other).
+    nr: AtomicU32,
+    /// Its own lock, a leaf taken under a pool lock (`PWQ_WAIT` in the
+    /// order): pwqs with items waiting for a slot, oldest first.
+    waiting: Mutex<VecDeque<Arc<Pwq>>>,
+    /// A: the length of `waiting`, read without its lock.
+    nr_waiting: AtomicU32,
+}
+
+impl PodActive {
+    /// After `fork()`, in the child, with `waiting` held by the forking
+    /// thread: no item is active or waits.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds `waiting` (taken by [`fork_lock`](Self::fork_lock)).
+    pub(crate) unsafe fn reset_after_fork(&self) {
+        self.nr.store(0, SeqCst);
+        self.nr_waiting.store(0, SeqCst);
+        // SAFETY: held by this thread (the caller's contract).
+        unsafe { (*self.waiting.data_ptr()).clear() };
+    }
+
+    /// Take `waiting` and keep it held (`fork.rs`).
+    pub(crate) fn fork_lock(&self) {
+        std::mem::forget(self.waiting.lock());
+    }
+
+    /// Release what [`fork_lock`](Self::fork_lock) took.
+    ///
+    /// # Safety
+    ///
+    /// The calling thread took it with `fork_lock` and has not released it.
+    pub(crate) unsafe fn fork_unlock(&self) {
+        // SAFETY: the caller's contract.
+        unsafe { self.waiting.force_unlock(Default::default()) };
+    }
+}
+
+/// Whether items wait for `max_active` where `pwq` would queue one (the
+/// kernel's `workqueue_congested`): on its inactive list, or in a lane
+/// group on another lane's. Under its pool lock (`g`).
+pub(crate) fn congested(g: &PoolState, pwq: &Pwq) -> bool {
+    !g.pwqs[pwq.slot].inactive.is_empty()
+        || pwq
+            .pod
+            .as_ref()
+            .is_some_and(|pod| pod.nr_waiting.load(SeqCst) > 0)
+}
+
+/// `pwq` has no item waiting for a slot any more: off its group's
+/// waiting list (at most a few pwqs long: one per lane).
+fn unlist(st: &mut PwqState, pwq: &Pwq) {
+    let (Some(pod), true) = (&pwq.pod, st.waiting) else {
+        return;
+    };
+    st.waiting = false;
+    let mut w = pod.waiting.lock();
+    if let Some(i) = w.iter().position(|p| ptr::eq(Arc::as_ptr(p), pwq)) {
+        w.remove(i);
+        pod.nr_waiting.fetch_sub(1, SeqCst);
+    }
+}
+
+/// `pwq` has items waiting for a slot of its group: list it (once).
+fn wait_for_slot(g: &mut PoolState, pwq: &Arc<Pwq>) {
+    let (Some(pod), st) = (&pwq.pod, &mut g.pwqs[pwq.slot]) else {
+        return;
+    };
+    if !st.waiting {
+        st.waiting = true;
+        pod.waiting.lock().push_back(pwq.clone());
+        pod.nr_waiting.fetch_add(1, SeqCst);
+    }
+}
+
+/// A slot freed in `pod`: activate the items of the pwqs waiting there,
+/// oldest pwq first, while slots last. Called without any pool lock (by
+/// the holder of the lock where the slot freed, once it released it:
+/// `PoolGuard`); takes each waiting pwq's pool lock in turn.
+pub(crate) fn activate_waiting(pod: &PodActive) {
+    loop {
+        if pod.nr_waiting.load(SeqCst) == 0 {
+            return;
+        }
+        let Some(p) = pod.waiting.lock().pop_front() else {
+            return;
+        };
+        pod.nr_waiting.fetch_sub(1, SeqCst);
+        let mut g = p.pool.lock();
+        if p.released.load(Relaxed) {
+            continue;
+        }
+        g.pwqs[p.slot].waiting = false;
+        let moved = activate_inactive(&mut g, &p);
+        let more = !g.pwqs[p.slot].inactive.is_empty();
+        if more {
+            // No slot left for the rest: listed again (and looked at once
+            // more, as in `insert_work`).
+            wait_for_slot(&mut g, &p);
+            activate_inactive(&mut g, &p);
+        }
+        if moved || !g.worklist.is_empty() {
+            crate::pool::kick_pool(&mut g);
+        }
+        if more {
+            return;
+        }
+    }
 }
 
 /// Move throttled items to the worklist while `max_active` allows. Returns
 /// whether any moved (the pool should be kicked).
 pub(crate) fn activate_inactive(g: &mut PoolState, pwq: &Pwq) -> bool {
-    let max = pwq.wq.effective_max_active();
     let mut moved = false;
     loop {
         let st = &mut g.pwqs[pwq.slot];
-        if st.nr_active >= max {
+        if st.inactive.is_empty() {
+            unlist(st, pwq);
+            break;
+        }
+        if !try_active(st, pwq) {
             break;
         }
         let Some(work) = st.inactive.pop_front() else {
             break;
         };
-        st.nr_active += 1;
         // SAFETY: the item was QUEUED on this pool (its inactive list) and
         // we hold the pool lock, so its slot is ours to update.
         unsafe { work.inner().slot_set_active(true) };
@@ -319,13 +539,25 @@ pub(crate) fn reactivate(pwq: &Pwq) {
 /// and report flush progress (the kernel's pwq_dec_nr_in_flight). Caller
 /// holds `pwq.pool`'s lock. Returns whether the pool should be kicked.
 pub(crate) fn dec_nr_in_flight(g: &mut PoolState, pwq: &Pwq, color: u8, active: bool) -> bool {
+    // (A pwq of a lane group whose slot another lane's pwq waits for
+    // leaves that activation to the lock's release: `activate_pod`.)
     let st = &mut g.pwqs[pwq.slot];
     st.nr_in_flight[color as usize] -= 1;
     let mut kick = false;
     if active {
         st.nr_active -= 1;
+        if let Some(pod) = &pwq.pod {
+            pod.nr.fetch_sub(1, SeqCst);
+        }
         if !st.inactive.is_empty() {
             kick = activate_inactive(g, pwq);
+        }
+        if let Some(pod) = &pwq.pod {
+            if pod.nr_waiting.load(SeqCst) > 0 {
+                // Another lane's pwq waits for this slot: activated once
+                // this pool's lock is released (`PoolGuard`).
+                g.activate_pod = Some(pod.clone());
+            }
         }
     }
     let st = &mut g.pwqs[pwq.slot];
@@ -354,6 +586,9 @@ pub(crate) fn deactivate_queued(g: &mut PoolState, pwq: &Pwq) {
     });
     let st = &mut g.pwqs[pwq.slot];
     st.nr_active -= n;
+    if let Some(pod) = &pwq.pod {
+        pod.nr.fetch_sub(n, SeqCst);
+    }
     mine.append(&mut st.inactive);
     std::mem::swap(&mut mine, &mut st.inactive);
 }

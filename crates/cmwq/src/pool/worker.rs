@@ -24,7 +24,7 @@ use crate::pool::work::{Work, WorkInner};
 use crate::pool::{
     self, keep_working, may_start_working, need_more_worker, update_worker, BlockedBy, Current,
     Idle, Kick, PoolGuard, PoolState, WorkerPool, WORKER_CPU_INTENSIVE, WORKER_DIE, WORKER_IDLE,
-    WORKER_PREP, WORKER_RESCUER,
+    WORKER_PREP, WORKER_RESCUER, WORKER_SEARCH,
 };
 use crate::util::{self, Parker};
 
@@ -301,6 +301,10 @@ fn worker_main(w: Arc<Worker>) {
             break 'woke_up;
         }
         leave_idle(&mut g, w.slot);
+        if g.workers[w.slot].flags & WORKER_SEARCH != 0 {
+            // Woken to search the sibling lanes (`pool::wakep`).
+            pool::search(&mut g, w.slot);
+        }
         'recheck: loop {
             if !need_more_worker(&g) {
                 break 'recheck;
@@ -308,11 +312,31 @@ fn worker_main(w: Arc<Worker>) {
             if !may_start_working(&g) && pool::manage_workers(pool, &mut g) {
                 continue 'recheck;
             }
+            if g.worklist.is_empty() {
+                // A lane with no runner and a busy sibling: take from it,
+                // then look again (the lock was released meanwhile: items
+                // may have come, or the lane got a runner).
+                pool::steal(&mut g);
+                if g.worklist.is_empty() {
+                    break 'recheck;
+                }
+                continue 'recheck;
+            }
             update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
             loop {
                 let work = g.worklist.pop_front().expect("worklist not empty");
                 g = process_one_work(g, &w, &mut acct, &mut deferred, work);
                 if !keep_working(&g) {
+                    // A lane's runner that emptied its worklist takes from
+                    // a busy sibling before it stops; and looks at its own
+                    // again either way (the lock was released meanwhile:
+                    // an item queued then saw it running and woke nobody).
+                    if g.worklist.is_empty() && g.nr_running <= 1 {
+                        pool::steal(&mut g);
+                    }
+                    if keep_working(&g) {
+                        continue;
+                    }
                     break;
                 }
             }
@@ -543,9 +567,7 @@ fn process_one_work(
         let managed = ws.flags & WORKER_CPU_INTENSIVE == 0; // hogs are managed items
         if managed && !ws.hog && !ws.blocked_in_item && acct.hog_ns > 0 && item_cpu >= acct.hog_ns {
             // A hog nobody flagged while it ran (nothing waited behind it).
-            if ptr::eq(exec.pwq.pool, pool) {
-                g.pwqs[exec.pwq.slot].stats.cpu_hog += 1;
-            }
+            pwq::bump(&mut g, pool, &exec.pwq, pwq::Stat::CpuHog);
         }
         // The kernel's order: the execution's counters first (so a flush
         // that returns sees them), then the item reads idle, and only then
@@ -613,12 +635,9 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
     // Only this thread writes exec_seq: no read-modify-write needed.
     w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
     g.nr_started += 1;
-    if ptr::eq(exec.pwq.pool, w.pool) {
-        let st = &mut g.pwqs[exec.pwq.slot].stats;
-        st.started += 1;
-        if rescuer {
-            st.rescued += 1;
-        }
+    pwq::bump(g, w.pool, &exec.pwq, pwq::Stat::Started);
+    if rescuer && ptr::eq(exec.pwq.pool, w.pool) {
+        g.pwqs[exec.pwq.slot].stats.rescued += 1;
     }
 }
 
@@ -648,23 +667,13 @@ impl Deferred {
     }
 }
 
-/// Count a finished execution on its pwq, while it still reads running.
+/// Count a finished execution on its pwq, while it still reads running
+/// (a pwq of another pool, after a hand-over or a steal, in its
+/// `ForeignStats`).
 fn count_exec(g: &mut PoolGuard, pool: &'static WorkerPool, exec: &Exec, panicked: bool) {
-    if ptr::eq(exec.pwq.pool, pool) {
-        count(g, exec, panicked);
-    } else {
-        // A pwq of another pool (after a handover): counted under that
-        // pool's lock, still before the item reads idle.
-        let other = exec.pwq.pool;
-        g.unlocked(|| count(&mut other.lock(), exec, panicked));
-    }
-}
-
-fn count(st: &mut PoolState, exec: &Exec, panicked: bool) {
-    let s = &mut st.pwqs[exec.pwq.slot].stats;
-    s.completed += 1;
+    pwq::bump(g, pool, &exec.pwq, pwq::Stat::Completed);
     if panicked {
-        s.panics += 1;
+        pwq::bump(g, pool, &exec.pwq, pwq::Stat::Panic);
     }
 }
 
@@ -714,11 +723,6 @@ fn handover(g: &mut PoolGuard, w: &Worker, work: &Work, since: u64) -> Exec {
         seq,
     };
     start_exec(g, w, work, &exec, since);
-    if !ptr::eq(exec.pwq.pool, w.pool) {
-        let other = exec.pwq.pool;
-        let slot = exec.pwq.slot;
-        g.unlocked(|| other.lock().pwqs[slot].stats.started += 1);
-    }
     exec
 }
 
