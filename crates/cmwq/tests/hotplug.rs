@@ -13,7 +13,7 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cmwq::{Work, Workqueue, WqFlags};
@@ -245,35 +245,15 @@ fn every_cpu_busy(kinds: &[Kind], allowed: &[usize]) {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_secs(1));
             }
-            let conc = Concurrency::new();
-            let seen = Arc::new(Mutex::new(Vec::new()));
-            let items: Vec<Work> = (0..2 * n)
-                .map(|_| {
-                    let (conc, seen) = (conc.clone(), seen.clone());
-                    Work::new(move |_| {
-                        conc.enter();
-                        burn_cpu(Duration::from_millis(15));
-                        seen.lock().unwrap().push(current_cpu());
-                        burn_cpu(Duration::from_millis(15));
-                        conc.exit();
-                    })
-                })
-                .collect();
-            for (i, w) in items.iter().enumerate() {
+            let (max, cpus) = cpu_spread(2 * n, Duration::from_millis(15), |i, w| {
                 if k.spreads {
                     k.wq.queue(w);
                 } else {
                     k.wq.queue_on(allowed[i % n], w);
                 }
-            }
-            for w in &items {
-                w.flush();
-            }
-            let mut cpus = seen.lock().unwrap().clone();
-            cpus.sort_unstable();
-            cpus.dedup();
-            last = format!("at most {} at once, on CPUs {cpus:?}", conc.max());
-            conc.max() >= n && cpus == allowed
+            });
+            last = format!("at most {max} at once, on CPUs {cpus:?}");
+            max >= n && cpus == allowed
         });
         assert!(
             ok,

@@ -152,6 +152,42 @@ fn g17_g19_max_active_is_shared_by_the_lanes_of_a_pod() {
     assert_eq!(wq.stats().in_flight, 0);
 }
 
+/// A throttled item of a lane group cancelled while it waits for a slot
+/// leaves nothing waiting: the workqueue is not congested afterwards (its
+/// pwq is off the group's waiting list), on any CPU.
+#[test]
+fn g9_g17_cancelling_a_throttled_item_of_a_lane_leaves_no_waiter() {
+    let _s = serial();
+    let cpus = own_affinity();
+    if cpus.len() < 2 {
+        eprintln!("skipping: needs two usable CPUs");
+        return;
+    }
+    let wq = Arc::new(
+        Workqueue::builder("g17_lane_cancel")
+            .max_active(1)
+            .build()
+            .unwrap(),
+    );
+    let gate = Gate::new();
+    let g2 = gate.clone();
+    let holder = Work::new(move |_| cmwq::blocking(|| g2.wait()));
+    assert!(wq.queue_on(cpus[0], &holder));
+    assert!(wait_until(Duration::from_secs(5), || holder.is_running()));
+    let throttled = Work::new(|_| {});
+    assert!(wq.queue_on(cpus[1], &throttled));
+    assert!(wq.is_congested(cpus[0]) && wq.is_congested(cpus[1]));
+    let cancelled = throttled.cancel();
+    let congested = wq.is_congested(cpus[0]) || wq.is_congested(cpus[1]);
+    // Before asserting: a failing assertion must not leave the holder
+    // blocked (dropping the workqueue drains it).
+    gate.open();
+    assert!(cancelled, "a throttled item is cancelled");
+    assert!(!congested, "nothing waits for a slot any more");
+    wq.flush();
+    assert_eq!(wq.stats().in_flight, 0);
+}
+
 /// `UNBOUND | CPU_INTENSIVE`: not managed, every item starts as soon as a
 /// worker can be had.
 #[test]

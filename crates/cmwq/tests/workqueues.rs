@@ -278,32 +278,14 @@ fn g14_a_default_workqueue_spreads_items_queued_from_one_thread() {
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(500));
         }
-        let conc = Concurrency::new();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let items: Vec<Work> = (0..8 * n)
-            .map(|_| {
-                let (conc, seen) = (conc.clone(), seen.clone());
-                // Below the CPU-hog threshold (G16), so every item keeps
-                // its runner's slot.
-                Work::new(move |_| {
-                    conc.enter();
-                    burn_cpu(Duration::from_millis(3));
-                    seen.lock().unwrap().push(current_cpu());
-                    burn_cpu(Duration::from_millis(3));
-                    conc.exit();
-                })
-            })
-            .collect();
-        for w in &items {
+        // Below the CPU-hog threshold (G16), so every item keeps its
+        // runner's slot.
+        let (max, cpus) = cpu_spread(8 * n, Duration::from_millis(3), |_, w| {
             assert!(wq.queue(w));
-        }
-        wq.flush();
-        let mut cpus = seen.lock().unwrap().clone();
-        cpus.sort_unstable();
-        cpus.dedup();
-        last = format!("{} at most at once, CPUs {cpus:?}", conc.max());
+        });
+        last = format!("{max} at most at once, CPUs {cpus:?}");
         // Every CPU, and never more than one running item per CPU.
-        cpus == allowed && conc.max() == n
+        cpus == allowed && max == n
     });
     pin_self(&allowed);
     assert!(ok, "items queued from one thread did not spread: {last}");

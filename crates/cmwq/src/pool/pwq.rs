@@ -559,6 +559,10 @@ pub(crate) fn dec_nr_in_flight(g: &mut PoolState, pwq: &Pwq, color: u8, active: 
                 g.activate_pod = Some(pod.clone());
             }
         }
+    } else if st.inactive.is_empty() {
+        // Its last throttled item was cancelled: it waits for no slot
+        // (else the list would keep it, and `is_congested` say so).
+        unlist(st, pwq);
     }
     let st = &mut g.pwqs[pwq.slot];
     if st.flush_color == Some(color) && st.nr_in_flight[color as usize] == 0 {

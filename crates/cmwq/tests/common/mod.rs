@@ -340,3 +340,39 @@ pub fn percpu_wq(name: &str) -> cmwq::Workqueue {
         .build()
         .expect("a per-CPU workqueue")
 }
+
+/// Run `count` CPU-bound items, each burning `half` of CPU, noting the
+/// CPU it is on, and burning `half` again; `queue(i, item)` queues the
+/// i-th. Returns the most that ran at once and the CPUs they ran on,
+/// sorted and deduplicated.
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn cpu_spread(
+    count: usize,
+    half: Duration,
+    queue: impl Fn(usize, &cmwq::Work),
+) -> (usize, Vec<usize>) {
+    let conc = Concurrency::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let items: Vec<cmwq::Work> = (0..count)
+        .map(|_| {
+            let (conc, seen) = (conc.clone(), seen.clone());
+            cmwq::Work::new(move |_| {
+                conc.enter();
+                burn_cpu(half);
+                seen.lock().unwrap().push(current_cpu());
+                burn_cpu(half);
+                conc.exit();
+            })
+        })
+        .collect();
+    for (i, w) in items.iter().enumerate() {
+        queue(i, w);
+    }
+    for w in &items {
+        w.flush();
+    }
+    let mut cpus = seen.lock().unwrap().clone();
+    cpus.sort_unstable();
+    cpus.dedup();
+    (conc.max(), cpus)
+}
