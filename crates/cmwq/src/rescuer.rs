@@ -258,7 +258,12 @@ fn send_maydays(pool: &'static WorkerPool, g: &mut PoolState, wake: &mut Vec<Arc
             Arc::increment_strong_count(p);
             Arc::from_raw(p)
         };
-        debug_assert!(std::ptr::eq(pwq.pool, pool));
+        // An item a lane took from a sibling keeps its pwq, the
+        // sibling's (`pool::steal`); MEM_RECLAIM workqueues get no lanes,
+        // so such an item has no rescuer to call here.
+        if !std::ptr::eq(pwq.pool, pool) {
+            continue;
+        }
         let Some(r) = pwq.wq.rescuer.clone() else {
             continue;
         };

@@ -348,8 +348,13 @@ fn make_table(
     // CPU c queues on its own lane. Otherwise one pool per pod; so for a
     // FREEZABLE workqueue, whose queued items a freeze moves back to their
     // pwqs under their pool's lock, which an item stolen by another lane
-    // would escape.
-    let lanes = managed && detects && !shared.flags.contains(WqFlags::FREEZABLE);
+    // would escape; and for a MEM_RECLAIM one, whose rescuer runs a pwq's
+    // items where they were queued.
+    let lanes = managed
+        && detects
+        && !shared
+            .flags
+            .intersects(WqFlags::FREEZABLE | WqFlags::MEM_RECLAIM);
     let pod_pool = |pod_attrs: &PoolAttrs, cpu: usize| -> &'static WorkerPool {
         if lanes {
             pools.lane_group(pod_attrs).lane_for(cpu)

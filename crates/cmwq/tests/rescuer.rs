@@ -59,10 +59,10 @@ fn item_b(gate: &Arc<Gate>, at: &Arc<Mutex<Option<Instant>>>) -> Work {
     })
 }
 
-/// A `MEM_RECLAIM` workqueue.
+/// A per-CPU `MEM_RECLAIM` workqueue (the holders below fill CPU 0's pool).
 fn reclaim_wq(name: &str) -> Workqueue {
     Workqueue::builder(name)
-        .flags(WqFlags::MEM_RECLAIM)
+        .flags(WqFlags::PERCPU | WqFlags::MEM_RECLAIM)
         .build()
         .unwrap()
 }
@@ -95,7 +95,7 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     let _s = serial();
     setup_log();
     let reclaim = reclaim_wq("g22_reclaim");
-    let holders = Workqueue::new("g22_holders").unwrap();
+    let holders = percpu_wq("g22_holders");
     let started = counter();
     let gate = Gate::new();
     cmwq::fail_next_spawns(u64::MAX);
@@ -161,7 +161,7 @@ fn g22_slow_creation_is_rescued() {
     let _s = serial();
     setup_log();
     let reclaim = reclaim_wq("g22_slow");
-    let holders = Workqueue::new("g22_slow_h").unwrap();
+    let holders = percpu_wq("g22_slow_h");
     let started = counter();
     let gate = Gate::new();
     // Hold every worker of CPU 0's pool, then make creation slow.
@@ -192,8 +192,8 @@ fn g22_without_mem_reclaim_the_item_waits_for_a_thread() {
     }
     let _s = serial();
     setup_log();
-    let plain = Workqueue::new("g22_plain").unwrap();
-    let holders = Workqueue::new("g22_holders2").unwrap();
+    let plain = percpu_wq("g22_plain");
+    let holders = percpu_wq("g22_holders2");
     let started = counter();
     let gate = Gate::new();
     cmwq::fail_next_spawns(u64::MAX);
@@ -337,7 +337,7 @@ fn rescuer_child_entry() {
 /// no thread can be had; B, on a MEM_RECLAIM workqueue, is rescued.
 fn child_classic() {
     let reclaim = reclaim_wq("g22_child");
-    let holders = Workqueue::new("g22_child_h").unwrap();
+    let holders = percpu_wq("g22_child_h");
     set_nproc_soft(settled_threads() + 2);
     let started = counter();
     let gate = Gate::new();

@@ -331,6 +331,8 @@ impl PoolGuard {
     #[inline]
     pub(crate) fn no_create(&mut self) {
         self.create = false;
+        // Waking a searcher may create a worker in a sibling lane.
+        self.search = false;
     }
 }
 
@@ -1470,6 +1472,10 @@ pub(crate) fn wakep(from: &'static WorkerPool) {
     let Some((lanes, me)) = from.lane else {
         return;
     };
+    // The lane's length was published before the siblings' runners are
+    // read: a worker that publishes it went idle, then looks at the
+    // lengths (`idle_lane_looks_again`), is seen here, or sees this.
+    std::sync::atomic::fence(SeqCst);
     let all = lanes.pools();
     for k in 1..all.len() {
         let l = all[(me + k) % all.len()];
@@ -1578,7 +1584,26 @@ pub(crate) fn steal(g: &mut PoolGuard) -> bool {
         unsafe { g.worklist.push_back(w) };
     }
     STOLEN.fetch_add(1, Relaxed);
+    if g.nr_running > 0 {
+        // Our lane got a runner while we stole (or we are it): the items
+        // wait behind it, watched as a queuer's are, and a sibling may
+        // take them.
+        note_pending_behind_runner(pool, g);
+        g.search = true;
+    }
     true
+}
+
+/// A lane's worker has gone idle (its lane's counts published, lock
+/// released): whether a sibling's items wait behind a busy runner, which
+/// it should take rather than park. Pairs with the fence in [`wakep`]: a
+/// queuer that read this lane's runner as busy before it went idle is
+/// seen here.
+pub(crate) fn idle_lane_looks_again(pool: &WorkerPool) -> bool {
+    pool.lane.is_some_and(|(l, me)| {
+        std::sync::atomic::fence(SeqCst);
+        l.backlog(me)
+    })
 }
 
 /// Batches thieves took from sibling lanes (for `dump()` and benchmarks).

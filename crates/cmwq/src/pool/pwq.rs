@@ -486,6 +486,10 @@ pub(crate) fn activate_waiting(pod: &PodActive) {
         }
         if moved || !g.worklist.is_empty() {
             crate::pool::kick_pool(&mut g);
+            if moved {
+                // Behind a busy runner: watched, as a queuer's items are.
+                crate::pool::note_pending_behind_runner(p.pool, &g);
+            }
         }
         if more {
             return;

@@ -290,6 +290,9 @@ fn worker_main(w: Arc<Worker>) {
     let mut acct = Acct::new();
     let mut deferred = Deferred::default();
     let mut g = pool.lock();
+    // A lane worker going idle looks at its siblings once more before it
+    // parks (`pool::idle_lane_looks_again`), once per idle period.
+    let mut look_again = true;
     'woke_up: loop {
         // `create_worker` registers a worker idle before its thread starts,
         // so it may have been asked to give way (`WORKER_DIE`) before its
@@ -323,6 +326,7 @@ fn worker_main(w: Arc<Worker>) {
                 continue 'recheck;
             }
             update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
+            look_again = true;
             loop {
                 let work = g.worklist.pop_front().expect("worklist not empty");
                 g = process_one_work(g, &w, &mut acct, &mut deferred, work);
@@ -352,6 +356,10 @@ fn worker_main(w: Arc<Worker>) {
         loop {
             let woken = g.unlocked(|| {
                 deferred.drop_now();
+                if std::mem::take(&mut look_again) && pool::idle_lane_looks_again(pool) {
+                    // Work it may take waits in a sibling lane: as if woken.
+                    return true;
+                }
                 // Detection is told it parks and woke (`Monitoring`).
                 pool::detector().worker_idle(&w, false);
                 let woken = w.parker.park(Some(park_for));
