@@ -65,6 +65,14 @@ impl Row {
         })
     }
 
+    /// The text cell `key`, if any.
+    pub fn get_text(&self, key: &str) -> Option<String> {
+        self.cells.iter().find_map(|(k, v)| match v {
+            Value::Text(x) if k == key => Some(x.clone()),
+            _ => None,
+        })
+    }
+
     /// Whether this is one of cmwq's rows.
     pub fn is_cmwq(&self) -> bool {
         self.system.starts_with("cmwq")

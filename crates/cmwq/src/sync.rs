@@ -17,8 +17,19 @@
 //! locked with waiters; the algorithm of std's futex mutex): one CAS to
 //! take it, one swap to release it, a system call only when a waiter
 //! sleeps.
+//!
+//! A [`ShortMutex`] is the same lock for sections that never block (a
+//! pool's lock: the kernel's `raw_spinlock_t`). A worker that sleeps on
+//! one is not blocked in the sense of concurrency management: the holder
+//! runs and hands the lock over within microseconds, as a spinning CPU in
+//! the kernel would get it, so detection must not start another worker for
+//! it. The sleeping worker says so through the flag it registered
+//! ([`set_short_wait_flag`]), which detection reads before it marks a
+//! runner blocked.
 
-use std::sync::atomic::{AtomicU32, Ordering::*};
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -31,18 +42,33 @@ const CONTENDED: u32 = 2;
 /// Spins before a contended lock sleeps (the holders' sections are short).
 const SPINS: u32 = 100;
 
-/// A futex mutex. `A:` its word.
-pub(crate) struct RawLock {
+/// A futex mutex. `A:` its word. `SHORT`: a lock whose holders never
+/// block ([`ShortMutex`]): a thread that registered a flag raises it while
+/// it sleeps on the lock.
+pub(crate) struct RawLock<const SHORT: bool = false> {
     state: AtomicU32,
+}
+
+thread_local! {
+    /// The flag this thread raises while it sleeps on a [`ShortMutex`]
+    /// (a worker's `Worker::short_wait`), or null.
+    static SHORT_WAIT: Cell<*const AtomicBool> = const { Cell::new(ptr::null()) };
+}
+
+/// Register the flag the calling thread raises while it sleeps on a
+/// [`ShortMutex`] (null: none). The flag must outlive the registration: a
+/// worker registers its own for as long as its thread runs.
+pub(crate) fn set_short_wait_flag(flag: *const AtomicBool) {
+    SHORT_WAIT.with(|f| f.set(flag));
 }
 
 // SAFETY: `lock` returns only once this thread moved the word from
 // UNLOCKED to LOCKED or CONTENDED, which excludes every other thread until
 // `unlock` stores UNLOCKED; the acquire/release orderings order the
 // critical sections.
-unsafe impl lock_api::RawMutex for RawLock {
+unsafe impl<const SHORT: bool> lock_api::RawMutex for RawLock<SHORT> {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawLock = RawLock {
+    const INIT: RawLock<SHORT> = RawLock {
         state: AtomicU32::new(UNLOCKED),
     };
     type Guard = lock_api::GuardNoSend;
@@ -80,7 +106,7 @@ unsafe impl lock_api::RawMutex for RawLock {
     }
 }
 
-impl RawLock {
+impl<const SHORT: bool> RawLock<SHORT> {
     #[cold]
     fn lock_contended(&self) {
         let mut state = self.spin();
@@ -99,8 +125,29 @@ impl RawLock {
             if state != CONTENDED && self.state.swap(CONTENDED, Acquire) == UNLOCKED {
                 return;
             }
-            let _ = futex::wait(&self.state, futex::Flags::PRIVATE, CONTENDED, None);
+            self.sleep();
             state = self.spin();
+        }
+    }
+
+    /// Sleep while the word says CONTENDED; on a short lock, with this
+    /// thread's flag raised (SeqCst: detection reads `/proc`, then the
+    /// flag; a thread it saw asleep on the lock has raised it).
+    fn sleep(&self) {
+        let flag = if SHORT {
+            SHORT_WAIT.with(|f| f.get())
+        } else {
+            ptr::null()
+        };
+        // SAFETY: a registered flag outlives its registration
+        // (`set_short_wait_flag`).
+        let flag = unsafe { flag.as_ref() };
+        if let Some(f) = flag {
+            f.store(true, SeqCst);
+        }
+        let _ = futex::wait(&self.state, futex::Flags::PRIVATE, CONTENDED, None);
+        if let Some(f) = flag {
+            f.store(false, Relaxed);
         }
     }
 
@@ -127,6 +174,10 @@ impl RawLock {
 pub(crate) type Mutex<T> = lock_api::Mutex<RawLock, T>;
 /// Its guard.
 pub(crate) type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawLock, T>;
+/// A mutex whose holders never block (see the module's text).
+pub(crate) type ShortMutex<T> = lock_api::Mutex<RawLock<true>, T>;
+/// Its guard.
+pub(crate) type ShortMutexGuard<'a, T> = lock_api::MutexGuard<'a, RawLock<true>, T>;
 
 /// Sleep while `word` holds `expected`, until woken or `deadline`
 /// (spurious returns are possible: callers re-check).
@@ -235,5 +286,39 @@ mod tests {
             pair.1.notify_all();
         }
         t.join().unwrap();
+    }
+
+    /// A thread that registered its flag raises it while it sleeps on a
+    /// short lock, and only then: not on a plain `Mutex`, not once it has
+    /// the lock.
+    #[test]
+    fn a_sleeper_on_a_short_lock_raises_its_flag() {
+        fn sleeper_flag<L: lock_api::RawMutex + Send + Sync + 'static>(
+            m: Arc<lock_api::Mutex<L, ()>>,
+        ) -> (bool, bool) {
+            let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+            let g = m.lock();
+            let m2 = m.clone();
+            let t = std::thread::spawn(move || {
+                set_short_wait_flag(flag);
+                drop(m2.lock());
+                set_short_wait_flag(ptr::null());
+            });
+            // Until the thread sleeps on the lock (or long enough to be sure
+            // a plain lock's sleeper never raises the flag).
+            let until = Instant::now() + Duration::from_millis(300);
+            while !flag.load(SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let raised = flag.load(SeqCst);
+            drop(g);
+            t.join().unwrap();
+            (raised, flag.load(SeqCst))
+        }
+        let (raised, after) = sleeper_flag(Arc::new(ShortMutex::new(())));
+        assert!(raised, "a sleeper on a short lock raised its flag");
+        assert!(!after, "and lowered it once it had the lock");
+        let (raised, _) = sleeper_flag(Arc::new(Mutex::new(())));
+        assert!(!raised, "a sleeper on a plain lock raises nothing");
     }
 }

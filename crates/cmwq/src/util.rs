@@ -200,6 +200,13 @@ impl Parker {
         self.state.store(EMPTY, SeqCst);
     }
 
+    /// Whether the thread sleeps in `park` (a waker that finds it awake
+    /// knows it will look again before it sleeps).
+    #[inline]
+    pub(crate) fn parked(&self) -> bool {
+        self.state.load(Acquire) == PARKED
+    }
+
     /// Make the parked (or next) `park` return.
     pub(crate) fn unpark(&self) {
         if self.state.swap(NOTIFIED, Release) == PARKED {

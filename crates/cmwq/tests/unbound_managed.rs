@@ -370,3 +370,74 @@ fn g15_block_found_while_other_processes_keep_every_cpu_busy() {
         cmwq::dump()
     );
 }
+
+/// Threads of the process named as unbound workers (`kworker/uN:M`).
+fn unbound_workers() -> usize {
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with("kworker/u"))
+        .count()
+}
+
+/// Tiny items from one producer keep every lane of a spreading workqueue
+/// busy without starting workers: nothing blocks, so concurrency
+/// management has nothing to cover. Regression: a lane's worker that slept
+/// on a sibling's pool lock (taking its items) was taken for blocked, and
+/// the sentinel of an idle lane woke the same awakened spare again and
+/// again while it was on its way; together they grew the lanes to dozens
+/// of workers (49 and 109 on 2 CPUs) and woke them hundreds of thousands
+/// of times a second.
+#[test]
+fn g15_g19_tiny_items_on_the_lanes_start_no_workers() {
+    let _s = serial();
+    let wq = Workqueue::new("g15_tiny").unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let works: Vec<Work> = (0..1024)
+        .map(|_| {
+            let runs = runs.clone();
+            Work::new(move |_| {
+                runs.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    // Warm-up: every lane has its worker.
+    for (i, w) in works.iter().enumerate() {
+        wq.queue_on(i % cmwq::nr_cpus(), w);
+    }
+    wq.flush();
+    std::thread::sleep(Duration::from_millis(50));
+    let before = unbound_workers();
+    let cm_before = wq.stats().cm_wakeups;
+    let until = Instant::now() + Duration::from_secs(2);
+    let (mut i, mut misses, mut queued) = (0, 0, 0u64);
+    while Instant::now() < until {
+        for _ in 0..4096 {
+            if wq.queue(&works[i]) {
+                queued += 1;
+                misses = 0;
+            } else {
+                misses += 1;
+                if misses == works.len() {
+                    works[(i + works.len() / 2) % works.len()].flush();
+                    misses = 0;
+                }
+            }
+            i = (i + 1) % works.len();
+        }
+    }
+    wq.flush();
+    let grown = unbound_workers().saturating_sub(before);
+    let cm = wq.stats().cm_wakeups - cm_before;
+    eprintln!("{queued} tiny items: {grown} unbound workers started, {cm} wake-ups for blocks");
+    assert!(queued > 10_000, "the producer queued {queued} items");
+    // Tolerance: a worker preempted for long by the rest of the machine
+    // may once be taken for blocked.
+    assert!(
+        grown <= 2 * cmwq::nr_cpus(),
+        "{grown} workers started for items that never block"
+    );
+    assert!(
+        cm <= 20,
+        "{cm} wake-ups for blocks of items that never block"
+    );
+}

@@ -541,10 +541,10 @@ fn wake_floor_pinned(n: usize) -> (f64, f64) {
 }
 
 /// Processes that keep every CPU busy (`sh` busy loops) until dropped.
-struct Hogs(Vec<std::process::Child>);
+pub(crate) struct Hogs(Vec<std::process::Child>);
 
 impl Hogs {
-    fn start(n: usize) -> Hogs {
+    pub(crate) fn start(n: usize) -> Hogs {
         Hogs(
             (0..n)
                 .filter_map(|_| {

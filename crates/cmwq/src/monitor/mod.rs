@@ -943,6 +943,10 @@ fn read_cpu(w: &Worker) -> Option<u64> {
 /// execution the verdict is about. Returns whether that woke another
 /// worker.
 pub(crate) fn mark(w: &Worker, exec: u64, blocked: bool) -> bool {
+    if blocked && w.waits_on_short_lock() {
+        // Asleep on a pool lock, not blocked (`sync::ShortMutex`).
+        return false;
+    }
     let mut g = w.pool.lock();
     let Some(ws) = g.running_slot(w, exec) else {
         return false;

@@ -404,7 +404,9 @@ fn sentinel_main(s: &'static Sentinel) {
             }
             for (w, exec) in runners.drain(..) {
                 let sample = w.task_stat().and_then(|st| st.sample().ok());
-                let blocked = sample.is_some_and(|x| x.is_blocked());
+                // Asleep on a pool lock is not blocked (`sync::ShortMutex`);
+                // the flag is read after the state it corrects.
+                let blocked = sample.is_some_and(|x| x.is_blocked()) && !w.waits_on_short_lock();
                 let run_ns = sample.and_then(|x| x.run_ns);
                 let key = Arc::as_ptr(&w);
                 let mut at = seen.iter().position(|x| x.worker == key && x.exec == exec);

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::sync::{Mutex, MutexGuard};
+use crate::sync::{Mutex, ShortMutex, ShortMutexGuard};
 
 use crate::config::settings;
 use crate::cpumask::CpuMask;
@@ -225,6 +225,10 @@ pub(crate) struct PoolState {
     /// lane waited for one (`pwq::dec_nr_in_flight`): its items are
     /// activated once the lock is released (`PoolGuard`).
     pub(crate) activate_pod: Option<Arc<pwq::PodActive>>,
+    /// L: workers of this lane taking items from a sibling ([`steal`]),
+    /// its lock released meanwhile: the lane has no runner yet, but one is
+    /// on its way, so a sentinel wakes nobody more ([`idle_lane_spare`]).
+    pub(crate) stealing: u32,
 }
 
 impl PoolState {
@@ -256,7 +260,7 @@ pub(crate) struct WorkerPool {
     /// other without the hint must not stall it).
     managed: bool,
     /// The pool lock (`L:`): everything in [`PoolState`].
-    pub(crate) lock: Mutex<PoolState>,
+    pub(crate) lock: ShortMutex<PoolState>,
     /// A: the nice level workers actually got (G20).
     pub(crate) nice_actual: AtomicI32,
     /// A: the monitor watches this pool (it had pending work behind a
@@ -290,7 +294,7 @@ pub(crate) struct WorkerPool {
 /// and leaves creation to the manager; here whoever unlocks manages).
 pub(crate) struct PoolGuard {
     /// The lock itself (released in `drop`).
-    g: ManuallyDrop<MutexGuard<'static, PoolState>>,
+    g: ManuallyDrop<ShortMutexGuard<'static, PoolState>>,
     /// The pool it locks.
     pool: &'static WorkerPool,
     /// A kick needs a worker created once the lock is released.
@@ -310,7 +314,7 @@ impl PoolGuard {
         let activate = self.g.activate_pod.take();
         let pool = self.pool;
         publish(pool, &self.g);
-        MutexGuard::unlocked(&mut self.g, || {
+        ShortMutexGuard::unlocked(&mut self.g, || {
             if let Some(pod) = activate {
                 pwq::activate_waiting(&pod);
             }
@@ -395,7 +399,7 @@ impl WorkerPool {
             highpri,
             nice_actual: AtomicI32::new(attrs.nice),
             attrs,
-            lock: Mutex::new(PoolState {
+            lock: ShortMutex::new(PoolState {
                 worklist: WorkList::new(),
                 nr_running: 0,
                 concurrency,
@@ -412,6 +416,7 @@ impl WorkerPool {
                 mayday_at: None,
                 lane,
                 activate_pod: None,
+                stealing: 0,
             }),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
@@ -833,10 +838,14 @@ pub(crate) fn mark_blocked_wake_later(g: &mut PoolState, slot: usize) -> Spare {
 /// that CPU idles): its most recently idle worker is woken, after the
 /// sentinel unlocks, and steals them; or one must be created.
 pub(crate) fn idle_lane_spare(g: &mut PoolState) -> Spare {
-    if g.lane.is_none() || !need_more_worker(g) {
+    if g.lane.is_none() || g.stealing > 0 || !need_more_worker(g) {
         return Spare::NotNeeded;
     }
     match g.idle.last() {
+        // Awake (spinning before it parks, or woken and on its way to the
+        // lock): it looks at the siblings before it sleeps, and this CPU's
+        // sentinel runs again once it does.
+        Some(&idle) if !g.workers[idle].worker.parker.parked() => Spare::NotNeeded,
         Some(&idle) => Spare::Wake(g.workers[idle].worker.clone()),
         None if g.manager_active => Spare::NotNeeded,
         None => Spare::Create,
@@ -1354,6 +1363,8 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
     g.ids = IdAlloc::default();
     g.mayday_at = None;
     g.activate_pod = None;
+    // A thief of the parent does not exist here.
+    g.stealing = 0;
     pool.watched.store(false, Relaxed);
     // No sentinel is armed in the child: the next queue behind a runner
     // must arm them again.
@@ -1549,6 +1560,7 @@ pub(crate) fn steal(g: &mut PoolGuard) -> bool {
     };
     let pool = g.pool;
     let mut batch = WorkList::new();
+    g.stealing += 1;
     g.unlocked(|| {
         let Some(victim) = lanes.victim(me) else {
             return;
@@ -1570,6 +1582,7 @@ pub(crate) fn steal(g: &mut PoolGuard) -> bool {
             unsafe { batch.push_back(w) };
         }
     });
+    g.stealing -= 1;
     if batch.is_empty() {
         return false;
     }
@@ -1599,6 +1612,13 @@ pub(crate) fn steal(g: &mut PoolGuard) -> bool {
 /// it should take rather than park. Pairs with the fence in [`wakep`]: a
 /// queuer that read this lane's runner as busy before it went idle is
 /// seen here.
+///
+/// It looks once, it does not spin: a worker that watched its siblings
+/// for 5, 20 or 50 us before parking gained nothing in B1 (1 and 2
+/// producers on `system_dfl_wq`, 2 CPUs: 2.8-3.1 M items/s with 0, 5 or 20
+/// us; 2.1-2.6 with 50), and would cost every idle transition of a
+/// blocking service that much CPU. What made lanes churn was waking the
+/// same spare again and again ([`idle_lane_spare`]).
 pub(crate) fn idle_lane_looks_again(pool: &WorkerPool) -> bool {
     pool.lane.is_some_and(|(l, me)| {
         std::sync::atomic::fence(SeqCst);

@@ -47,6 +47,10 @@ pub(crate) struct Worker {
     pub(crate) exec_seq: AtomicU64,
     /// A: the thread's CPU-time clock id (-1 until known).
     pub(crate) cpu_clock: AtomicI32,
+    /// A: raised while the thread sleeps on a pool lock (a
+    /// `sync::ShortMutex`): it is not blocked, and detection leaves it
+    /// counted as running ([`Worker::waits_on_short_lock`]).
+    short_wait: AtomicBool,
     /// D: the monitor's per-worker detection state (perf ring, /proc
     /// fds); see "Detection state" in `src/LOCKING.md`.
     pub(crate) detect: Mutex<DetectState>,
@@ -68,10 +72,19 @@ impl Worker {
             tid: AtomicI32::new(0),
             exec_seq: AtomicU64::new(0),
             cpu_clock: AtomicI32::new(-1),
+            short_wait: AtomicBool::new(false),
             detect: Mutex::new(DetectState::default()),
             stat: OnceLock::new(),
             trace_ring: OnceLock::new(),
         }
+    }
+
+    /// Whether the worker sleeps on a pool lock: a runner detection found
+    /// not runnable is then not blocked (the holder hands the lock over
+    /// within microseconds; the kernel's pool lock is a spinlock, which
+    /// never sleeps). Read after the observation it corrects (SeqCst).
+    pub(crate) fn waits_on_short_lock(&self) -> bool {
+        self.short_wait.load(SeqCst)
     }
 
     /// The worker's `/proc` state files (two descriptors), opened the first
@@ -286,6 +299,8 @@ impl Acct {
 fn worker_main(w: Arc<Worker>) {
     setup_thread(&w);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
+    // `w` is held until this thread unregisters the flag below.
+    crate::sync::set_short_wait_flag(&w.short_wait);
     let pool = w.pool;
     let mut acct = Acct::new();
     let mut deferred = Deferred::default();
@@ -377,6 +392,7 @@ fn worker_main(w: Arc<Worker>) {
     pool::remove_worker(&mut g, w.slot);
     drop(g);
     deferred.drop_now();
+    crate::sync::set_short_wait_flag(ptr::null());
     SELF.with(|s| s.set(ptr::null()));
 }
 
