@@ -29,6 +29,11 @@ struct Mode {
     long: bool,
     /// Other processes keep every CPU busy meanwhile.
     loaded: bool,
+    /// The workqueue: `percpu`, `dfl` (`system_dfl_wq`) or `default`
+    /// (`Workqueue::new`).
+    wq: &'static str,
+    /// Also the first block after 1 s (and 10 s) of CPU-bound items.
+    phases: bool,
 }
 
 const MODES: &[Mode] = &[
@@ -38,6 +43,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: true,
         loaded: false,
+        wq: "percpu",
+        phases: true,
     },
     Mode {
         label: "perf",
@@ -45,6 +52,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: true,
         loaded: false,
+        wq: "percpu",
+        phases: true,
     },
     Mode {
         label: "proc",
@@ -52,6 +61,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: true,
         loaded: false,
+        wq: "percpu",
+        phases: true,
     },
     Mode {
         label: "sentinel, every CPU busy with other processes",
@@ -59,6 +70,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: false,
         loaded: true,
+        wq: "percpu",
+        phases: false,
     },
     Mode {
         label: "sentinel, stall window 20 us",
@@ -66,6 +79,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: false,
         loaded: false,
+        wq: "percpu",
+        phases: false,
     },
     Mode {
         label: "sentinel, stall window 50 us",
@@ -73,6 +88,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: false,
         loaded: false,
+        wq: "percpu",
+        phases: false,
     },
     Mode {
         label: "sentinel, stall window 200 us",
@@ -80,6 +97,8 @@ const MODES: &[Mode] = &[
         hint: false,
         long: false,
         loaded: false,
+        wq: "percpu",
+        phases: false,
     },
     Mode {
         label: "perf, stall window 50 us",
@@ -87,6 +106,26 @@ const MODES: &[Mode] = &[
         hint: false,
         long: false,
         loaded: false,
+        wq: "percpu",
+        phases: false,
+    },
+    Mode {
+        label: "sentinel, system_dfl_wq (one lane)",
+        env: &[("CMWQ_DETECT", "sentinel")],
+        hint: false,
+        long: false,
+        loaded: false,
+        wq: "dfl",
+        phases: true,
+    },
+    Mode {
+        label: "sentinel, Workqueue::new (one lane)",
+        env: &[("CMWQ_DETECT", "sentinel")],
+        hint: false,
+        long: false,
+        loaded: false,
+        wq: "default",
+        phases: true,
     },
     Mode {
         label: "hint (floor)",
@@ -94,6 +133,8 @@ const MODES: &[Mode] = &[
         hint: true,
         long: false,
         loaded: false,
+        wq: "percpu",
+        phases: false,
     },
 ];
 
@@ -120,6 +161,8 @@ pub fn run(ctx: &Ctx) -> Table {
                 "short"
             },
             m.label,
+            m.wq,
+            if m.phases { "phases" } else { "" },
         ];
         let hogs = m.loaded.then(|| Hogs::start(ctx.ncpu));
         let out = child_rows(&mut t, &args, m.env, Duration::from_secs(300));
@@ -206,6 +249,36 @@ pub fn run(ctx: &Ctx) -> Table {
             );
         }
     }
+    // The spreading workqueues (one lane each here), default detection.
+    for label in [
+        "sentinel, system_dfl_wq (one lane)",
+        "sentinel, Workqueue::new (one lane)",
+    ] {
+        let system = format!("cmwq {label}");
+        let worst = t
+            .rows
+            .iter()
+            .filter(|r| r.system == system)
+            .filter(|r| r.get("block_us").is_some_and(|b| b >= 1000.0))
+            .filter_map(|r| {
+                r.get("p50_us")
+                    .map(|p| (p, r.group.clone().unwrap_or_default()))
+            })
+            .fold((f64::NAN, String::new()), |a, b| {
+                if a.0.is_nan() || b.0 > a.0 {
+                    b
+                } else {
+                    a
+                }
+            });
+        if !worst.0.is_nan() {
+            t.check(
+                format!("{label}: p50 <= 1x the bare cross-CPU wake ({floor50:.0} us), worst over blocks >= 1 ms"),
+                format!("{:.0} us ({})", worst.0, worst.1),
+                worst.0 <= floor50,
+            );
+        }
+    }
     // With other processes on every CPU the sentinels are starved: the
     // backstop's figure.
     let loaded = "cmwq sentinel, every CPU busy with other processes";
@@ -226,6 +299,8 @@ pub fn run(ctx: &Ctx) -> Table {
     let stall_us = cmwq::__bench::default_stall_window().as_secs_f64() * 1e6;
     t.note(format!("blocks shorter than the stall window ({stall_us:.0} us by default) start no new worker by design: their figure is the block itself; the targets are checked on blocks >= 1 ms"));
     t.note(format!("a block->next start figure includes the stall window the pool waits before it starts another worker ({stall_us:.0} us by default; 0 is the kernel's behaviour): the 'sentinel, stall window N us' rows show what a window costs, the table in crates/cmwq/src/monitor/README.md why the default is what it is"));
+    t.note("'after 1 s / 10 s of CPU-bound items': 1 ms items re-queueing themselves on the pool for that long (the sentinel backs off while its picks find the runner runnable), then an item that sleeps 10 ms with one behind it: the first block of a busy period");
+    t.note("'(one lane)': the child runs on one CPU, so the spreading workqueue's lane group is one lane and the next item waits for the block to be found; on more CPUs an idle lane takes it before the block (no detection needed)");
     t.note("floor: a bare std::thread unpark of a parked thread pinned to the other CPU, to its first line, measured in the parent in the same run");
     t.note(
         "monitor_wakeups: wake-ups of the monitor thread per sample (one block and one next item)",
@@ -297,22 +372,46 @@ fn block<R>(hint: bool, f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Child: `b8 hint|detect quick|full long|short LABEL`.
+/// Child: `b8 hint|detect quick|full long|short LABEL percpu|dfl|default
+/// [phases]`.
 pub fn child(args: &[String]) -> Result<(), String> {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let hint = arg(0) == "hint";
     let quick = arg(1) == "quick";
     let long = arg(2) == "long";
     let label = arg(3).to_owned();
+    let kind = arg(4);
+    let phases = arg(5) == "phases";
+    if kind != "percpu" {
+        // A spreading workqueue on one CPU: its lane group is one lane, so
+        // the next item waits for the block to be found (on two, an idle
+        // lane would take it before the block).
+        let last = *util::allowed_cpus().last().ok_or("b8: no CPU")?;
+        util::restrict_to(&[last])?;
+    }
     // Start cmwq (it reads the process's CPU mask) before pinning.
     let ncpu = cmwq::nr_cpus();
     let mode = cmwq::detection();
-    let wq = Workqueue::builder("b8")
-        .flags(WqFlags::PERCPU)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let cpu = if ncpu > 1 { 1 } else { 0 };
-    util::pin_to_cpu(0);
+    let wq: &'static Workqueue = match kind {
+        "dfl" => cmwq::system_dfl_wq(),
+        "default" => Box::leak(Box::new(Workqueue::new("b8").map_err(|e| e.to_string())?)),
+        _ => Box::leak(Box::new(
+            Workqueue::builder("b8")
+                .flags(WqFlags::PERCPU)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )),
+    };
+    let cpu = if kind != "percpu" {
+        util::allowed_cpus()[0]
+    } else if ncpu > 1 {
+        1
+    } else {
+        0
+    };
+    if kind == "percpu" {
+        util::pin_to_cpu(0);
+    }
     if !hint && mode.name() != label.split(',').next().unwrap_or("") {
         emit_note(&format!(
             "asked for {label:?}, cmwq uses detection mode {}",
@@ -422,6 +521,32 @@ pub fn child(args: &[String]) -> Result<(), String> {
     let _ = helper.tx.send(Cmd::Stop);
     let _ = helper.handle.join();
 
+    // The first block after a phase of CPU-bound items: the sentinel has
+    // backed off meanwhile (its picks found the runner runnable).
+    if !hint && phases {
+        let phases: &[(Duration, usize)] = if quick {
+            &[(Duration::from_secs(1), 2)]
+        } else {
+            &[(Duration::from_secs(1), 5), (Duration::from_secs(10), 2)]
+        };
+        for &(phase, n) in phases {
+            let lat = after_cpu_phase(wq, cpu, phase, n, &probe);
+            emit_row(
+                &Row::new(&system)
+                    .group(format!(
+                        "sleep 10 ms after {} of CPU-bound items",
+                        duration_name(phase)
+                    ))
+                    .text("mode", mode.name())
+                    .num("block_us", 10_000.0)
+                    .num("samples", n as f64)
+                    .num("p50_us", util::percentile(&lat, 50.0))
+                    .num("p99_us", util::percentile(&lat, 99.0))
+                    .num("max_us", util::max(&lat)),
+            );
+        }
+    }
+
     // Ramp: 4 x nr_cpus items that all block at once.
     let total = 4 * ncpu;
     let trials = if quick { 3 } else { 10 };
@@ -463,6 +588,56 @@ pub fn child(args: &[String]) -> Result<(), String> {
         libc::close(wfd);
     }
     Ok(())
+}
+
+/// `n` samples of: items of 1 ms of CPU each run back to back on `cpu`'s
+/// pool for `phase` (each re-queues itself, so one always waits), then
+/// the last of them queues an item that blocks (10 ms sleep) with another
+/// behind it. Block -> next item start, in us.
+fn after_cpu_phase(
+    wq: &'static Workqueue,
+    cpu: usize,
+    phase: Duration,
+    n: usize,
+    probe: &Arc<Probe>,
+) -> Vec<f64> {
+    let p = probe.clone();
+    let a: &'static Work = Box::leak(Box::new(Work::new(move |_| {
+        util::burn_cpu(LEAD);
+        p.t_block.store(now_ns(), Release);
+        std::thread::sleep(Duration::from_millis(10));
+    })));
+    let p = probe.clone();
+    let b: &'static Work = Box::leak(Box::new(Work::new(move |_| {
+        p.t_next.store(now_ns(), Release)
+    })));
+    let until = Arc::new(AtomicU64::new(0));
+    let u = until.clone();
+    let filler: &'static Work = Box::leak(Box::new(Work::new(move |w| {
+        util::burn_cpu(Duration::from_millis(1));
+        if now_ns() < u.load(Acquire) {
+            wq.queue_on(cpu, w);
+        } else {
+            wq.queue_on(cpu, a);
+            wq.queue_on(cpu, b);
+        }
+    })));
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        until.store(now_ns() + phase.as_nanos() as u64, Release);
+        wq.queue_on(cpu, filler);
+        // Whichever runs last: the filler queues the two items last.
+        while now_ns() < until.load(Acquire) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        filler.flush();
+        a.flush();
+        b.flush();
+        let tb = probe.t_block.load(Acquire);
+        lat.push(probe.t_next.load(Acquire).saturating_sub(tb) as f64 / 1e3);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    lat
 }
 
 fn start_helper(mutex: Arc<Mutex<()>>, wfd: i32, probe: Arc<Probe>) -> Helper {
