@@ -78,9 +78,9 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "Worker Pools");
     let _ = writeln!(o, "============");
     for p in &all {
-        let (idle, workers, pwqs) = {
+        let (idle, workers, pwqs, standby) = {
             let g = p.lock();
-            (g.nr_idle, g.nr_workers, g.pwqs.len())
+            (g.nr_idle, g.nr_workers, g.pwqs.len(), g.standby.on)
         };
         let _ = write!(
             o,
@@ -106,6 +106,10 @@ pub(crate) fn dump() -> String {
                 if let Some((l, i)) = p.lane {
                     // A lane of a managed unbound pod (`pool/README.md`).
                     let _ = write!(o, " lane={i} of cpus={}", l.cpus.to_hex());
+                    if standby {
+                        // Its items block often: one runner more.
+                        let _ = write!(o, " standby");
+                    }
                 }
             }
         }

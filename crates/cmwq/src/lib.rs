@@ -4,8 +4,9 @@
 //! worker thread. A workqueue spreads its items over every CPU the process
 //! may use (per-CPU pools, the kernel's classic kind, are asked for with
 //! [`WqFlags::PERCPU`]); each pool keeps exactly one running worker per
-//! CPU while it has pending work, and starts another the moment one
-//! blocks: found automatically (a `SCHED_IDLE` sentinel per CPU, perf
+//! CPU while it has pending work (a spreading pool one more on a CPU whose
+//! items block often, so the scheduler covers a block at once), and starts
+//! another the moment one blocks: found automatically (a `SCHED_IDLE` sentinel per CPU, perf
 //! context-switch records, `/proc` sampling, or a progress check) or told
 //! with [`blocking`]. You never size a thread pool.
 //!

@@ -23,13 +23,15 @@
 //! one is not blocked in the sense of concurrency management: the holder
 //! runs and hands the lock over within microseconds, as a spinning CPU in
 //! the kernel would get it, so detection must not start another worker for
-//! it. The sleeping worker says so through the flag it registered
-//! ([`set_short_wait_flag`]), which detection reads before it marks a
-//! runner blocked.
+//! it. The sleeping worker says so through the word it registered
+//! ([`set_short_wait_flag`]): when it began to sleep, which detection reads
+//! before it marks a runner blocked, and honours for a short while only
+//! (a holder preempted for long, a `SCHED_IDLE` sentinel on a busy CPU,
+//! must not leave the waiter's CPU idle uncovered).
 
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
@@ -43,23 +45,31 @@ const CONTENDED: u32 = 2;
 const SPINS: u32 = 100;
 
 /// A futex mutex. `A:` its word. `SHORT`: a lock whose holders never
-/// block ([`ShortMutex`]): a thread that registered a flag raises it while
-/// it sleeps on the lock.
+/// block ([`ShortMutex`]): a thread that registered a word writes there
+/// when it began to sleep on the lock.
 pub(crate) struct RawLock<const SHORT: bool = false> {
     state: AtomicU32,
 }
 
 thread_local! {
-    /// The flag this thread raises while it sleeps on a [`ShortMutex`]
-    /// (a worker's `Worker::short_wait`), or null.
-    static SHORT_WAIT: Cell<*const AtomicBool> = const { Cell::new(ptr::null()) };
+    /// Where this thread writes when it began to sleep on a [`ShortMutex`]
+    /// (CLOCK_MONOTONIC ns; 0 while it does not: a worker's
+    /// `Worker::short_wait`), or null.
+    static SHORT_WAIT: Cell<*const AtomicU64> = const { Cell::new(ptr::null()) };
 }
 
-/// Register the flag the calling thread raises while it sleeps on a
-/// [`ShortMutex`] (null: none). The flag must outlive the registration: a
+/// Register the word the calling thread writes while it sleeps on a
+/// [`ShortMutex`] (null: none). The word must outlive the registration: a
 /// worker registers its own for as long as its thread runs.
-pub(crate) fn set_short_wait_flag(flag: *const AtomicBool) {
+pub(crate) fn set_short_wait_flag(flag: *const AtomicU64) {
     SHORT_WAIT.with(|f| f.set(flag));
+}
+
+/// CLOCK_MONOTONIC in ns (vDSO), the time base of the short-wait word.
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64).max(1)
 }
 
 // SAFETY: `lock` returns only once this thread moved the word from
@@ -131,8 +141,9 @@ impl<const SHORT: bool> RawLock<SHORT> {
     }
 
     /// Sleep while the word says CONTENDED; on a short lock, with this
-    /// thread's flag raised (SeqCst: detection reads `/proc`, then the
-    /// flag; a thread it saw asleep on the lock has raised it).
+    /// thread's short-wait word set to when it began (SeqCst: detection
+    /// reads `/proc`, then the word; a thread it saw asleep on the lock has
+    /// written it).
     fn sleep(&self) {
         let flag = if SHORT {
             SHORT_WAIT.with(|f| f.get())
@@ -143,11 +154,11 @@ impl<const SHORT: bool> RawLock<SHORT> {
         // (`set_short_wait_flag`).
         let flag = unsafe { flag.as_ref() };
         if let Some(f) = flag {
-            f.store(true, SeqCst);
+            f.store(now_ns(), SeqCst);
         }
         let _ = futex::wait(&self.state, futex::Flags::PRIVATE, CONTENDED, None);
         if let Some(f) = flag {
-            f.store(false, Relaxed);
+            f.store(0, Relaxed);
         }
     }
 
@@ -288,7 +299,7 @@ mod tests {
         t.join().unwrap();
     }
 
-    /// A thread that registered its flag raises it while it sleeps on a
+    /// A thread that registered its word writes it while it sleeps on a
     /// short lock, and only then: not on a plain `Mutex`, not once it has
     /// the lock.
     #[test]
@@ -296,7 +307,7 @@ mod tests {
         fn sleeper_flag<L: lock_api::RawMutex + Send + Sync + 'static>(
             m: Arc<lock_api::Mutex<L, ()>>,
         ) -> (bool, bool) {
-            let flag: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+            let flag: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
             let g = m.lock();
             let m2 = m.clone();
             let t = std::thread::spawn(move || {
@@ -307,13 +318,13 @@ mod tests {
             // Until the thread sleeps on the lock (or long enough to be sure
             // a plain lock's sleeper never raises the flag).
             let until = Instant::now() + Duration::from_millis(300);
-            while !flag.load(SeqCst) && Instant::now() < until {
+            while flag.load(SeqCst) == 0 && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let raised = flag.load(SeqCst);
+            let raised = flag.load(SeqCst) != 0;
             drop(g);
             t.join().unwrap();
-            (raised, flag.load(SeqCst))
+            (raised, flag.load(SeqCst) != 0)
         }
         let (raised, after) = sleeper_flag(Arc::new(ShortMutex::new(())));
         assert!(raised, "a sleeper on a short lock raised its flag");

@@ -441,3 +441,98 @@ fn g15_g19_tiny_items_on_the_lanes_start_no_workers() {
         "{cm} wake-ups for blocks of items that never block"
     );
 }
+
+/// Whether `dump()` shows a lane keeping a standby.
+fn some_lane_has_a_standby() -> bool {
+    cmwq::dump()
+        .lines()
+        .any(|l| l.contains(" lane=") && l.ends_with(" standby"))
+}
+
+/// A lane whose items block often keeps one runner more than its CPU (a
+/// standby, so that the scheduler covers a block at once), and sheds it
+/// once its items stop blocking: CPU-bound items then run one per CPU
+/// again.
+#[test]
+fn g15_g19_a_lane_keeps_a_standby_while_its_items_block_often() {
+    let _s = serial();
+    let wq = Workqueue::new("g19_standby").unwrap();
+    let n = own_affinity().len();
+    // Items that block 1 ms after a little CPU: thousands of blocks a
+    // second on every lane.
+    let until = Instant::now() + Duration::from_millis(600);
+    let mut seen = false;
+    let blockers: Vec<Work> = (0..8 * n)
+        .map(|_| {
+            Work::new(|_| {
+                spin_for(Duration::from_micros(50));
+                std::thread::sleep(Duration::from_millis(1));
+            })
+        })
+        .collect();
+    while Instant::now() < until {
+        for w in &blockers {
+            wq.queue(w);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        seen |= some_lane_has_a_standby();
+    }
+    wq.flush();
+    assert!(seen, "a lane kept a standby while its items blocked often");
+    if n >= 2 {
+        // A standby never keeps a CPU idle: two CPU-bound items queued from
+        // one CPU right after the blocking phase run on two CPUs, not both
+        // on that CPU's lane (its extra runner runs only while every other
+        // lane has a runner).
+        let load = Arc::new(Load::default());
+        let two: Vec<Work> = (0..2)
+            .map(|_| {
+                let load = load.clone();
+                Work::new(move |_| {
+                    load.enter();
+                    burn_cpu(Duration::from_millis(30));
+                    load.leave();
+                })
+            })
+            .collect();
+        let cpu0 = own_affinity()[0];
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                pin_self(&[cpu0]);
+                for w in &two {
+                    wq.queue(w);
+                }
+            });
+        });
+        wq.flush();
+        assert_eq!(load.distinct_cpus(), 2, "two CPU-bound items on one CPU");
+    }
+    // Then CPU-bound items, longer than the judging window: the standby is
+    // shed at an item boundary, and one item runs per CPU.
+    let load = Arc::new(Load::default());
+    let items: Vec<Work> = (0..6 * n)
+        .map(|_| {
+            let load = load.clone();
+            Work::new(move |_| {
+                load.enter();
+                burn_cpu(Duration::from_millis(5));
+                load.leave();
+            })
+        })
+        .collect();
+    // Rounds of them outlast a judging window with no block: shed.
+    for _ in 0..40 {
+        for w in &items {
+            wq.queue(w);
+        }
+        wq.flush();
+    }
+    assert!(!some_lane_has_a_standby(), "{}", cmwq::dump());
+    load.peak.store(0, SeqCst);
+    for w in &items {
+        wq.queue(w);
+    }
+    wq.flush();
+    let peak = load.peak.load(SeqCst);
+    assert!(peak <= n, "{peak} CPU-bound items ran at once on {n} CPUs");
+}

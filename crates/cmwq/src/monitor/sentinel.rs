@@ -379,7 +379,10 @@ fn sentinel_main(s: &'static Sentinel) {
         for &pool in &pools {
             runners.clear();
             let idle_lane = {
-                let g = pool.lock();
+                let mut g = pool.lock();
+                // A window in which no item started (long items) is judged
+                // here, so a lane's standby is given up at their end.
+                pool::standby_tick(&mut g, util::coarse_ns());
                 if !pool::has_pending(&g) {
                     continue;
                 }

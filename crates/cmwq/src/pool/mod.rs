@@ -229,6 +229,79 @@ pub(crate) struct PoolState {
     /// its lock released meanwhile: the lane has no runner yet, but one is
     /// on its way, so a sentinel wakes nobody more ([`idle_lane_spare`]).
     pub(crate) stealing: u32,
+    /// L: a lane's standby: whether it keeps one runner more than
+    /// `concurrency` because its items block often ([`standby_tick`]).
+    pub(crate) standby: Standby,
+}
+
+/// A lane's standby (the issue of blocks that each cost an idle moment and
+/// a detection): while the lane's items block at least
+/// [`STANDBY_ON_PER_S`] times a second, it keeps one more runner than
+/// its CPU, so that when one blocks the scheduler switches to the other at
+/// once, as it does between the kernel's tolerated extra runners and
+/// IOCP's "temporary excess"; below [`STANDBY_OFF_PER_S`] the extra runner
+/// is shed at its next item boundary (`keep_working`). At most one per
+/// lane. Annotations: `src/LOCKING.md`.
+#[derive(Default)]
+pub(crate) struct Standby {
+    /// L: the lane keeps one runner more.
+    pub(crate) on: bool,
+    /// L: blocks of its runners since `since` (coarse ns; 0: not begun).
+    blocks: u32,
+    since: u64,
+}
+
+/// The window over which a lane's block rate is judged.
+pub(crate) const STANDBY_WINDOW_NS: u64 = 100_000_000;
+/// Blocks a second (over a window) from which a lane keeps a standby.
+pub(crate) const STANDBY_ON_PER_S: u64 = 200;
+/// Blocks a second below which a lane with a standby sheds it.
+pub(crate) const STANDBY_OFF_PER_S: u64 = 50;
+
+/// Whether a lane keeps a standby after a window of `elapsed_ns` in which
+/// its runners blocked `blocks` times, having kept one (`on`) or not
+/// (hysteresis between [`STANDBY_ON_PER_S`] and [`STANDBY_OFF_PER_S`]).
+pub(crate) fn standby_verdict(on: bool, blocks: u32, elapsed_ns: u64) -> bool {
+    let per_s = u64::from(blocks).saturating_mul(1_000_000_000) / elapsed_ns.max(1);
+    per_s
+        >= if on {
+            STANDBY_OFF_PER_S
+        } else {
+            STANDBY_ON_PER_S
+        }
+}
+
+/// A lane's runner starts an item at `now` (coarse ns): once a window has
+/// passed, judge the lane's block rate ([`standby_verdict`]) and start the
+/// next window. A standby taken on is started by the kick that follows
+/// the start; one given up leaves at its next item boundary.
+#[inline]
+pub(crate) fn standby_tick(g: &mut PoolState, now: u64) {
+    if g.lane.is_none() {
+        return;
+    }
+    let sb = &mut g.standby;
+    if sb.since == 0 {
+        sb.since = now;
+        return;
+    }
+    let elapsed = now.saturating_sub(sb.since);
+    if elapsed < STANDBY_WINDOW_NS {
+        return;
+    }
+    sb.on = standby_verdict(sb.on, sb.blocks, elapsed);
+    sb.blocks = 0;
+    sb.since = now;
+}
+
+/// How many running workers the pool keeps while it has pending work: its
+/// `concurrency`, and a lane's standby while every sibling lane has a
+/// runner (a sibling with none takes the lane's items instead: the extra
+/// runner never keeps a CPU idle).
+#[inline]
+fn running_target(g: &PoolState) -> u32 {
+    let extra = g.standby.on && g.lane.is_some_and(|(l, me)| l.all_busy(me));
+    g.concurrency + u32::from(extra)
 }
 
 impl PoolState {
@@ -417,6 +490,7 @@ impl WorkerPool {
                 lane,
                 activate_pod: None,
                 stealing: 0,
+                standby: Standby::default(),
             }),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
@@ -528,7 +602,7 @@ pub(crate) fn has_pending(g: &PoolState) -> bool {
 /// that keeps `concurrency` workers running: 1 on a bound pool and a lane)
 #[inline]
 pub(crate) fn need_more_worker(g: &PoolState) -> bool {
-    g.nr_running < g.concurrency && has_pending(g)
+    g.nr_running < running_target(g) && has_pending(g)
 }
 
 /// Items wait with nobody running and no idle worker to wake: only a new
@@ -548,7 +622,7 @@ pub(crate) fn may_start_working(g: &PoolState) -> bool {
 /// most one worker more than the pool keeps running goes on)
 #[inline]
 pub(crate) fn keep_working(g: &PoolState) -> bool {
-    !g.worklist.is_empty() && g.nr_running <= g.concurrency
+    !g.worklist.is_empty() && g.nr_running <= running_target(g)
 }
 
 /// Too many idle workers? (too_many_workers: more than 2 idle and
@@ -873,6 +947,9 @@ fn set_blocked(g: &mut PoolState, slot: usize, by: BlockedBy) -> bool {
         ws.blocked = Some(by);
         ws.blocked_in_item = true;
     });
+    if g.lane.is_some() {
+        g.standby.blocks = g.standby.blocks.saturating_add(1);
+    }
     true
 }
 
@@ -905,6 +982,9 @@ pub(crate) fn mark_hog(g: &mut PoolGuard, slot: usize) -> bool {
         return false;
     }
     let leaves = may_leave_cm(ws.worker.pool, g, slot);
+    // A lane running a CPU hog is not one whose items block often: its
+    // standby would only share the CPU three ways.
+    g.standby.on = false;
     update_worker(g, slot, |ws| {
         ws.hog = true;
         if leaves {
@@ -996,7 +1076,9 @@ fn kick(g: &mut PoolState) -> Kick {
         g.workers[slot].worker.parker.unpark();
         return Kick::Woken;
     }
-    if g.manager_active {
+    if g.manager_active || g.stealing > 0 {
+        // A worker is being made, or one of this lane's is taking items
+        // from a sibling and looks at its own worklist when it is back.
         return Kick::Pending;
     }
     match g.create_retry_at {
@@ -1365,6 +1447,7 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
     g.activate_pod = None;
     // A thief of the parent does not exist here.
     g.stealing = 0;
+    g.standby = Standby::default();
     pool.watched.store(false, Relaxed);
     // No sentinel is armed in the child: the next queue behind a runner
     // must arm them again.
@@ -1433,6 +1516,13 @@ impl Lanes {
     #[inline]
     pub(crate) fn backlog(&self, me: usize) -> bool {
         self.victim(me).is_some()
+    }
+
+    /// Whether every lane other than `me` has a runner (published counts,
+    /// one load each).
+    #[inline]
+    pub(crate) fn all_busy(&self, me: usize) -> bool {
+        (self.pools().iter().enumerate()).all(|(i, l)| i == me || l.running.load(Relaxed) > 0)
     }
 
     /// The sibling of `me` with the most items waiting behind a busy
@@ -1788,5 +1878,32 @@ impl Pools {
     /// Every pool, by id.
     pub(crate) fn all(&self) -> Vec<&'static WorkerPool> {
         self.all.lock().clone()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn a_lane_takes_a_standby_when_its_items_block_often() {
+        // 200 a second over 100 ms is 20 blocks.
+        assert!(!standby_verdict(false, 19, 100 * MS));
+        assert!(standby_verdict(false, 20, 100 * MS));
+        // A longer window (no item started for a while) dilutes the rate.
+        assert!(!standby_verdict(false, 20, 200 * MS));
+    }
+
+    #[test]
+    fn a_lane_keeps_its_standby_until_blocks_turn_rare() {
+        // Hysteresis: kept down to 50 a second (5 in 100 ms).
+        assert!(standby_verdict(true, 19, 100 * MS));
+        assert!(standby_verdict(true, 5, 100 * MS));
+        assert!(!standby_verdict(true, 4, 100 * MS));
+        // CPU-bound: no block at all.
+        assert!(!standby_verdict(true, 0, 100 * MS));
+        assert!(!standby_verdict(false, 0, 0));
     }
 }

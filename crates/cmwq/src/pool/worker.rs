@@ -47,10 +47,11 @@ pub(crate) struct Worker {
     pub(crate) exec_seq: AtomicU64,
     /// A: the thread's CPU-time clock id (-1 until known).
     pub(crate) cpu_clock: AtomicI32,
-    /// A: raised while the thread sleeps on a pool lock (a
-    /// `sync::ShortMutex`): it is not blocked, and detection leaves it
-    /// counted as running ([`Worker::waits_on_short_lock`]).
-    short_wait: AtomicBool,
+    /// A: when the thread began to sleep on a pool lock (a
+    /// `sync::ShortMutex`; CLOCK_MONOTONIC ns, 0 while it does not): it is
+    /// not blocked, and detection leaves it counted as running for a
+    /// while ([`Worker::waits_on_short_lock`]).
+    short_wait: AtomicU64,
     /// D: the monitor's per-worker detection state (perf ring, /proc
     /// fds); see "Detection state" in `src/LOCKING.md`.
     pub(crate) detect: Mutex<DetectState>,
@@ -72,19 +73,22 @@ impl Worker {
             tid: AtomicI32::new(0),
             exec_seq: AtomicU64::new(0),
             cpu_clock: AtomicI32::new(-1),
-            short_wait: AtomicBool::new(false),
+            short_wait: AtomicU64::new(0),
             detect: Mutex::new(DetectState::default()),
             stat: OnceLock::new(),
             trace_ring: OnceLock::new(),
         }
     }
 
-    /// Whether the worker sleeps on a pool lock: a runner detection found
-    /// not runnable is then not blocked (the holder hands the lock over
-    /// within microseconds; the kernel's pool lock is a spinlock, which
-    /// never sleeps). Read after the observation it corrects (SeqCst).
+    /// Whether the worker sleeps on a pool lock, and began less than
+    /// [`SHORT_WAIT_MAX_NS`] ago: a runner detection found not runnable is
+    /// then not blocked (the holder hands the lock over within
+    /// microseconds; the kernel's pool lock is a spinlock, which never
+    /// sleeps). A longer wait (its holder preempted for long) is a block
+    /// like any other. Read after the observation it corrects (SeqCst).
     pub(crate) fn waits_on_short_lock(&self) -> bool {
-        self.short_wait.load(SeqCst)
+        let since = self.short_wait.load(SeqCst);
+        since != 0 && crate::sync::now_ns().saturating_sub(since) < SHORT_WAIT_MAX_NS
     }
 
     /// The worker's `/proc` state files (two descriptors), opened the first
@@ -103,6 +107,16 @@ impl Worker {
         self.stat.get()
     }
 }
+
+/// How long a sleep on a pool lock is taken for the lock's hand-over
+/// rather than a block ([`Worker::waits_on_short_lock`]). A pool lock is
+/// held for about a microsecond, but its holder may be preempted while it
+/// holds it: a queuer by the runner it woke on its CPU, for up to a
+/// scheduler time slice (with 200 us here, one producer of tiny items on a
+/// spreading workqueue had 100-180 spares woken in 2 s for such waits).
+/// Longer than a slice, the holder is starved (a sentinel at `SCHED_IDLE`
+/// on a CPU that other work keeps busy), and the wait is a block.
+pub(crate) const SHORT_WAIT_MAX_NS: u64 = 5_000_000;
 
 thread_local! {
     /// The worker this thread is, if any.
@@ -659,6 +673,7 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
     // Only this thread writes exec_seq: no read-modify-write needed.
     w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
     g.nr_started += 1;
+    crate::pool::standby_tick(g, since);
     pwq::bump(g, w.pool, &exec.pwq, pwq::Stat::Started);
     if rescuer && ptr::eq(exec.pwq.pool, w.pool) {
         g.pwqs[exec.pwq.slot].stats.rescued += 1;
