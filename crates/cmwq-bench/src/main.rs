@@ -4,7 +4,7 @@
 //! cargo run --release -p cmwq-bench -- <scenario|all|scale> [--cpus LIST] [--json FILE] [--md FILE] [--quick] [--reps N]
 //! ```
 //!
-//! Prints one table per scenario (B1..B12) with every system measured side
+//! Prints one table per scenario (B1..B12, B14) with every system measured side
 //! by side in this run, medians of `--reps` repetitions, a ratio column
 //! against cmwq, and the BENCHMARKS.md target checked MET or MISSED; `--json`
 //! writes the same figures as JSON, `--md` (`--markdown`) as the
@@ -31,7 +31,7 @@ static GLOBAL: alloc::CountingAlloc = alloc::CountingAlloc;
 const USAGE: &str = "\
 usage: cmwq-bench <scenario|all|scale> [--cpus LIST] [--json FILE] [--md FILE] [--quick] [--reps N] [--traced]
 
-  scenario   B1..B12, several separated by commas (b1,b3), or all
+  scenario   B1..B12 or B14, several separated by commas (b1,b3), or all
   scale      B13: B1, B4, B10 and B12 at 1, 2, 4, ... CPUs (not in all)
   --cpus L   restrict the process, peers and children to the CPUs of the
              list L (0-3,5) with sched_setaffinity before anything starts
@@ -90,7 +90,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    let which = which.ok_or("which scenario? (B1..B12, all or scale)")?;
+    let which = which.ok_or("which scenario? (B1..B12, B14, all or scale)")?;
     for name in which.split(',') {
         if name.eq_ignore_ascii_case("all") {
             a.scenarios.extend(ALL.iter());
@@ -103,7 +103,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         let s = ALL
             .iter()
             .find(|s| s.id.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B12, all or scale)"))?;
+            .ok_or_else(|| format!("unknown scenario {name:?} (B1..B12, B14, all or scale)"))?;
         a.scenarios.push(s);
     }
     Ok(a)

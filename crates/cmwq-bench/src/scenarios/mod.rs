@@ -8,6 +8,7 @@ pub mod b10;
 pub mod b11;
 pub mod b12;
 pub mod b13;
+pub mod b14;
 pub mod b2;
 pub mod b3;
 pub mod b4;
@@ -101,6 +102,10 @@ pub const ALL: &[Scenario] = &[
         id: "B12",
         run: b12::run,
     },
+    Scenario {
+        id: "B14",
+        run: b14::run,
+    },
 ];
 
 /// B13, kept out of `all`: `cmwq-bench scale`.
@@ -122,6 +127,7 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
         "b10" => b10::child(rest),
         "b11" => b11::child(rest),
         "b12" => b12::child(rest),
+        "b14" => b14::child(rest),
         other => Err(format!("__child: unknown scenario {other:?}")),
     }
 }
