@@ -442,6 +442,20 @@ fn g15_g19_tiny_items_on_the_lanes_start_no_workers() {
     );
 }
 
+/// `count` items that each burn `cpu` of CPU, counted in `load`.
+fn cpu_items(load: &Arc<Load>, count: usize, cpu: Duration) -> Vec<Work> {
+    (0..count)
+        .map(|_| {
+            let load = load.clone();
+            Work::new(move |_| {
+                load.enter();
+                burn_cpu(cpu);
+                load.leave();
+            })
+        })
+        .collect()
+}
+
 /// Whether `dump()` shows a lane keeping a standby.
 fn some_lane_has_a_standby() -> bool {
     cmwq::dump()
@@ -485,16 +499,7 @@ fn g15_g19_a_lane_keeps_a_standby_while_its_items_block_often() {
         // on that CPU's lane (its extra runner runs only while every other
         // lane has a runner).
         let load = Arc::new(Load::default());
-        let two: Vec<Work> = (0..2)
-            .map(|_| {
-                let load = load.clone();
-                Work::new(move |_| {
-                    load.enter();
-                    burn_cpu(Duration::from_millis(30));
-                    load.leave();
-                })
-            })
-            .collect();
+        let two = cpu_items(&load, 2, Duration::from_millis(30));
         let cpu0 = own_affinity()[0];
         std::thread::scope(|sc| {
             sc.spawn(|| {
@@ -510,16 +515,7 @@ fn g15_g19_a_lane_keeps_a_standby_while_its_items_block_often() {
     // Then CPU-bound items, longer than the judging window: the standby is
     // shed at an item boundary, and one item runs per CPU.
     let load = Arc::new(Load::default());
-    let items: Vec<Work> = (0..6 * n)
-        .map(|_| {
-            let load = load.clone();
-            Work::new(move |_| {
-                load.enter();
-                burn_cpu(Duration::from_millis(5));
-                load.leave();
-            })
-        })
-        .collect();
+    let items = cpu_items(&load, 6 * n, Duration::from_millis(5));
     // Rounds of them outlast a judging window with no block: shed.
     for _ in 0..40 {
         for w in &items {

@@ -23,9 +23,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::b12::Writer;
-use super::{child_rows, ratio_str, Ctx};
+use super::{child_medians, ratio_str, Ctx};
 use crate::child::emit_row;
-use crate::report::{median_row, Row, Table, Value};
+use crate::report::{Row, Table, Value};
 use crate::util::{self, ThreadSampler};
 
 const TARGET: &str = ">= tokio's throughput at <= 1/4 of its threads, p99 <= 1.2x";
@@ -79,21 +79,14 @@ pub fn run(ctx: &Ctx) -> Table {
         TARGET,
     );
     t.ratio_of = Some("requests_per_s".into());
-    let mut samples: Vec<Vec<Row>> = SYSTEMS.iter().map(|_| Vec::new()).collect();
-    for _ in 0..ctx.reps {
-        for (i, sys) in SYSTEMS.iter().enumerate() {
-            if let Some(out) = child_rows(
-                &mut t,
-                &["b10", sys, &requests.to_string()],
-                &[],
-                Duration::from_secs(120),
-            ) {
-                samples[i].extend(out.rows);
-            }
-        }
-    }
-    for s in samples.iter().filter(|s| !s.is_empty()) {
-        let mut r = median_row(s);
+    let rows = child_medians(
+        &mut t,
+        ctx.reps,
+        SYSTEMS,
+        |sys| vec!["b10".into(), sys.into(), requests.to_string()],
+        Duration::from_secs(120),
+    );
+    for mut r in rows {
         if r.get("harness_busy_pct")
             .is_some_and(|b| b > HARNESS_BOUND * 100.0)
         {

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{child_rows, ratio_str, Ctx};
+use super::{child_medians, ratio_str, Ctx};
 use crate::child::emit_row;
-use crate::report::{median_row, Row, Table};
+use crate::report::{Row, Table};
 use crate::util::{self, ThreadSampler};
 
 const TARGET: &str = "cmwq::unblock >= 1.3x tokio spawn_blocking's requests/s, p99 <= tokio's";
@@ -56,23 +56,14 @@ pub fn run(ctx: &Ctx) -> Table {
         return t;
     }
     t.ratio_of = Some("requests_per_s".into());
-    let mut samples: Vec<Vec<Row>> = SYSTEMS.iter().map(|_| Vec::new()).collect();
-    for _ in 0..ctx.reps {
-        for (i, sys) in SYSTEMS.iter().enumerate() {
-            if let Some(out) = child_rows(
-                &mut t,
-                &["b14", sys, &secs.to_string()],
-                &[],
-                Duration::from_secs(120),
-            ) {
-                samples[i].extend(out.rows);
-                t.notes.extend(out.notes);
-            }
-        }
-    }
-    for s in samples.iter().filter(|s| !s.is_empty()) {
-        t.rows.push(median_row(s));
-    }
+    let rows = child_medians(
+        &mut t,
+        ctx.reps,
+        SYSTEMS,
+        |sys| vec!["b14".into(), sys.into(), secs.to_string()],
+        Duration::from_secs(120),
+    );
+    t.rows.extend(rows);
     let get = |t: &Table, k: &str, sys: &str| t.row(label(sys), None).and_then(|r| r.get(k));
     let (cr, kr) = (
         get(&t, "requests_per_s", "cmwq"),

@@ -200,22 +200,7 @@ pub fn child(args: &[String]) -> Result<(), String> {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let works: Vec<Work> = (0..ncpu * PER_CPU)
-        .map(|i| {
-            let (stop, done) = (stop.clone(), done.clone());
-            let cpu = i % ncpu;
-            Work::new(move |w| {
-                util::burn_cpu(ITEM_CPU);
-                done.fetch_add(1, Release);
-                if !stop.load(Acquire) {
-                    wq.queue_on(cpu, w);
-                }
-            })
-        })
-        .collect();
-    for (i, w) in works.iter().enumerate() {
-        wq.queue_on(i % ncpu, w);
-    }
+    let _works = start_items(wq, &stop, &done, &Arc::new(AtomicU64::new(0)));
     // Warm up: workers started, pools watched.
     std::thread::sleep(Duration::from_millis(300));
     let monitor = util::tids(|n| n == "cmwq-monitor").first().copied();
@@ -295,24 +280,7 @@ fn as_user(secs: f64, kind: &str, load: &str) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let items_cpu = Arc::new(AtomicU64::new(0));
-    let works: Vec<Work> = (0..ncpu * PER_CPU)
-        .map(|i| {
-            let (stop, done, items_cpu) = (stop.clone(), done.clone(), items_cpu.clone());
-            let cpu = i % ncpu;
-            Work::new(move |w| {
-                let c0 = util::thread_cpu_ns();
-                util::burn_cpu(ITEM_CPU);
-                items_cpu.fetch_add(util::thread_cpu_ns() - c0, Relaxed);
-                done.fetch_add(1, Release);
-                if !stop.load(Acquire) {
-                    wq.queue_on(cpu, w);
-                }
-            })
-        })
-        .collect();
-    for (i, w) in works.iter().enumerate() {
-        wq.queue_on(i % ncpu, w);
-    }
+    let _works = start_items(wq, &stop, &done, &items_cpu);
     std::thread::sleep(Duration::from_millis(300));
     let (p0, i0, b0, t0) = (
         util::process_cpu_ns(),
@@ -349,4 +317,35 @@ fn as_user(secs: f64, kind: &str, load: &str) -> Result<(), String> {
         .num("idle_switches_per_s", idle_switches),
     );
     Ok(())
+}
+
+/// Start `PER_CPU` items per CPU of `ITEM_CPU` of CPU each, each timing
+/// itself into `items_cpu`, counting into `done` and re-queueing itself on
+/// its CPU until `stop`.
+fn start_items(
+    wq: &'static Workqueue,
+    stop: &Arc<AtomicBool>,
+    done: &Arc<AtomicU64>,
+    items_cpu: &Arc<AtomicU64>,
+) -> Vec<Work> {
+    let ncpu = util::ncpu();
+    let works: Vec<Work> = (0..ncpu * PER_CPU)
+        .map(|i| {
+            let (stop, done, items_cpu) = (stop.clone(), done.clone(), items_cpu.clone());
+            let cpu = i % ncpu;
+            Work::new(move |w| {
+                let c0 = util::thread_cpu_ns();
+                util::burn_cpu(ITEM_CPU);
+                items_cpu.fetch_add(util::thread_cpu_ns() - c0, Relaxed);
+                done.fetch_add(1, Release);
+                if !stop.load(Acquire) {
+                    wq.queue_on(cpu, w);
+                }
+            })
+        })
+        .collect();
+    for (i, w) in works.iter().enumerate() {
+        wq.queue_on(i % ncpu, w);
+    }
+    works
 }

@@ -132,6 +132,35 @@ pub fn child_main(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// Run each of `systems` in a child `reps` times, interleaved (A, B, C,
+/// A, B, C, ...), with the child arguments `args(system)`; one row per
+/// system with the median of each figure (systems whose every child failed
+/// have none). The children's notes go to `t`.
+pub fn child_medians(
+    t: &mut Table,
+    reps: usize,
+    systems: &[&str],
+    args: impl Fn(&str) -> Vec<String>,
+    timeout: Duration,
+) -> Vec<Row> {
+    let mut samples: Vec<Vec<Row>> = systems.iter().map(|_| Vec::new()).collect();
+    for _ in 0..reps.max(1) {
+        for (i, sys) in systems.iter().enumerate() {
+            let a = args(sys);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            if let Some(out) = child_rows(t, &a, &[], timeout) {
+                samples[i].extend(out.rows);
+                t.notes.extend(out.notes);
+            }
+        }
+    }
+    samples
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| median_row(s))
+        .collect()
+}
+
 /// Measure each of `systems` `reps` times, interleaving the repetitions
 /// (system A, B, C, A, B, C, ...) so that slow drifts of a noisy machine
 /// hit every system alike, and return one row per system with the median
