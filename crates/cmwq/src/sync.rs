@@ -24,7 +24,7 @@
 //! runs and hands the lock over within microseconds, as a spinning CPU in
 //! the kernel would get it, so detection must not start another worker for
 //! it. The sleeping worker says so through the word it registered
-//! ([`set_short_wait_flag`]): when it began to sleep, which detection reads
+//! ([`set_short_wait_word`]): when it began to sleep, which detection reads
 //! before it marks a runner blocked, and honours for a short while only
 //! (a holder preempted for long, a `SCHED_IDLE` sentinel on a busy CPU,
 //! must not leave the waiter's CPU idle uncovered).
@@ -61,15 +61,8 @@ thread_local! {
 /// Register the word the calling thread writes while it sleeps on a
 /// [`ShortMutex`] (null: none). The word must outlive the registration: a
 /// worker registers its own for as long as its thread runs.
-pub(crate) fn set_short_wait_flag(flag: *const AtomicU64) {
+pub(crate) fn set_short_wait_word(flag: *const AtomicU64) {
     SHORT_WAIT.with(|f| f.set(flag));
-}
-
-/// CLOCK_MONOTONIC in ns (vDSO), the time base of the short-wait word.
-#[inline]
-pub(crate) fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64).max(1)
 }
 
 // SAFETY: `lock` returns only once this thread moved the word from
@@ -151,10 +144,11 @@ impl<const SHORT: bool> RawLock<SHORT> {
             ptr::null()
         };
         // SAFETY: a registered flag outlives its registration
-        // (`set_short_wait_flag`).
+        // (`set_short_wait_word`).
         let flag = unsafe { flag.as_ref() };
         if let Some(f) = flag {
-            f.store(now_ns(), SeqCst);
+            // Never 0, which says "not asleep".
+            f.store(crate::util::mono_ns().max(1), SeqCst);
         }
         let _ = futex::wait(&self.state, futex::Flags::PRIVATE, CONTENDED, None);
         if let Some(f) = flag {
@@ -303,7 +297,7 @@ mod tests {
     /// short lock, and only then: not on a plain `Mutex`, not once it has
     /// the lock.
     #[test]
-    fn a_sleeper_on_a_short_lock_raises_its_flag() {
+    fn a_sleeper_on_a_short_lock_writes_its_word() {
         fn sleeper_flag<L: lock_api::RawMutex + Send + Sync + 'static>(
             m: Arc<lock_api::Mutex<L, ()>>,
         ) -> (bool, bool) {
@@ -311,9 +305,9 @@ mod tests {
             let g = m.lock();
             let m2 = m.clone();
             let t = std::thread::spawn(move || {
-                set_short_wait_flag(flag);
+                set_short_wait_word(flag);
                 drop(m2.lock());
-                set_short_wait_flag(ptr::null());
+                set_short_wait_word(ptr::null());
             });
             // Until the thread sleeps on the lock (or long enough to be sure
             // a plain lock's sleeper never raises the flag).

@@ -88,7 +88,7 @@ impl Worker {
     /// like any other. Read after the observation it corrects (SeqCst).
     pub(crate) fn waits_on_short_lock(&self) -> bool {
         let since = self.short_wait.load(SeqCst);
-        since != 0 && crate::sync::now_ns().saturating_sub(since) < SHORT_WAIT_MAX_NS
+        since != 0 && util::mono_ns().saturating_sub(since) < SHORT_WAIT_MAX_NS
     }
 
     /// The worker's `/proc` state files (two descriptors), opened the first
@@ -313,8 +313,8 @@ impl Acct {
 fn worker_main(w: Arc<Worker>) {
     setup_thread(&w);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
-    // `w` is held until this thread unregisters the flag below.
-    crate::sync::set_short_wait_flag(&w.short_wait);
+    // `w` is held until this thread unregisters the word below.
+    crate::sync::set_short_wait_word(&w.short_wait);
     let pool = w.pool;
     let mut acct = Acct::new();
     let mut deferred = Deferred::default();
@@ -406,7 +406,7 @@ fn worker_main(w: Arc<Worker>) {
     pool::remove_worker(&mut g, w.slot);
     drop(g);
     deferred.drop_now();
-    crate::sync::set_short_wait_flag(ptr::null());
+    crate::sync::set_short_wait_word(ptr::null());
     SELF.with(|s| s.set(ptr::null()));
 }
 
