@@ -1136,7 +1136,9 @@ pub(crate) fn ensure_worker(pool: &'static WorkerPool) {
             }
             clear_retry(&mut g);
         }
-        if g.manager_active || !g.idle.is_empty() || !need_more_worker(&g) {
+        // A worker of this lane taking items from a sibling is on its way
+        // back: it looks at this lane's worklist before it idles (`steal`).
+        if g.manager_active || g.stealing > 0 || !g.idle.is_empty() || !need_more_worker(&g) {
             return;
         }
         g.manager_active = true;
