@@ -384,11 +384,11 @@ mod tests {
         assert_eq!(s.cpu_intensive_thresh, None);
     }
 
-    /// `docs/guarantees.md` tells users the defaults they rely on: a
+    /// The guarantees (`docs/guarantees.md`) tell users the defaults they rely on: a
     /// default changed here fails this test until the guarantee says it.
     #[test]
     fn guarantees_state_the_defaults() {
-        let doc = include_str!("../../../docs/guarantees.md");
+        let doc = include_str!("../docs/guarantees.md");
         let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
         for stated in [
             format!("(default {} ms;", DEFAULT_CPU_INTENSIVE_THRESH.as_millis()),

@@ -31,12 +31,23 @@
 //! ordered.flush();
 //! ```
 //!
-//! The guarantees are numbered G1..G35 in the repository's
-//! `docs/guarantees.md` (with their exceptions); tests carry the numbers
-//! in their names, and `RELIABILITY.md` says how they are tested.
+//! The guarantees are numbered G1..G35 in [`guarantees`] (with their
+//! exceptions): every "G15" in these docs refers to it. Tests carry the
+//! numbers in their names, and the repository's `RELIABILITY.md` says how
+//! they are tested.
+//!
+//! cmwq runs on Linux only (futexes, `/proc`, `perf_event_open`, thread
+//! affinity and cgroups are what it is made of); on any other target it
+//! does not compile.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "cmwq runs on Linux only: it is built on futexes, /proc, perf_event_open, \
+     sched_setaffinity and cgroups, which this target does not have"
+);
 
 mod attrs;
 pub mod clock;
@@ -51,6 +62,8 @@ mod event;
 mod fault;
 mod fork;
 mod freeze;
+#[doc = include_str!("../docs/guarantees.md")]
+pub mod guarantees {}
 mod init;
 mod item;
 mod list;
@@ -262,5 +275,5 @@ pub mod __bench {
 
 /// The README's example, compiled and run as a doc test.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeExample;
