@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use cmwq::{Work, Workqueue};
 
+use crate::json::{MonitorTable, WqRow, SCHEMA};
 use crate::util::{burn, calibrate};
+use crate::{out, outln};
 
 /// Print `cmwq::monitor_table()` every `interval` for `seconds` (forever
-/// with `None`).
-pub fn run(interval: Duration, seconds: Option<f64>) -> ExitCode {
+/// with `None`); with `json`, one object a line instead (the totals since
+/// this process started, as the table shows).
+pub fn run(interval: Duration, seconds: Option<f64>, json: bool) -> ExitCode {
     let load = match Load::start() {
         Ok(load) => load,
         Err(e) => {
@@ -32,13 +35,26 @@ pub fn run(interval: Duration, seconds: Option<f64>) -> ExitCode {
             next = d;
         }
         thread::sleep(next.saturating_duration_since(Instant::now()));
-        println!(
-            "--- t={:.2}s  pid {}  detection {} ---",
-            start.elapsed().as_secs_f64(),
-            std::process::id(),
-            cmwq::detection().name()
-        );
-        println!("{}", cmwq::monitor_table());
+        let t = start.elapsed().as_secs_f64();
+        if json {
+            out::json(&MonitorTable {
+                schema: SCHEMA,
+                pid: Some(std::process::id()),
+                t_s: Some(t),
+                interval_ms: Some(interval.as_millis() as u64),
+                totals: true,
+                detection: Some(cmwq::detection().name().to_string()),
+                workqueues: cmwq::workqueues().iter().map(WqRow::from).collect(),
+            });
+        } else {
+            outln!(
+                "--- t={t:.2}s  pid {}  detection {} ---",
+                std::process::id(),
+                cmwq::detection().name()
+            );
+            outln!("{}", cmwq::monitor_table());
+            out::flush();
+        }
         if last {
             break;
         }

@@ -2,13 +2,15 @@
 //! (`cmwq::control`): `ps`, `monitor PID`, `dump PID`, `trace PID`.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cmwq::control::{self, unescape, RequestError};
 
+use crate::json::{MonitorTable, PsProcess, WqRow};
 use crate::render::{Exec, PoolInfo, Trace, WorkerInfo};
+use crate::{out, outln};
 
 /// Where to reach a process: its PID or a socket path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,16 +100,33 @@ fn get<'a>(kv: &'a [(String, String)], k: &str) -> &'a str {
         .map_or("?", |(_, v)| v.as_str())
 }
 
-/// `cmwq ps`: the processes of this user with a live control socket.
-pub fn ps() -> ExitCode {
+/// `cmwq ps`: the processes of this user with a live control socket (as
+/// one JSON object with `json`).
+pub fn ps(json: bool) -> ExitCode {
     let list = control::list();
-    println!(
+    if json {
+        let processes = list
+            .into_iter()
+            .map(|(pid, path)| ps_process(pid, &path, hello(&path)))
+            .collect();
+        out::json(&crate::json::Ps {
+            schema: crate::json::SCHEMA,
+            processes,
+        });
+        return ExitCode::SUCCESS;
+    }
+    outln!(
         "{:>8}  {:16} {:>4} {:>7} {:>7} {:9}  SOCKET",
-        "PID", "NAME", "WQS", "POOLS", "WORKERS", "DETECT"
+        "PID",
+        "NAME",
+        "WQS",
+        "POOLS",
+        "WORKERS",
+        "DETECT"
     );
     for (pid, path) in list {
         match hello(&path) {
-            Ok(kv) => println!(
+            Ok(kv) => outln!(
                 "{pid:>8}  {:16} {:>4} {:>7} {:>7} {:9}  {}",
                 get(&kv, "name"),
                 get(&kv, "workqueues"),
@@ -116,25 +135,64 @@ pub fn ps() -> ExitCode {
                 get(&kv, "detect"),
                 path.display()
             ),
-            Err(e) => println!("{pid:>8}  ({})", explain(e, &path)),
+            Err(e) => outln!("{pid:>8}  ({})", explain(e, &path)),
         }
     }
     ExitCode::SUCCESS
 }
 
-/// `cmwq dump PID`: that process's `cmwq::dump()` report.
-pub fn dump(target: &Target) -> ExitCode {
+/// One process of `ps --json`, from its `hello` reply.
+fn ps_process(
+    pid: u32,
+    path: &Path,
+    reply: Result<Vec<(String, String)>, RequestError>,
+) -> PsProcess {
+    let mut p = PsProcess {
+        pid,
+        socket: path.display().to_string(),
+        name: None,
+        workqueues: None,
+        pools: None,
+        workers: None,
+        detect: None,
+        error: None,
+    };
+    match reply {
+        Ok(kv) => {
+            let text = |k: &str| Some(get(&kv, k).to_string()).filter(|v| v != "?");
+            let number = |k: &str| get(&kv, k).parse().ok();
+            p.name = text("name");
+            p.workqueues = number("workqueues");
+            p.pools = number("pools");
+            p.workers = number("workers");
+            p.detect = text("detect");
+        }
+        Err(e) => p.error = Some(explain(e, path)),
+    }
+    p
+}
+
+/// `cmwq dump PID`: that process's `cmwq::dump()` report (as one JSON
+/// object with `json`, its workqueues from a `stats` request).
+pub fn dump(target: &Target, json: bool) -> ExitCode {
     let path = match target.socket() {
         Ok(p) => p,
         Err(e) => return fail("dump", e),
     };
-    match control::request(&path, "dump") {
-        Ok(r) => {
-            print!("{}", r.body);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail("dump", explain(e, &path)),
+    let report = match control::request(&path, "dump") {
+        Ok(r) => r.body,
+        Err(e) => return fail("dump", explain(e, &path)),
+    };
+    if !json {
+        out!("{report}");
+        return ExitCode::SUCCESS;
     }
+    let wqs = match control::request(&path, "stats") {
+        Ok(r) => control::parse_stats(&r.body),
+        Err(e) => return fail("dump", explain(e, &path)),
+    };
+    out::json(&crate::json::dump(target.pid(), &report, &wqs));
+    ExitCode::SUCCESS
 }
 
 /// How long `monitor` runs.
@@ -148,6 +206,35 @@ pub enum Span {
     Forever,
 }
 
+/// Each workqueue of `now` with its counters over the interval since
+/// `prev` (in flight: now). With `prev` empty: the totals.
+pub fn deltas(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> Vec<cmwq::WqInfo> {
+    now.iter()
+        .map(|wq| {
+            let before = prev
+                .iter()
+                .find(|p| p.name == wq.name)
+                .map(|p| p.stats)
+                .unwrap_or_default();
+            let n = wq.stats;
+            let d = cmwq::WqStats {
+                total: n.total.saturating_sub(before.total),
+                in_flight: n.in_flight,
+                cpu_time: n.cpu_time.saturating_sub(before.cpu_time),
+                cpu_hog: n.cpu_hog.saturating_sub(before.cpu_hog),
+                cm_wakeups: n.cm_wakeups.saturating_sub(before.cm_wakeups),
+                mayday: n.mayday.saturating_sub(before.mayday),
+                rescued: n.rescued.saturating_sub(before.rescued),
+                panics: n.panics.saturating_sub(before.panics),
+            };
+            cmwq::WqInfo {
+                stats: d,
+                ..wq.clone()
+            }
+        })
+        .collect()
+}
+
 /// The `wq_monitor.py -i` table of one interval: per workqueue the
 /// executions started, items in flight now, CPU seconds used, hogs,
 /// concurrency-management wake-ups, maydays, rescued items and panics,
@@ -155,27 +242,7 @@ pub enum Span {
 pub fn monitor_table(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> String {
     let mut s = cmwq::WqStats::header();
     s.push('\n');
-    for wq in now {
-        let before = prev
-            .iter()
-            .find(|p| p.name == wq.name)
-            .map(|p| p.stats)
-            .unwrap_or_default();
-        let n = wq.stats;
-        let d = cmwq::WqStats {
-            total: n.total.saturating_sub(before.total),
-            in_flight: n.in_flight,
-            cpu_time: n.cpu_time.saturating_sub(before.cpu_time),
-            cpu_hog: n.cpu_hog.saturating_sub(before.cpu_hog),
-            cm_wakeups: n.cm_wakeups.saturating_sub(before.cm_wakeups),
-            mayday: n.mayday.saturating_sub(before.mayday),
-            rescued: n.rescued.saturating_sub(before.rescued),
-            panics: n.panics.saturating_sub(before.panics),
-        };
-        let info = cmwq::WqInfo {
-            stats: d,
-            ..wq.clone()
-        };
+    for info in deltas(prev, now) {
         s.push_str(&info.row());
         s.push('\n');
     }
@@ -183,8 +250,9 @@ pub fn monitor_table(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> String {
 }
 
 /// `cmwq monitor PID`: that process's `wq_monitor.py -i` table every
-/// `interval`.
-pub fn monitor(target: &Target, interval: Duration, span: Span) -> ExitCode {
+/// `interval` (one JSON object a line with `json`). Exits 1 when a sample
+/// fails, the first or a later one (the process exited, ...).
+pub fn monitor(target: &Target, interval: Duration, span: Span, json: bool) -> ExitCode {
     let path = match target.socket() {
         Ok(p) => p,
         Err(e) => return fail("monitor", e),
@@ -196,8 +264,20 @@ pub fn monitor(target: &Target, interval: Duration, span: Span) -> ExitCode {
     };
     let pid = target.pid().map_or("?".to_string(), |p| p.to_string());
     if span == Span::Once {
-        println!("--- pid {pid}: totals since it started ---");
-        println!("{}", monitor_table(&[], &prev));
+        if json {
+            out::json(&MonitorTable {
+                schema: crate::json::SCHEMA,
+                pid: target.pid(),
+                t_s: None,
+                interval_ms: None,
+                totals: true,
+                detection: None,
+                workqueues: prev.iter().map(WqRow::from).collect(),
+            });
+        } else {
+            outln!("--- pid {pid}: totals since it started ---");
+            outln!("{}", monitor_table(&[], &prev));
+        }
         return ExitCode::SUCCESS;
     }
     let start = Instant::now();
@@ -211,18 +291,36 @@ pub fn monitor(target: &Target, interval: Duration, span: Span) -> ExitCode {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let now = match sample() {
             Ok(s) => s,
-            Err(_) if tick > 1 => {
-                println!("--- process {pid} is gone ---");
-                return ExitCode::SUCCESS;
+            Err(e) => {
+                return fail(
+                    "monitor",
+                    format!(
+                        "process {pid} stopped answering after {:.2} s: {}",
+                        start.elapsed().as_secs_f64(),
+                        explain(e, &path)
+                    ),
+                )
             }
-            Err(e) => return fail("monitor", explain(e, &path)),
         };
-        println!(
-            "--- pid {pid}  t={:.2}s  per {} ms ---",
-            start.elapsed().as_secs_f64(),
-            interval.as_millis()
-        );
-        println!("{}", monitor_table(&prev, &now));
+        let t = start.elapsed().as_secs_f64();
+        if json {
+            out::json(&MonitorTable {
+                schema: crate::json::SCHEMA,
+                pid: target.pid(),
+                t_s: Some(t),
+                interval_ms: Some(interval.as_millis() as u64),
+                totals: false,
+                detection: None,
+                workqueues: deltas(&prev, &now).iter().map(WqRow::from).collect(),
+            });
+        } else {
+            outln!(
+                "--- pid {pid}  t={t:.2}s  per {} ms ---",
+                interval.as_millis()
+            );
+            outln!("{}", monitor_table(&prev, &now));
+            out::flush();
+        }
         prev = now;
         tick += 1;
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -330,7 +428,7 @@ pub fn trace(
         }
     }
     let wqs: std::collections::BTreeSet<&str> = t.events.iter().map(|e| e.wq.as_str()).collect();
-    println!(
+    outln!(
         "{} executions on {} workers of {} workqueues ({}){}",
         t.events.len(),
         t.workers.len(),
@@ -346,7 +444,7 @@ pub fn trace(
         }
     );
     for p in json.iter().chain(svg.iter()) {
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     if !ended {
         return fail("trace", "the recording ended early (the process exited?)");

@@ -1,10 +1,16 @@
 //! Small helpers shared by the subcommands: CPU work that cannot be
-//! optimised away, a concurrency tracker, and a look at this process's
-//! worker threads.
+//! optimised away, a concurrency tracker, a look at this process's worker
+//! threads, and whether output may be coloured.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
+
+/// Whether output may use colour: not when `NO_COLOR` is set to anything
+/// but the empty string (<https://no-color.org>).
+pub fn colour_allowed() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
 
 /// Pure CPU work: `rounds` steps of an FNV-1a style mix. The result depends
 /// on every step, and `black_box` keeps the optimiser from skipping it.

@@ -333,3 +333,156 @@ fn g32_bad_clients_do_not_slow_the_watched_program() {
     // And it still answers.
     assert!(cmwq::control::request(&sock, "hello").is_ok());
 }
+
+/// A line of JSON.
+fn parse(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn ps_dump_and_monitor_print_json() {
+    let _s = serial();
+    let svc = Service::start(1000);
+    let pid = svc.pid.to_string();
+    svc.socket();
+
+    let (ok, out, err) = cmwq(&["ps", "--json"]);
+    assert!(ok, "{err}");
+    let v = parse(&out);
+    assert_eq!(v["schema"], 1);
+    let me = v["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == svc.pid)
+        .unwrap_or_else(|| panic!("ps --json does not list {pid}: {v}"));
+    assert_eq!(me["name"], "service", "{me}");
+    assert!(me["workqueues"].as_u64() >= Some(4), "{me}");
+    assert!(me["socket"].as_str().unwrap().ends_with(".sock"), "{me}");
+    assert!(me["error"].is_null(), "{me}");
+
+    let (ok, out, err) = cmwq(&["dump", &pid, "--json"]);
+    assert!(ok, "{err}");
+    let v = parse(&out);
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["pid"], svc.pid);
+    assert!(!v["pools"].as_array().unwrap().is_empty(), "{v}");
+    let batch = v["workqueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "service_batch")
+        .unwrap_or_else(|| panic!("no service_batch: {v}"));
+    assert_eq!(batch["total"], 1000, "{batch}");
+
+    // --once: the totals since start, one object.
+    let (ok, out, err) = cmwq(&["monitor", &pid, "--once", "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v = parse(&out);
+    assert_eq!(
+        (&v["schema"], &v["totals"]),
+        (&1.into(), &true.into()),
+        "{v}"
+    );
+    assert_eq!(v["pid"], svc.pid);
+    let batch = v["workqueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "service_batch")
+        .unwrap();
+    assert_eq!(
+        (&batch["total"], &batch["in_flight"]),
+        (&1000.into(), &0.into())
+    );
+
+    // Intervals: one object a line, counts over the interval.
+    let (ok, out, err) = cmwq(&[
+        "monitor",
+        &pid,
+        "--interval-ms",
+        "300",
+        "--seconds",
+        "0.9",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let objects: Vec<serde_json::Value> = out.lines().map(parse).collect();
+    assert!((2..=4).contains(&objects.len()), "{out}");
+    let last = objects.last().unwrap();
+    assert_eq!(
+        (&last["totals"], &last["interval_ms"]),
+        (&false.into(), &300.into())
+    );
+    let cpu = last["workqueues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "service_cpu")
+        .unwrap();
+    assert!(cpu["total"].as_u64() > Some(10), "{cpu}");
+}
+
+/// A process that goes away while `monitor` watches it: an error, exit
+/// status 1 (not a quiet 0).
+#[test]
+fn monitor_fails_when_the_process_goes_away() {
+    let _s = serial();
+    // Exits by itself 2 s after `ready`.
+    let mut child = Command::new(service_path())
+        .args(["--batch", "10", "--seconds", "2"])
+        .env("CMWQ_CONTROL", "1")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = child.id().to_string();
+    let out = Command::new(bin())
+        .args(["monitor", &pid, "--interval-ms", "200", "--seconds", "20"])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("--- pid"),
+        "no table before the end:\n{stdout}"
+    );
+    assert!(
+        stderr.starts_with("cmwq monitor: ") && stderr.contains("stopped answering"),
+        "{stderr}"
+    );
+}
+
+/// `trace` to a file that cannot be written: an error, exit status 1.
+#[test]
+fn trace_to_an_unwritable_file_fails() {
+    let _s = serial();
+    let svc = Service::start(10);
+    let pid = svc.pid.to_string();
+    svc.socket();
+    let out = Command::new(bin())
+        .args([
+            "trace",
+            &pid,
+            "--seconds",
+            "0.2",
+            "-o",
+            "/nonexistent/dir/t.json",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/nonexistent/dir/t.json"), "{err}");
+}

@@ -82,6 +82,7 @@ fn start_demo() -> (Reaped, u32) {
     }
 }
 
+/// `cmwq top ARGS` with stdout a pipe (not a terminal).
 fn top(args: &[&str]) -> Output {
     Command::new(bin())
         .arg("top")
@@ -209,15 +210,19 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn top_tui_runs_in_tmux_and_quits_on_q() {
-    let have_tmux = Command::new("tmux")
+/// Whether tmux can be run.
+fn have_tmux() -> bool {
+    Command::new("tmux")
         .arg("-V")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    if !have_tmux {
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn top_tui_runs_in_tmux_and_quits_on_q() {
+    if !have_tmux() {
         println!("tmux not found: TUI test skipped");
         return;
     }
@@ -293,4 +298,146 @@ fn top_tui_runs_in_tmux_and_quits_on_q() {
         !after.contains("q quit") && !after.contains("kworker"),
         "the TUI is still on the screen after exit:\n{after}"
     );
+}
+
+/// `--json`: one object with the snapshot's tables.
+#[test]
+fn top_json_is_one_object() {
+    let _l = serial();
+    let (demo, cpu) = start_demo();
+    let out = top(&[&demo.pid().to_string(), "--once", "--json"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["pid"], demo.pid());
+    assert!(v["interval_s"].as_f64() > Some(0.4), "{v}");
+    let pool = format!("cpu{cpu}");
+    assert!(
+        v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pool"] == pool.as_str()),
+        "no {pool} in {v}"
+    );
+    let threads = v["threads"].as_array().unwrap();
+    assert!(
+        threads.iter().any(|t| t["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("kworker/"))),
+        "{v}"
+    );
+    assert!(threads
+        .iter()
+        .all(|t| t["tid"].is_u64() && t["state"].is_string()));
+}
+
+/// Without a terminal on stdout (a pipe), `top PID` prints what `--once`
+/// prints and exits 0.
+#[test]
+fn top_without_a_terminal_prints_one_snapshot() {
+    let _l = serial();
+    let (demo, _) = start_demo();
+    let pid = demo.pid().to_string();
+    let out = top(&[&pid]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let header = stdout.lines().next().unwrap_or_default();
+    assert!(header.contains(&format!("(pid {pid})")), "{stdout}");
+    assert!(
+        stdout.contains("POOL") && stdout.contains("kworker/"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\x1b'), "escapes in a pipe: {stdout:?}");
+}
+
+/// The SGR parameters of every `ESC [ ... m` sequence in `s`.
+fn sgr_params(s: &str) -> Vec<u32> {
+    let mut params = Vec::new();
+    for seq in s.split("\x1b[").skip(1) {
+        let Some(end) = seq.find(|c: char| !(c.is_ascii_digit() || c == ';')) else {
+            continue;
+        };
+        if seq[end..].starts_with('m') {
+            params.extend(seq[..end].split(';').filter_map(|p| p.parse::<u32>().ok()));
+        }
+    }
+    params
+}
+
+/// A colour SGR parameter: foreground or background, 8, 16, 256 or RGB
+/// colours (not 39/49, back to the default).
+fn is_colour(p: u32) -> bool {
+    matches!(p, 30..=38 | 40..=48 | 90..=97 | 100..=107)
+}
+
+#[test]
+fn sgr_parameters_parse() {
+    let s = "a\x1b[1mb\x1b[32;1mc\x1b[0m\x1b[7m\x1b[90m";
+    assert_eq!(sgr_params(s), [1, 32, 1, 0, 7, 90]);
+    assert!(is_colour(32) && is_colour(90) && !is_colour(1) && !is_colour(39));
+}
+
+/// With `NO_COLOR=1` the live view uses no colour; it still uses bold and
+/// reverse video (the footer).
+#[test]
+fn top_tui_honours_no_color() {
+    if !have_tmux() {
+        println!("tmux not found: NO_COLOR TUI test skipped");
+        return;
+    }
+    let _l = serial();
+    let (demo, _) = start_demo();
+    let session = format!("cmwq-nocolor-{}", std::process::id());
+    let tmux = Tmux {
+        socket: format!("cmwq-nocolor-test-{}", std::process::id()),
+    };
+    let command = format!("NO_COLOR=1 '{}' top {}", bin(), demo.pid());
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &command,
+        ";",
+        "set-option",
+        "-t",
+        &session,
+        "remain-on-exit",
+        "on",
+    ]);
+    assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+    let t = Instant::now();
+    let mut screen = String::new();
+    while t.elapsed() < Duration::from_secs(10) {
+        sleep(Duration::from_millis(250));
+        // -e: with the attributes, as escape sequences.
+        screen = text(
+            &tmux
+                .cmd(&["capture-pane", "-e", "-p", "-t", &session])
+                .stdout,
+        );
+        if screen.contains("kworker") && screen.contains("q quit") && t.elapsed().as_millis() > 1500
+        {
+            break;
+        }
+    }
+    assert!(
+        screen.contains("kworker") && screen.contains("q quit"),
+        "pane {}:\n{screen}",
+        tmux.pane(&session)
+    );
+    let params = sgr_params(&screen);
+    assert!(params.contains(&7), "no reverse video captured: {screen:?}");
+    assert!(
+        !params.iter().any(|&p| is_colour(p)),
+        "colour with NO_COLOR=1: {params:?}\n{screen:?}"
+    );
+    let _ = tmux.cmd(&["send-keys", "-t", &session, "q"]);
 }

@@ -64,17 +64,21 @@ impl Demo {
     }
 
     pub(super) fn print_report(&self) {
-        println!();
-        println!("== cmwq::monitor_table() (the kernel's wq_monitor.py) ==");
-        print!("{}", cmwq::monitor_table());
-        println!();
-        println!("== cmwq::dump() (the kernel's wq_dump.py) ==");
-        print!("{}", cmwq::dump());
-        println!();
-        println!("== peak concurrency per workqueue (items in their function at once) ==");
-        println!(
+        outln!();
+        outln!("== cmwq::monitor_table() (the kernel's wq_monitor.py) ==");
+        out!("{}", cmwq::monitor_table());
+        outln!();
+        outln!("== cmwq::dump() (the kernel's wq_dump.py) ==");
+        out!("{}", cmwq::dump());
+        outln!();
+        outln!("== peak concurrency per workqueue (items in their function at once) ==");
+        outln!(
             "  {:<16} {:<8} {:>10} {:>9} {:>5}",
-            "workqueue", "kind", "max_active", "executed", "peak"
+            "workqueue",
+            "kind",
+            "max_active",
+            "executed",
+            "peak"
         );
         for info in cmwq::workqueues() {
             let Some(seen) = self.seen.get(info.name.as_str()) else {
@@ -89,7 +93,7 @@ impl Demo {
             } else {
                 "percpu"
             };
-            println!(
+            outln!(
                 "  {:<16} {:<8} {:>10} {:>9} {:>5}",
                 info.name,
                 kind,
@@ -98,21 +102,21 @@ impl Demo {
                 seen.conc.peak()
             );
         }
-        println!();
-        println!("== summary ==");
+        outln!();
+        outln!("== summary ==");
         for (what, text) in &self.report.facts {
-            println!("  {what:<15} {text}");
+            outln!("  {what:<15} {text}");
         }
         for w in &self.report.warnings {
-            println!("  warning: {w}");
+            outln!("  warning: {w}");
         }
         if self.report.failures.is_empty() {
-            println!("self-check: OK");
+            outln!("self-check: OK");
         } else {
             for f in &self.report.failures {
-                println!("  FAILED: {f}");
+                outln!("  FAILED: {f}");
             }
-            println!(
+            outln!(
                 "self-check: FAILED ({} problems)",
                 self.report.failures.len()
             );

@@ -39,6 +39,7 @@ use cmwq::{Detect, Work, Workqueue, WqFlags};
 
 use crate::io::{fsync_file, DelayedPeer};
 use crate::util::{burn, calibrate, human, kworker_threads, Concurrency};
+use crate::{out, outln};
 
 mod blocking;
 mod cpu;
@@ -139,11 +140,11 @@ impl Shared {
     /// Start a phase: `label` is shown by the live view.
     fn enter_phase(&self, label: &'static str, what: impl Display) {
         *self.phase.lock().unwrap() = label;
-        println!("{} == {label}: {what}", self.stamp());
+        outln!("{} == {label}: {what}", self.stamp());
     }
 
     fn say(&self, msg: impl Display) {
-        println!("{}    {msg}", self.stamp());
+        outln!("{}    {msg}", self.stamp());
     }
 }
 
@@ -291,7 +292,7 @@ impl Demo {
     /// The whole demo; `Ok(false)` when a self-check failed.
     fn run(mut self) -> Result<bool, Box<dyn Error>> {
         let pid = std::process::id();
-        println!(
+        outln!(
             "cmwq demo: pid {pid}, {} CPUs, block detection `{}`, about {:.1} s",
             self.ncpus,
             self.detect.name(),
@@ -302,19 +303,19 @@ impl Demo {
             .ok()
             .and_then(|p| p.to_str().map(String::from))
             .unwrap_or_else(|| "cmwq".into());
-        println!("  look inside it from a second terminal meanwhile:");
-        println!("    {exe} top {pid}          live view of its pools and workers");
-        println!("    {exe} monitor {pid}      wq_monitor.py table every second");
-        println!("    {exe} dump {pid}         wq_dump.py report");
-        println!("    {exe} trace {pid} --seconds 2 -o demo.json --svg demo.svg");
-        println!("        a timeline: demo.json in ui.perfetto.dev, demo.svg in a browser");
-        println!("    ps -L -o comm -p {pid}   the kworker threads");
+        outln!("  look inside it from a second terminal meanwhile:");
+        outln!("    {exe} top {pid}          live view of its pools and workers");
+        outln!("    {exe} monitor {pid}      wq_monitor.py table every second");
+        outln!("    {exe} dump {pid}         wq_dump.py report");
+        outln!("    {exe} trace {pid} --seconds 2 -o demo.json --svg demo.svg");
+        outln!("        a timeline: demo.json in ui.perfetto.dev, demo.svg in a browser");
+        outln!("    ps -L -o comm -p {pid}   the kworker threads");
         match cmwq::control::socket_path() {
-            Some(p) => println!("  control socket: {}", p.display()),
-            None => println!("  control socket: not started (see the message above)"),
+            Some(p) => outln!("  control socket: {}", p.display()),
+            None => outln!("  control socket: not started (see the message above)"),
         }
         if self.detect == Detect::Hint {
-            println!(
+            outln!(
                 "  note: CMWQ_DETECT=hint: items that block without `cmwq::blocking` are not \
                  noticed, so the blocking batch runs about one item per CPU at a time"
             );
@@ -368,7 +369,7 @@ impl LiveView {
             .name("demo-live".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::PERIOD) {
-                    println!(
+                    outln!(
                         "{} .. live: {:6} items done | {:3} kworker threads | detection {} | {}",
                         shared.stamp(),
                         shared.done.load(Relaxed),

@@ -30,8 +30,9 @@
 //! CPU% is over the last interval, 100% being one CPU: the delta of the
 //! threads' `utime + stime` over the wall-clock delta.
 //!
-//! `--once` takes two samples 500 ms apart and prints a plain-text
-//! snapshot. Otherwise a full-screen view refreshes every second until
+//! `--once` (and a stdout that is not a terminal) takes two samples
+//! 500 ms apart and prints a plain-text snapshot; `--json` prints it as
+//! one JSON object (`json.rs`). Otherwise a full-screen view refreshes every second until
 //! `q`, Esc or Ctrl-C; when the watched process exits, the view says
 //! "process exited" and quits at the next key press or after 2 s.
 //!
@@ -40,14 +41,15 @@
 //! system call tables); `model.rs` holds the samples and builds a
 //! snapshot from the latest one (CPU figures over the interval since the
 //! one before); `text.rs` turns a snapshot into text (the cells both views
-//! show, and the `--once` output); `target.rs` opens and samples the
+//! show, and the `--once` output); `json.rs` into `--json`'s object; `target.rs` opens and samples the
 //! watched process (the I/O); `tui.rs` is the live view. This file holds
 //! the entry point and the error type.
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
+mod json;
 mod model;
 mod proc;
 mod target;
@@ -58,11 +60,17 @@ use text::run_once;
 use tui::run_live;
 
 /// Look at process `pid`'s cmwq threads: one plain-text snapshot on stdout
-/// with `once`, else a live full-screen view until `q`. The exit status is
-/// 0, or 1 after a message on stderr starting with `cmwq top: ` (no such
-/// process, not ours, no cmwq threads, no terminal, ...).
-pub fn run(pid: u32, once: bool) -> ExitCode {
-    let result = if once { run_once(pid) } else { run_live(pid) };
+/// with `once` or when stdout is not a terminal (a JSON object with
+/// `json`), else a live full-screen view until `q`. The exit status is 0,
+/// or 1 after a message on stderr starting with `cmwq top: ` (no such
+/// process, not ours, no cmwq threads, ...).
+pub fn run(pid: u32, once: bool, json: bool) -> ExitCode {
+    let once = once || json || !io::stdout().is_terminal();
+    let result = if once {
+        run_once(pid, json)
+    } else {
+        run_live(pid)
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,8 +98,6 @@ enum TopError {
     NoCmwq { pid: u32, name: String },
     /// The process exited (or its PID now names another process).
     Exited(u32),
-    /// The live view needs a terminal.
-    NotATerminal,
     /// Anything else.
     Io(String),
 }
@@ -116,10 +122,6 @@ impl fmt::Display for TopError {
                 "process {pid} ({name}) has no cmwq threads (kworker/... or cmwq-...)"
             ),
             TopError::Exited(pid) => write!(f, "process {pid} exited"),
-            TopError::NotATerminal => write!(
-                f,
-                "stdout is not a terminal: use --once for a plain-text snapshot"
-            ),
             TopError::Io(msg) => f.write_str(msg),
         }
     }

@@ -622,3 +622,41 @@ fn this_process_can_be_sampled() {
     assert!(matches!(open(u32::MAX), Err(TopError::NoProcess(_))));
     assert!(matches!(open(0), Err(TopError::NoProcess(0))));
 }
+
+#[test]
+fn no_colour_keeps_bold_and_drops_colours() {
+    use ratatui::style::Modifier;
+    for s in [
+        State::Running,
+        State::Idle,
+        State::Blocked(None),
+        State::BlockedD,
+        State::Sleeping,
+    ] {
+        let plain = state_style(&s, false);
+        assert_eq!((plain.fg, plain.bg), (None, None), "{s:?}");
+        assert_eq!(plain.add_modifier, state_style(&s, true).add_modifier);
+    }
+    assert!(state_style(&State::Running, true).fg.is_some());
+    assert!(state_style(&State::Running, false)
+        .add_modifier
+        .contains(Modifier::BOLD));
+}
+
+#[test]
+fn json_snapshot_has_the_schema_and_the_tables() {
+    let (a, b) = samples();
+    let snap = build(7, Some(&a), &b, 100);
+    let v = serde_json::to_value(super::json::TopJson::from(&snap)).unwrap();
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["pid"], 7);
+    assert_eq!(v["name"], "demo");
+    let pools = v["pools"].as_array().unwrap();
+    assert_eq!(pools.len(), snap.groups.len());
+    assert!(pools.iter().any(|p| p["pool"] == "unbound u2"), "{v}");
+    let threads = v["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), snap.threads.len());
+    for t in threads {
+        assert!(t["tid"].is_u64() && t["state"].is_string(), "{t}");
+    }
+}

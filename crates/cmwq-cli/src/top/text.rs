@@ -1,11 +1,11 @@
 //! A snapshot as text: the title line and the table cells that both views
 //! show (the live view lays them out in ratatui tables), and `--once`:
-//! two samples, printed as plain text.
+//! two samples, printed as plain text (or JSON, `json.rs`).
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
 use std::time::Duration;
 
+use super::json::TopJson;
 use super::model::{build, GroupRow, Snapshot, ThreadRow};
 use super::target::{clk_tck, first_sample, sample};
 use super::TopError;
@@ -131,13 +131,18 @@ pub(super) fn render_text(s: &Snapshot) -> String {
     out
 }
 
-/// `--once`: two samples `ONCE_GAP` apart, printed as text.
-pub(super) fn run_once(pid: u32) -> Result<(), TopError> {
+/// `--once`: two samples `ONCE_GAP` apart, printed as text (as one JSON
+/// object with `json`).
+pub(super) fn run_once(pid: u32, json: bool) -> Result<(), TopError> {
     let (target, first) = first_sample(pid)?;
     std::thread::sleep(ONCE_GAP);
     let second = sample(target)?;
-    let text = render_text(&build(pid, Some(&first), &second, clk_tck()));
-    // A closed pipe (`| head`) is not an error worth a message.
-    let _ = io::stdout().lock().write_all(text.as_bytes());
+    let snap = build(pid, Some(&first), &second, clk_tck());
+    if json {
+        crate::out::json(&TopJson::from(&snap));
+    } else {
+        // A closed pipe (`| head`) ends the process quietly.
+        crate::out!("{}", render_text(&snap));
+    }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! arrow and page keys; the terminal is restored on every way out, a
 //! panic included.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -109,13 +109,19 @@ pub(super) fn is_quit(k: &KeyEvent) -> bool {
     }
 }
 
-/// The style of a state cell.
-fn state_style(s: &State) -> Style {
-    match s {
+/// The style of a state cell; without `colour` (`NO_COLOR`), only the
+/// bold of a running worker is left.
+pub(super) fn state_style(s: &State, colour: bool) -> Style {
+    let style = match s {
         State::Running => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
         State::Blocked(_) | State::BlockedD => Style::new().fg(Color::Yellow),
         State::Idle => Style::new().fg(Color::DarkGray),
         _ => Style::new(),
+    };
+    if colour {
+        style
+    } else {
+        Style { fg: None, ..style }
     }
 }
 
@@ -124,8 +130,10 @@ fn right(s: String) -> Cell<'static> {
     Cell::from(Text::from(s).right_aligned())
 }
 
-/// Draw one screen: header, pools table, threads table, footer.
+/// Draw one screen: header, pools table, threads table, footer. Colour
+/// only where `NO_COLOR` allows it; bold and reverse video stay.
 pub(super) fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
+    let colour = crate::util::colour_allowed();
     let area = f.area();
     let mut header = vec![Line::from(Span::styled(
         snap.title(),
@@ -134,7 +142,11 @@ pub(super) fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
     if snap.exited {
         header.push(Line::from(Span::styled(
             "process exited: press any key (quits by itself in 2 s)",
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            if colour {
+                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new().add_modifier(Modifier::BOLD)
+            },
         )));
     }
     match &snap.note {
@@ -230,7 +242,7 @@ pub(super) fn draw(f: &mut Frame, snap: &Snapshot, view: &mut View) {
                 Cell::from(label).style(bold),
                 right(tid),
                 Cell::from(name),
-                Cell::from(state).style(state_style(&t.state)),
+                Cell::from(state).style(state_style(&t.state, colour)),
                 right(cpu),
                 right(last),
                 Cell::from(format!(" {item}")),
@@ -289,9 +301,6 @@ enum End {
 /// The live view: sample every `REFRESH`, draw, handle keys.
 pub(super) fn run_live(pid: u32) -> Result<(), TopError> {
     let (target, first) = first_sample(pid)?;
-    if !io::stdout().is_terminal() {
-        return Err(TopError::NotATerminal);
-    }
     let clk = clk_tck();
     let end = {
         let _guard = TermGuard::enter()?;
