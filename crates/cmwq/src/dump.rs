@@ -44,6 +44,18 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o, "===============");
     let _ = writeln!(o, "wq_unbound_cpumask={}", topo.allowed.to_hex());
     let _ = writeln!(o, "cpu_online={}", topo.online.to_hex());
+    // G34: the CPU limit in force over the spreading pools.
+    let quota = crate::cpu_limit::quota().map_or("none".to_owned(), |q| {
+        format!("{}/{} us ({} CPUs)", q.quota_us, q.period_us, q.cpus())
+    });
+    let _ = match crate::cpu_limit::limit() {
+        Some(l) => writeln!(
+            o,
+            "cpu_limit={l} running={} (cgroup quota {quota}: spreading pools run at most {l} workers at once)",
+            crate::cpu_limit::RUNNING.load(std::sync::atomic::Ordering::Relaxed)
+        ),
+        None => writeln!(o, "cpu_limit=none (cgroup quota {quota})"),
+    };
     let _ = write!(o, "cpu_node ");
     for c in topo.possible.iter() {
         let _ = write!(o, " [{c}]={}", topo.cpu_node[c]);

@@ -24,6 +24,9 @@ pub(crate) fn start() {
     static SERVICES: OnceLock<()> = OnceLock::new();
     pool::pools();
     SERVICES.get_or_init(|| {
+        // The container's CPU limit (G34), before any unbound pool exists;
+        // the monitor re-reads it while pools are busy.
+        pool::apply_cpu_limit(crate::cpu_limit::read_limit());
         crate::monitor::start();
         crate::fork::register();
         crate::control::start();

@@ -55,6 +55,7 @@ pub mod coming_from;
 pub mod compat;
 mod config;
 pub mod control;
+mod cpu_limit;
 mod cpumask;
 mod dump;
 mod error;

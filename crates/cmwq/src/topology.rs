@@ -292,7 +292,7 @@ fn masks_share(masks: &[Option<CpuMask>], cur: usize, pre: usize) -> bool {
 /// The process's CPU affinity mask, or `None` if it cannot be read (e.g. on
 /// a machine with more CPUs than a [`CpuSet`] holds, where the kernel
 /// refuses the small buffer).
-fn affinity_mask() -> Option<CpuMask> {
+pub(crate) fn affinity_mask() -> Option<CpuMask> {
     let set = rustix::thread::sched_getaffinity(None).ok()?;
     Some(CpuMask::from_cpus(
         (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)),

@@ -521,6 +521,10 @@ fn monitor_main() {
     let mut pfds: Vec<libc::pollfd> = Vec::new();
     let mut watchdog = crate::watchdog::Watchdog::default();
     let mut rescuers: Vec<Arc<crate::pool::worker::Rescuer>> = Vec::new();
+    // When the CPU limit (G34) is read again: at most every
+    // `cpu_limit::REREAD_NS`, on a pass (passes happen while pools are
+    // busy; an idle monitor sleeps with no timeout).
+    let mut limit_read_at = util::mono_ns() + crate::cpu_limit::REREAD_NS;
     loop {
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
@@ -532,6 +536,10 @@ fn monitor_main() {
             last_completed.resize(all.len(), (0, 0));
         }
         let now = util::mono_ns();
+        if now >= limit_read_at {
+            limit_read_at = now + crate::cpu_limit::REREAD_NS;
+            pool::apply_cpu_limit(crate::cpu_limit::read_limit());
+        }
         let mut timeout: Option<u64> = None;
         let mut set_timeout = |t: u64| {
             timeout = Some(timeout.map_or(t, |x: u64| x.min(t)));

@@ -119,7 +119,23 @@ pub(crate) enum Pick {
     /// Nothing waits behind a runner in the pools of its CPU: it disarms
     /// (the next queue behind a runner arms it again).
     NothingPending,
+    /// Items wait, but its CPU's lane may not start a runner: the CPU limit
+    /// (G34) is reached, so its CPU idles by the limit, not by a block. A
+    /// slot given back wakes a limited pool's worker directly
+    /// (`pool::wake_limited`); the sentinel looks again after
+    /// [`SENTINEL_LIMITED_WAIT_NS`], staying armed.
+    Limited,
 }
+
+/// sentinel: the wait after a pick that found its CPU's lane held back by
+/// the CPU limit (G34). Each look at an idle CPU costs quota the workers
+/// would use: at a 2 ms back-off the sentinel of a CPU the limit keeps
+/// idle got the process throttled 2-3 times in 0.65 s where a std pool
+/// of `available_parallelism()` threads was not throttled at all
+/// (`tests/cpu_quota.rs`, a quota of 1 CPU on 2 CPUs). A runner started
+/// on that lane meanwhile has its blocks found by this look or by the
+/// monitor's backstop.
+pub(crate) const SENTINEL_LIMITED_WAIT_NS: u64 = 20_000_000;
 
 /// How long a sentinel waits after a pick (ns; 0: run again at once) and
 /// the back-off to use after the next `Runnable` pick.
@@ -134,6 +150,7 @@ pub(crate) fn sentinel_wait(pick: Pick, backoff: u64, now: u64) -> (u64, u64) {
             (b, (b * 2).min(SENTINEL_BACKOFF_MAX_NS))
         }
         Pick::NothingPending => (0, SENTINEL_BACKOFF_MIN_NS),
+        Pick::Limited => (SENTINEL_LIMITED_WAIT_NS, backoff),
     }
 }
 

@@ -395,10 +395,19 @@ fn sentinel_main(s: &'static Sentinel) {
                     }
                 }
                 // This CPU's lane has no runner while a sibling's items
-                // wait: its spare takes them.
-                g.lane.is_some() && g.nr_running == 0
+                // wait: its spare takes them, unless the CPU limit holds
+                // it back (G34).
+                let idle_lane = g.lane.is_some() && g.nr_running == 0;
+                if idle_lane && runners.is_empty() && g.cpu_limited && crate::cpu_limit::free() == 0
+                {
+                    if pick == Pick::NothingPending {
+                        pick = Pick::Limited;
+                    }
+                    continue;
+                }
+                idle_lane
             };
-            if pick == Pick::NothingPending {
+            if matches!(pick, Pick::NothingPending | Pick::Limited) {
                 pick = Pick::Runnable;
             }
             if idle_lane && super::start_idle_lane(pool) {

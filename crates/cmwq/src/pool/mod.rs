@@ -32,6 +32,7 @@ use std::time::Instant;
 use crate::sync::{Mutex, ShortMutex, ShortMutexGuard};
 
 use crate::config::settings;
+use crate::cpu_limit;
 use crate::cpumask::CpuMask;
 use crate::pool::pwq::{Pwq, PwqState};
 use crate::pool::searchers::Searchers;
@@ -160,8 +161,6 @@ impl WorkerSlot {
         w
     }
 
-    /// Counted in `nr_running`.
-    #[inline]
     /// What a worker with an execution in progress is doing, as `dump()`
     /// and the control socket say it: known `blocked`, `cpu-intensive` (out
     /// of concurrency management, G16) or `running`.
@@ -175,8 +174,18 @@ impl WorkerSlot {
         }
     }
 
+    /// Counted in `nr_running`.
+    #[inline]
     fn counts(&self) -> bool {
         self.flags & WORKER_NOT_RUNNING == 0 && self.blocked.is_none()
+    }
+
+    /// Counted against the CPU limit while its pool is limited
+    /// ([`cpu_limit::RUNNING`]): it runs an item and is not blocked, CPU
+    /// hogs and `CPU_INTENSIVE` items included (they use the quota too).
+    #[inline]
+    fn counts_for_limit(&self) -> bool {
+        self.flags & (WORKER_NOT_RUNNING & !WORKER_CPU_INTENSIVE) == 0 && self.blocked.is_none()
     }
 }
 
@@ -232,6 +241,15 @@ pub(crate) struct PoolState {
     /// L: a lane's standby: whether it keeps one runner more than
     /// `concurrency` because its items block often ([`standby_tick`]).
     pub(crate) standby: Standby,
+    /// L: a spreading pool under the CPU limit (G34): its workers that
+    /// count for it are counted in [`cpu_limit::RUNNING`], and it starts a
+    /// runner only while a slot is free ([`running_target`]). Set and
+    /// cleared by [`apply_cpu_limit`], with the count adjusted.
+    pub(crate) cpu_limited: bool,
+    /// L: a worker of this limited pool gave back its slot: once the lock
+    /// is released, a limited pool with items waiting is woken
+    /// ([`wake_limited`]).
+    pub(crate) limit_freed: bool,
 }
 
 /// A lane's standby (the issue of blocks that each cost an idle moment and
@@ -300,6 +318,12 @@ pub(crate) fn standby_tick(g: &mut PoolState, now: u64) {
 /// runner never keeps a CPU idle).
 #[inline]
 fn running_target(g: &PoolState) -> u32 {
+    if g.cpu_limited {
+        // Under the CPU limit (G34): as many as its slots allow, no standby.
+        return g
+            .concurrency
+            .min(g.nr_running.saturating_add(cpu_limit::free()));
+    }
     let extra = g.standby.on && g.lane.is_some_and(|(l, me)| l.all_busy(me));
     g.concurrency + u32::from(extra)
 }
@@ -385,6 +409,7 @@ impl PoolGuard {
         let create = std::mem::take(&mut self.create);
         let search = std::mem::take(&mut self.search);
         let activate = self.g.activate_pod.take();
+        let freed = std::mem::take(&mut self.g.limit_freed);
         let pool = self.pool;
         publish(pool, &self.g);
         ShortMutexGuard::unlocked(&mut self.g, || {
@@ -396,6 +421,9 @@ impl PoolGuard {
             }
             if search {
                 wakep(pool);
+            }
+            if freed {
+                wake_limited(pool);
             }
             f()
         })
@@ -433,6 +461,7 @@ impl Drop for PoolGuard {
     fn drop(&mut self) {
         publish(self.pool, &self.g);
         let activate = self.g.activate_pod.take();
+        let freed = std::mem::take(&mut self.g.limit_freed);
         // SAFETY: `g` is dropped here only, once; the guard is not used
         // after.
         unsafe { ManuallyDrop::drop(&mut self.g) };
@@ -444,6 +473,9 @@ impl Drop for PoolGuard {
         }
         if self.search {
             wakep(self.pool);
+        }
+        if freed {
+            wake_limited(self.pool);
         }
     }
 }
@@ -491,6 +523,8 @@ impl WorkerPool {
                 activate_pod: None,
                 stealing: 0,
                 standby: Standby::default(),
+                cpu_limited: managed && cpu.is_none() && cpu_limit::limit().is_some(),
+                limit_freed: false,
             }),
             watched: AtomicBool::new(false),
             completed: AtomicU64::new(0),
@@ -622,7 +656,9 @@ pub(crate) fn may_start_working(g: &PoolState) -> bool {
 /// most one worker more than the pool keeps running goes on)
 #[inline]
 pub(crate) fn keep_working(g: &PoolState) -> bool {
-    !g.worklist.is_empty() && g.nr_running <= running_target(g)
+    !g.worklist.is_empty()
+        && g.nr_running <= running_target(g)
+        && !(g.cpu_limited && cpu_limit::over())
 }
 
 /// Too many idle workers? (too_many_workers: more than 2 idle and
@@ -704,11 +740,19 @@ pub(crate) fn idle_verdict(pool: &WorkerPool, g: &mut PoolState, slot: usize, wo
 }
 
 /// Change a worker's flags or blocked state, keeping `nr_running` equal to
-/// the number of workers that count.
+/// the number of workers that count (and, in a pool under the CPU limit,
+/// [`cpu_limit::RUNNING`] to those that count for it). Returns true if the
+/// change took a slot of the CPU limit that was not free (the caller that
+/// starts a runner gives it back: [`took_over_limit`]).
 #[inline]
-pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut WorkerSlot)) {
+pub(crate) fn update_worker(
+    g: &mut PoolState,
+    slot: usize,
+    f: impl FnOnce(&mut WorkerSlot),
+) -> bool {
     let ws = &mut g.workers[slot];
     let before = ws.counts();
+    let before_limit = ws.counts_for_limit();
     let was_blocked = ws.blocked.is_some();
     f(ws);
     let blocked = ws.blocked.is_some();
@@ -716,10 +760,100 @@ pub(crate) fn update_worker(g: &mut PoolState, slot: usize, f: impl FnOnce(&mut 
         ws.blocked_spans.change(blocked, crate::util::mono_ns());
     }
     let after = ws.counts();
+    let after_limit = ws.counts_for_limit();
     match (before, after) {
         (false, true) => g.nr_running += 1,
         (true, false) => g.nr_running -= 1,
         _ => {}
+    }
+    if !g.cpu_limited {
+        return false;
+    }
+    match (before_limit, after_limit) {
+        (false, true) => cpu_limit::RUNNING.fetch_add(1, SeqCst) >= cpu_limit::LIMIT.load(SeqCst),
+        (true, false) => {
+            cpu_limit::RUNNING.fetch_sub(1, SeqCst);
+            g.limit_freed = true;
+            false
+        }
+        _ => false,
+    }
+}
+
+/// A worker about to run items in a pool under the CPU limit (its
+/// `WORKER_PREP` just cleared) took a slot that another pool took first
+/// (`over`: what [`update_worker`] returned): it gives it back and does
+/// not run. Whoever holds the slot gives it back in turn, which wakes a
+/// limited pool with items waiting ([`wake_limited`]).
+pub(crate) fn took_over_limit(g: &mut PoolState, slot: usize, over: bool) -> bool {
+    if over && g.cpu_limited {
+        update_worker(g, slot, |ws| ws.flags |= WORKER_PREP);
+        return true;
+    }
+    false
+}
+
+/// Bring the spreading pools under the CPU limit `limit`, or out of it
+/// (G34): store it, then have every managed unbound pool count its running
+/// workers in [`cpu_limit::RUNNING`] or stop counting them. Idempotent:
+/// the monitor calls it again with what it re-reads, which also takes in a
+/// pool made while this ran. A pool whose allowance grew is woken.
+pub(crate) fn apply_cpu_limit(limit: Option<u32>) {
+    let Some(pools) = pools_if_started() else {
+        cpu_limit::LIMIT.store(limit.unwrap_or(u32::MAX), SeqCst);
+        return;
+    };
+    let old = cpu_limit::LIMIT.swap(limit.unwrap_or(u32::MAX), SeqCst);
+    // After the store: a pool made from now on reads the new limit (under
+    // `Pools::all`'s lock, which `all()` takes).
+    for pool in pools.all() {
+        if !pool.managed() || pool.bound() {
+            continue;
+        }
+        let mut g = pool.lock();
+        let want = limit.is_some();
+        if g.cpu_limited != want {
+            let n = g
+                .workers
+                .iter()
+                .filter(|(_, ws)| ws.counts_for_limit())
+                .count() as u32;
+            if want {
+                cpu_limit::RUNNING.fetch_add(n, SeqCst);
+            } else {
+                cpu_limit::RUNNING.fetch_sub(n, SeqCst);
+            }
+            g.cpu_limited = want;
+        }
+        if limit.unwrap_or(u32::MAX) > old {
+            // More may run now.
+            kick_pool(&mut g);
+        }
+    }
+}
+
+/// A slot of the CPU limit was given back by a worker of `from` (its lock
+/// released): wake one limited pool that has items waiting and no runner
+/// it may start, beginning after `from` so that the pools take turns.
+/// Called without any pool lock.
+pub(crate) fn wake_limited(from: &'static WorkerPool) {
+    if cpu_limit::free() == 0 {
+        return;
+    }
+    let Some(pools) = pools_if_started() else {
+        return;
+    };
+    let all = pools.all();
+    let start = all.iter().position(|p| std::ptr::eq(*p, from)).unwrap_or(0);
+    for k in 1..=all.len() {
+        let pool = all[(start + k) % all.len()];
+        if !pool.managed() || pool.bound() {
+            continue;
+        }
+        let mut g = pool.lock();
+        if g.cpu_limited && matches!(kick_pool(&mut g), Kick::Woken | Kick::NeedWorker) {
+            return;
+        }
     }
 }
 

@@ -354,7 +354,11 @@ fn worker_main(w: Arc<Worker>) {
                 }
                 continue 'recheck;
             }
-            update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
+            let over = update_worker(&mut g, w.slot, |ws| ws.flags &= !WORKER_PREP);
+            if pool::took_over_limit(&mut g, w.slot, over) {
+                // Another pool took the CPU limit's last slot (G34).
+                break 'recheck;
+            }
             look_again = true;
             loop {
                 let work = g.worklist.pop_front().expect("worklist not empty");

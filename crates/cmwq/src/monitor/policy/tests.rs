@@ -52,6 +52,16 @@ fn sentinel_sleeps_until_the_window_ends() {
     );
 }
 
+#[test]
+fn g34_a_sentinel_held_back_by_the_cpu_limit_looks_rarely() {
+    // Its CPU idles by the limit: a long wait, and the back-off kept for
+    // when its lane runs again.
+    let (w, nb) = sentinel_wait(Pick::Limited, 77, 0);
+    assert_eq!(w, SENTINEL_LIMITED_WAIT_NS);
+    assert!(w >= 10 * SENTINEL_BACKOFF_MAX_NS);
+    assert_eq!(nb, 77);
+}
+
 fn blocked(run: u64) -> ProcSample {
     ProcSample {
         blocked: true,

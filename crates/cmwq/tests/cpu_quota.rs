@@ -1,0 +1,362 @@
+//! G34: the container's CPU limit. A child process of this test binary
+//! runs in a cgroup made for the test with a CPU quota of one CPU (cgroup
+//! v1's `cpu` controller or v2's `cpu.max`, whichever this machine can
+//! write); the spreading pools must run at most one worker at once there,
+//! throttle no more than a std pool of `available_parallelism()` threads,
+//! still cover blocked items, and follow the quota when it is lifted.
+//! Skips with a message where no cgroup can be made (not root, or neither
+//! hierarchy writable). The cgroup is removed by a `Drop` guard (and, if
+//! the test binary dies, by `.ci/run`'s trap).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CHILD_ENV: &str = "CMWQ_G34_CHILD";
+/// The cgroup directory the child is in, for it to read `cpu.stat` and
+/// lift the quota.
+const CGROUP_ENV: &str = "CMWQ_G34_CGROUP";
+
+/// CPU-bound items per phase, and the CPU each burns: 2 s of one CPU.
+const ITEMS: usize = 40;
+const ITEM_CPU: Duration = Duration::from_millis(50);
+
+/// Which cgroup interface the test cgroup uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    V1,
+    V2,
+}
+
+/// A cgroup made for the test, with a quota of one CPU; removed on drop.
+struct TestCgroup {
+    dir: PathBuf,
+    kind: Kind,
+}
+
+impl TestCgroup {
+    fn make() -> Option<TestCgroup> {
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            println!("skipped: making a cgroup needs root");
+            return None;
+        }
+        let name = format!("cmwq-g34-{}", std::process::id());
+        // cgroup v1's cpu controller, then v2 where its cpu controller is
+        // enabled (a v2 cgroup without it has no cpu.max).
+        for (base, kind) in [
+            ("/sys/fs/cgroup/cpu", Kind::V1),
+            ("/sys/fs/cgroup/cpu,cpuacct", Kind::V1),
+            ("/sys/fs/cgroup", Kind::V2),
+            ("/sys/fs/cgroup/unified", Kind::V2),
+        ] {
+            let base = Path::new(base);
+            let ok = match kind {
+                Kind::V1 => base.join("cpu.cfs_quota_us").exists(),
+                Kind::V2 => fs::read_to_string(base.join("cgroup.controllers"))
+                    .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu")),
+            };
+            if !ok {
+                continue;
+            }
+            if kind == Kind::V2 {
+                let _ = fs::write(base.join("cgroup.subtree_control"), "+cpu");
+            }
+            let dir = base.join(&name);
+            if fs::create_dir(&dir).is_err() {
+                continue;
+            }
+            let cg = TestCgroup { dir, kind };
+            if cg.set_quota(Some(1)).is_ok() {
+                return Some(cg);
+            }
+        }
+        println!("skipped: no writable cgroup with a cpu controller (v1 /sys/fs/cgroup/cpu, or v2 with +cpu)");
+        None
+    }
+
+    fn set_quota(&self, cpus: Option<u64>) -> std::io::Result<()> {
+        set_quota(&self.dir, self.kind, cpus)
+    }
+}
+
+fn set_quota(dir: &Path, kind: Kind, cpus: Option<u64>) -> std::io::Result<()> {
+    match (kind, cpus) {
+        (Kind::V1, Some(n)) => {
+            fs::write(dir.join("cpu.cfs_period_us"), "100000")?;
+            fs::write(dir.join("cpu.cfs_quota_us"), (n * 100_000).to_string())
+        }
+        (Kind::V1, None) => fs::write(dir.join("cpu.cfs_quota_us"), "-1"),
+        (Kind::V2, Some(n)) => fs::write(dir.join("cpu.max"), format!("{} 100000", n * 100_000)),
+        (Kind::V2, None) => fs::write(dir.join("cpu.max"), "max 100000"),
+    }
+}
+
+fn kind_of(dir: &Path) -> Kind {
+    if dir.join("cpu.cfs_quota_us").exists() {
+        Kind::V1
+    } else {
+        Kind::V2
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // Any task left (a child that hung and was killed) goes back to
+        // the parent cgroup first; then the directory can go.
+        if let Ok(tasks) = fs::read_to_string(self.dir.join("cgroup.procs")) {
+            let parent = self.dir.parent().unwrap().join("cgroup.procs");
+            for t in tasks.lines() {
+                let _ = fs::write(&parent, t);
+            }
+        }
+        for _ in 0..50 {
+            if fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove the test cgroup {}", self.dir.display());
+    }
+}
+
+/// `nr_throttled` of the cgroup's `cpu.stat`.
+fn nr_throttled(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join("cpu.stat"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| {
+                    l.strip_prefix("nr_throttled ")
+                        .map(|v| v.trim().parse().ok())
+                })
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Run `ITEMS` CPU-bound items through `run`, counting how many run at
+/// once: (makespan, most at once, periods throttled meanwhile).
+fn cpu_phase(
+    dir: &Path,
+    run: impl FnOnce(Vec<Box<dyn FnOnce() + Send>>),
+) -> (Duration, usize, u64) {
+    let inside = common::Concurrency::new();
+    let items: Vec<Box<dyn FnOnce() + Send>> = (0..ITEMS)
+        .map(|_| {
+            let inside = inside.clone();
+            Box::new(move || {
+                inside.enter();
+                common::burn_cpu(ITEM_CPU);
+                inside.exit();
+            }) as Box<dyn FnOnce() + Send>
+        })
+        .collect();
+    let throttled = nr_throttled(dir);
+    let t = Instant::now();
+    run(items);
+    (t.elapsed(), inside.max(), nr_throttled(dir) - throttled)
+}
+
+/// The child: in the cgroup, with a quota of one CPU.
+fn child(dir: &Path) {
+    let dump = cmwq::dump();
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with("cpu_limit="))
+        .unwrap_or("");
+    println!("{line}");
+    assert!(
+        line.starts_with("cpu_limit=1 "),
+        "dump() shows the limit: {line:?}"
+    );
+
+    // The reference: a std pool of available_parallelism() threads (std
+    // reads the quota too), measured before and after cmwq's runs; the
+    // slower of the two is the reference, so that other load drifting
+    // over the run is not charged to cmwq.
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let std_pool = || {
+        let r = cpu_phase(dir, |items| {
+            let q = Arc::new(std::sync::Mutex::new(items));
+            let hs: Vec<_> = (0..n)
+                .map(|_| {
+                    let q = q.clone();
+                    std::thread::spawn(move || loop {
+                        let Some(f) = q.lock().unwrap().pop() else {
+                            return;
+                        };
+                        f();
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        println!(
+            "std pool of {n}: {:?}, at most {} at once, throttled {} times",
+            r.0, r.1, r.2
+        );
+        r
+    };
+    let before = std_pool();
+    let mut runs = Vec::new();
+    // cmwq::spawn (system_dfl_wq) and a default Workqueue::new.
+    let wq = cmwq::Workqueue::new("g34").unwrap();
+    for (name, on_dfl) in [("system_dfl_wq", true), ("Workqueue::new", false)] {
+        let (t, max, thr) = cpu_phase(dir, |items| {
+            for f in items {
+                if on_dfl {
+                    cmwq::spawn(f);
+                } else {
+                    wq.spawn(f);
+                }
+            }
+            if on_dfl {
+                cmwq::system_dfl_wq().flush();
+            } else {
+                wq.flush();
+            }
+        });
+        println!("{name}: {t:?}, at most {max} at once, throttled {thr} times");
+        assert_eq!(
+            max, 1,
+            "{name}: at most one CPU-bound item at once under a quota of 1 CPU"
+        );
+        runs.push((name, t, thr));
+    }
+    let after = std_pool();
+    let (std_time, std_thr) = (before.0.max(after.0), before.2.max(after.2));
+    for (name, t, thr) in runs {
+        // Throttling: no more than the std pool's, plus 2 per 10 s; the
+        // makespan within 1.1x of it. Held to in an optimised build (CI
+        // runs this binary in release), where the library's own threads
+        // cost what a user's build makes them cost: a debug build's
+        // monitor takes several times the CPU per look.
+        let allowance = 2 + (t.as_secs_f64() / 10.0 * 2.0) as u64;
+        if !cfg!(debug_assertions) {
+            assert!(
+                thr <= std_thr + allowance,
+                "{name}: throttled {thr} times against the std pool's {std_thr}"
+            );
+            assert!(
+                t.as_secs_f64() <= std_time.as_secs_f64() * 1.1,
+                "{name}: {t:?} against the std pool's {std_time:?}"
+            );
+        }
+    }
+
+    // Blocked items do not count: 8 sleeping items run side by side.
+    let done = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    for _ in 0..8 {
+        let done = done.clone();
+        cmwq::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            done.fetch_add(1, SeqCst);
+        });
+    }
+    cmwq::system_dfl_wq().flush();
+    let blocked = t.elapsed();
+    println!("8 x 200 ms sleeps: {blocked:?}");
+    assert_eq!(done.load(SeqCst), 8);
+    assert!(
+        blocked < Duration::from_millis(1000),
+        "blocked items are covered under the limit: {blocked:?}"
+    );
+
+    // The quota lifted: re-read while the pools are busy (at most about a
+    // second), then both CPUs run items at once.
+    if common::own_affinity().len() >= 2 {
+        set_quota(dir, kind_of(dir), None).unwrap();
+        let inside = common::Concurrency::new();
+        let t = Instant::now();
+        let mut max = 0;
+        while t.elapsed() < Duration::from_secs(5) && max < 2 {
+            inside.reset();
+            // Below the CPU-hog threshold: one runner per CPU (a hog would
+            // leave concurrency management, G16, and let another start).
+            for _ in 0..40 {
+                let inside = inside.clone();
+                cmwq::spawn(move || {
+                    inside.enter();
+                    common::burn_cpu(Duration::from_millis(5));
+                    inside.exit();
+                });
+            }
+            cmwq::system_dfl_wq().flush();
+            max = inside.max();
+        }
+        println!("quota lifted: {max} at once after {:?}", t.elapsed());
+        assert!(
+            max >= 2,
+            "the lifted quota is read again while pools are busy"
+        );
+        let dump = cmwq::dump();
+        let line = dump
+            .lines()
+            .find(|l| l.starts_with("cpu_limit="))
+            .unwrap_or("");
+        assert!(line.starts_with("cpu_limit=none"), "{line:?}");
+    }
+    println!("child g34 ok");
+}
+
+#[test]
+fn g34_spreading_pools_keep_within_a_cgroup_cpu_quota() {
+    if let Ok(dir) = std::env::var(CGROUP_ENV) {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            child(Path::new(&dir));
+            return;
+        }
+    }
+    let _s = common::serial();
+    let Some(cg) = TestCgroup::make() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let procs = std::ffi::CString::new(cg.dir.join("cgroup.procs").to_str().unwrap()).unwrap();
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "g34_spreading_pools_keep_within_a_cgroup_cpu_quota",
+        "--exact",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env(CHILD_ENV, "1")
+    .env(CGROUP_ENV, &cg.dir);
+    // SAFETY: only async-signal-safe calls between fork and exec: the
+    // child moves itself into the cgroup ("0": the writing process)
+    // before anything of it runs.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let r = libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+            if r != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("start the child");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(
+        out.status.success() && text.contains("child g34 ok"),
+        "{text}"
+    );
+}
