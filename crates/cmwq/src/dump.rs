@@ -89,6 +89,11 @@ pub(crate) fn dump() -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "Worker Pools");
     let _ = writeln!(o, "============");
+    // G35: CPUs the process cannot use now (offline, or outside its
+    // affinity mask as it is now), whose pools run unpinned, as the
+    // kernel's wq_dump.py shows a pool it flags POOL_DISASSOCIATED.
+    let online_now = crate::topology::online_now();
+    let mask_now = crate::topology::affinity_mask();
     for p in &all {
         let (idle, workers, pwqs, standby) = {
             let g = p.lock();
@@ -104,6 +109,13 @@ pub(crate) fn dump() -> String {
         match p.cpu {
             Some(c) => {
                 let _ = write!(o, "cpu={c:3}");
+                if online_now.as_ref().is_some_and(|m| !m.contains(c)) {
+                    let _ = write!(o, " disassociated (offline)");
+                } else if !topo.allowed.contains(c)
+                    || mask_now.as_ref().is_some_and(|m| !m.contains(c))
+                {
+                    let _ = write!(o, " disassociated (outside the affinity mask)");
+                }
             }
             None => {
                 let _ = write!(

@@ -299,6 +299,11 @@ pub(crate) fn affinity_mask() -> Option<CpuMask> {
     ))
 }
 
+/// The CPUs online now (`/sys/devices/system/cpu/online`), if readable.
+pub(crate) fn online_now() -> Option<CpuMask> {
+    read_mask(Path::new("/sys/devices/system/cpu/online"))
+}
+
 /// The possible CPUs to assume when sysfs does not say: CPUs
 /// `0..available_parallelism()`, plus any CPU of the affinity mask so that
 /// the CPUs we may run on are always possible.

@@ -264,6 +264,16 @@ fn every_cpu_busy(kinds: &[Kind], allowed: &[usize]) {
     }
 }
 
+/// Whether `dump()`'s pool lines show `cpu`'s pools disassociated.
+fn disassociated(dump: &str, cpu: usize) -> bool {
+    let tag = format!("cpu={cpu:3}");
+    let lines: Vec<&str> = dump
+        .lines()
+        .filter(|l| l.starts_with("pool[") && l.contains(&tag))
+        .collect();
+    !lines.is_empty() && lines.iter().all(|l| l.contains("disassociated"))
+}
+
 #[test]
 fn g35_cpu_offline_and_back_loses_nothing_and_keeps_every_cpu_busy() {
     let _s = serial();
@@ -281,6 +291,12 @@ fn g35_cpu_offline_and_back_loses_nothing_and_keeps_every_cpu_busy() {
         match Offline::take(victim) {
             Ok(guard) => {
                 std::thread::sleep(Duration::from_millis(400));
+                // dump() shows the offline CPU's pools disassociated.
+                let d = cmwq::dump();
+                assert!(
+                    disassociated(&d, victim),
+                    "CPU {victim} offline, its pools not shown disassociated:\n{d}"
+                );
                 drop(guard);
             }
             Err(why) => skipped = Some(why),
@@ -312,8 +328,19 @@ fn g35_affinity_narrowed_and_widened_from_outside_loses_nothing() {
         std::thread::sleep(Duration::from_millis(30));
         let guard = Narrowed::to(&all[..1], &all);
         std::thread::sleep(Duration::from_millis(400));
+        let d = cmwq::dump();
+        assert!(
+            disassociated(&d, all[1]),
+            "CPU {} outside the mask, its pools not shown disassociated:\n{d}",
+            all[1]
+        );
         drop(guard);
     });
+    assert!(
+        !disassociated(&cmwq::dump(), all[1]),
+        "the mask widened again: CPU {} is no longer disassociated",
+        all[1]
+    );
     println!("items ran in {:?}", start.elapsed());
     every_cpu_busy(&kinds, &all);
 }
