@@ -82,6 +82,9 @@ fn thread_limit_child_entry() {
     match scenario.to_str().unwrap() {
         "first_use" => child_first_use(),
         "give_way" => child_give_way(),
+        "budget2" => child_budget(2),
+        "budget3" => child_budget(3),
+        "budget4" => child_budget(4),
         s => panic!("unknown scenario {s}"),
     }
     println!("child scenario ok");
@@ -153,6 +156,151 @@ fn child_give_way() {
     assert!(
         took < Duration::from_secs(2),
         "CPU 1's item waited {took:?} behind CPU 0's idle worker"
+    );
+}
+
+/// Workers first at a thread budget: the process may have `n` threads in
+/// all (its own one and `n - 1` for the library). Every kind of workqueue
+/// gets 10 items that block on a gate; the gate opens after 1 s; every
+/// workqueue that could be created runs all its items. The library gives
+/// its sentinels, then its monitor, to the workers; idle workers of one
+/// pool give way to another. From 3 threads on nothing but the library
+/// itself retries (the items are waited for without calling into it); at
+/// 2 the monitor retires too, and waiters (`flush`) retry, as G4 says.
+fn child_budget(n: u64) {
+    use cmwq::{Workqueue, WqFlags};
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::Arc;
+    set_nproc_soft(own_threads() + n - 1);
+    let gate = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let item = |gate: &Arc<AtomicBool>, done: &Arc<AtomicUsize>| {
+        let (gate, done) = (gate.clone(), done.clone());
+        move || {
+            while !gate.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            done.fetch_add(1, SeqCst);
+        }
+    };
+    let mut wqs: Vec<Workqueue> = Vec::new();
+    let mut refused = Vec::new();
+    for (name, b) in [
+        (
+            "b-percpu",
+            Workqueue::builder("b-percpu").flags(WqFlags::PERCPU),
+        ),
+        ("b-spread", Workqueue::builder("b-spread")),
+        ("b-max2", Workqueue::builder("b-max2").max_active(2)),
+        (
+            "b-reclaim",
+            Workqueue::builder("b-reclaim").flags(WqFlags::MEM_RECLAIM),
+        ),
+    ] {
+        match b.build() {
+            Ok(wq) => wqs.push(wq),
+            // A rescuer's thread at a budget too small for it, as the
+            // kernel's alloc_workqueue fails.
+            Err(e) => {
+                assert!(matches!(e, cmwq::Error::ThreadStart { .. }), "{name}: {e}");
+                refused.push(name);
+            }
+        }
+    }
+    match Workqueue::ordered("b-ordered", WqFlags::empty()) {
+        Ok(wq) => wqs.push(wq),
+        Err(e) => panic!("an ordered workqueue needs no thread of its own: {e}"),
+    }
+    let per = 10;
+    for wq in &wqs {
+        for _ in 0..per {
+            wq.spawn(item(&gate, &done));
+        }
+    }
+    for _ in 0..per {
+        cmwq::spawn(item(&gate, &done));
+    }
+    let total = per * (wqs.len() + 1);
+    std::thread::sleep(Duration::from_secs(1));
+    gate.store(true, SeqCst);
+    let t = Instant::now();
+    if n >= 3 {
+        // Nothing calls into the library: it must retry by itself.
+        assert!(
+            wait_until(Duration::from_secs(30), || done.load(SeqCst) == total),
+            "budget {n}: {} of {total} items ran; threads {}:\n{}",
+            done.load(SeqCst),
+            own_threads(),
+            cmwq::dump()
+        );
+    } else {
+        for wq in &wqs {
+            wq.flush();
+        }
+        cmwq::system_dfl_wq().flush();
+        assert_eq!(done.load(SeqCst), total, "budget {n}");
+    }
+    let d = cmwq::dump();
+    println!(
+        "budget {n}: {total} items in {:?} after the gate, {} threads, refused {refused:?}; {}",
+        t.elapsed(),
+        own_threads(),
+        d.lines()
+            .filter(|l| l.contains("retired") || l.contains("not running"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    if n <= 3 {
+        // What the library gave up shows in dump().
+        assert!(d.contains("retired") || d.contains("not running"), "{d}");
+    }
+}
+
+#[test]
+fn g4_workers_first_at_a_budget_of_2_threads() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let _s = serial();
+    let out = run_child("budget2");
+    println!(
+        "{}",
+        out.lines()
+            .filter(|l| l.starts_with("budget"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn g4_workers_first_at_a_budget_of_3_threads() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let _s = serial();
+    let out = run_child("budget3");
+    println!(
+        "{}",
+        out.lines()
+            .filter(|l| l.starts_with("budget"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn g4_workers_first_at_a_budget_of_4_threads() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let _s = serial();
+    let out = run_child("budget4");
+    println!(
+        "{}",
+        out.lines()
+            .filter(|l| l.starts_with("budget"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

@@ -200,7 +200,16 @@ pub(crate) fn describe() -> String {
                 }
             }
             if !m.running.load(Relaxed) {
-                s.push_str("; monitor thread not running: hint only");
+                if RETIRED.load(Relaxed) {
+                    // Workers first at a thread budget (G4).
+                    s.push_str(
+                        "; monitor thread not running (retired: its thread went to a worker at the thread limit): \
+                         blocks seen through the blocking() hint only, no CPU-hog detection, no mayday, \
+                         no watchdog; worker creation retried by waiters and by calls into the library",
+                    );
+                } else {
+                    s.push_str("; monitor thread not running: hint only");
+                }
             }
             if m.mode == Mode::Sentinel {
                 for line in sentinel::describe() {
@@ -237,6 +246,10 @@ impl pool::Detector for Monitoring {
 
     fn ensure_running(&self) {
         ensure_running();
+    }
+
+    fn retire_helper(&self) -> bool {
+        retire_helper()
     }
 
     fn running(&self) -> bool {
@@ -288,6 +301,53 @@ pub(crate) fn start() {
 
 /// A start of the monitor thread is in flight or done.
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// The monitor thread is asked to exit at its next pass ([`retire_helper`]).
+static RETIRE: AtomicBool = AtomicBool::new(false);
+/// It exited for a worker, and has not started again since (`dump()`).
+static RETIRED: AtomicBool = AtomicBool::new(false);
+
+/// Workers first at a thread budget (G4): a pool with items waiting could
+/// not create a worker for want of a thread, and no idle worker of another
+/// pool could give way. The library gives up its optional threads, one per
+/// failed creation, in this order: a sentinel (its CPU falls back to the
+/// monitor's `/proc` backstop), then the monitor thread itself (detection
+/// falls back to the `blocking()` hint; creation is retried by waiters and
+/// by calls into the library, as before the monitor starts). The timer
+/// thread (delayed work) and rescuers (G22) are never given up: items
+/// depend on them. Sentinels come back when the monitor finds no pool
+/// waiting for a worker; the monitor when a worker is created again
+/// ([`ensure_running`]). Whether one was asked to go.
+fn retire_helper() -> bool {
+    // One given up less than a cooldown ago may not have exited yet (its
+    // status changes before its thread is gone): the retry after the
+    // cooldown has its thread.
+    let now = util::mono_ns();
+    let last = LAST_RETIRE_NS.load(SeqCst);
+    if last != 0 && now.saturating_sub(last) < settings().create_cooldown.as_nanos() as u64 {
+        return true;
+    }
+    let asked = (mode() == Mode::Sentinel && sentinel::retire_one())
+        // The monitor only while no worker exists at all: once one does,
+        // it becomes idle in time and gives its thread way to the pool
+        // that waits (`give_way_for`), which the monitor's retries after
+        // each cooldown need to happen without any call into the library.
+        || (!pool::any_worker()
+            && STARTED.load(SeqCst)
+            && MONITOR.get().is_some_and(|m| m.running.load(SeqCst))
+            && {
+                if !RETIRE.swap(true, SeqCst) {
+                    wake();
+                }
+                true
+            });
+    if asked {
+        LAST_RETIRE_NS.store(now, SeqCst);
+    }
+    asked
+}
+
+/// When [`retire_helper`] last gave up a thread (mono ns; 0: never).
+static LAST_RETIRE_NS: AtomicU64 = AtomicU64::new(0);
 /// A failed start was reported (once: the retries are quiet).
 static START_FAILURE_REPORTED: AtomicBool = AtomicBool::new(false);
 
@@ -475,6 +535,7 @@ fn monitor_main() {
     IS_MONITOR.with(|m| m.set(true));
     let m = MONITOR.get().expect("monitor initialised");
     m.running.store(true, Relaxed);
+    RETIRED.store(false, Relaxed);
     if m.mode == Mode::Sentinel {
         sentinel::start_all();
     }
@@ -525,7 +586,17 @@ fn monitor_main() {
     // `cpu_limit::REREAD_NS`, on a pass (passes happen while pools are
     // busy; an idle monitor sleeps with no timeout).
     let mut limit_read_at = util::mono_ns() + crate::cpu_limit::REREAD_NS;
+    // When sentinels missing for want of a thread are tried again.
+    let mut sentinels_retry_at = util::mono_ns() + policy::SENTINEL_RETRY_NS;
     loop {
+        if RETIRE.swap(false, SeqCst) {
+            // Its thread goes to a worker (`retire_helper`). A start from
+            // now on (`ensure_running`) begins a new monitor.
+            RETIRED.store(true, SeqCst);
+            m.running.store(false, SeqCst);
+            STARTED.store(false, SeqCst);
+            return;
+        }
         let Some(pools) = pools_if_started() else {
             std::thread::sleep(Duration::from_millis(1));
             continue;
@@ -539,6 +610,17 @@ fn monitor_main() {
         if now >= limit_read_at {
             limit_read_at = now + crate::cpu_limit::REREAD_NS;
             pool::apply_cpu_limit(crate::cpu_limit::read_limit());
+        }
+        if m.mode == Mode::Sentinel
+            && now >= sentinels_retry_at
+            && !pool::creation_stalled()
+            && sentinel::any_to_restart()
+        {
+            // Sentinels that gave their thread to a worker, or could not
+            // start at a thread limit, come back once no pool waits for a
+            // worker (tried at most every `SENTINEL_RETRY_NS`).
+            sentinels_retry_at = now + policy::SENTINEL_RETRY_NS;
+            sentinel::start_all();
         }
         let mut timeout: Option<u64> = None;
         let mut set_timeout = |t: u64| {

@@ -127,6 +127,13 @@ pub(crate) enum Pick {
     Limited,
 }
 
+/// How often the monitor tries again to start sentinels that are missing
+/// for want of a thread (retired for a worker, or refused at a thread
+/// limit), while no pool waits for a worker: each try at the limit costs
+/// a failed `clone`, and a sentinel that did start may be asked to retire
+/// again by the next creation that needs its thread.
+pub(crate) const SENTINEL_RETRY_NS: u64 = 5_000_000_000;
+
 /// sentinel: the wait after a pick that found its CPU's lane held back by
 /// the CPU limit (G34). Each look at an idle CPU costs quota the workers
 /// would use: at a 2 ms back-off the sentinel of a CPU the limit keeps

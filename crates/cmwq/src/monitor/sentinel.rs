@@ -72,6 +72,10 @@ pub(crate) struct Sentinel {
     acted: AtomicU64,
     /// A: picks that found every runner runnable (its fair share).
     runnable: AtomicU64,
+    /// A: asked to retire: a pool with items waiting could not create a
+    /// worker at the thread limit, and this thread is the first the
+    /// library gives up for it ([`retire_one`]).
+    retire: AtomicBool,
     /// A: why it failed (`Why`), for `dump()`, and the error number.
     why: AtomicU8,
     errno: AtomicI32,
@@ -105,6 +109,7 @@ fn all() -> &'static [Sentinel] {
                 picks: AtomicU64::new(0),
                 acted: AtomicU64::new(0),
                 runnable: AtomicU64::new(0),
+                retire: AtomicBool::new(false),
                 why: AtomicU8::new(Why::None as u8),
                 errno: AtomicI32::new(0),
             })
@@ -120,6 +125,10 @@ pub(crate) fn start_all() {
     let topo = topology();
     for s in all() {
         let st = s.status.load(Acquire);
+        if st == NOT_STARTED || st == FAILED {
+            // A retirement asked of an earlier thread is not this one's.
+            s.retire.store(false, SeqCst);
+        }
         if (st != NOT_STARTED && st != FAILED)
             || s.status
                 .compare_exchange(st, STARTING, AcqRel, Acquire)
@@ -155,6 +164,7 @@ enum Why {
     Thread = 2,
     Pinning = 3,
     SchedIdle = 4,
+    Retired = 5,
 }
 
 fn fail(s: &Sentinel, why: Why, err: Option<&std::io::Error>) {
@@ -172,8 +182,47 @@ fn why_text(s: &Sentinel) -> String {
         2 => format!("thread: {}", err()),
         3 => format!("pinning: {}", err()),
         4 => format!("SCHED_IDLE: {}", err()),
+        5 => "retired: its thread went to a worker at the thread limit".into(),
         _ => "failed".into(),
     }
+}
+
+/// Workers first at a thread budget (G4): a pool with items waiting could
+/// not create a worker (`EAGAIN`) and no idle worker could give way, so
+/// the sentinel of the highest-numbered CPU that has one retires: its
+/// thread exits, and its CPU falls back to the monitor's `/proc`
+/// backstop (shown by `dump()`). Whether one was asked. It comes back
+/// with [`start_all`] once threads can be had.
+pub(crate) fn retire_one() -> bool {
+    let Some(all) = SENTINELS.get() else {
+        return false;
+    };
+    // A sentinel still starting counts: it looks at the flag once it runs.
+    let running = |s: &Sentinel| matches!(s.status.load(Acquire), RUNNING | STARTING);
+    // One already on its way out: its thread is about to be free (the
+    // monitor must not go in its place).
+    if all.iter().any(|s| running(s) && s.retire.load(SeqCst)) {
+        return true;
+    }
+    for s in all.iter().rev() {
+        if running(s) && !s.retire.swap(true, SeqCst) {
+            let _ = rustix::thread::futex::wake(&s.armed, rustix::thread::futex::Flags::PRIVATE, 1);
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether a sentinel is missing for want of a thread (its start failed,
+/// or it retired for a worker): the monitor starts it again once no pool
+/// waits for a worker.
+pub(crate) fn any_to_restart() -> bool {
+    SENTINELS.get().is_some_and(|all| {
+        all.iter().any(|s| {
+            s.status.load(Relaxed) == FAILED
+                && matches!(s.why.load(Relaxed), w if w == Why::Thread as u8 || w == Why::Retired as u8)
+        })
+    })
 }
 
 /// Whether `cpu` has a running sentinel.
@@ -285,6 +334,7 @@ pub(crate) fn reset_after_fork() {
             s.picks.store(0, SeqCst);
             s.acted.store(0, SeqCst);
             s.runnable.store(0, SeqCst);
+            s.retire.store(false, SeqCst);
         }
     }
     CREATE_WANTED.store(false, SeqCst);
@@ -368,6 +418,11 @@ fn sentinel_main(s: &'static Sentinel) {
     let mut seen: Vec<Seen> = Vec::new();
     let mut runners: Vec<(Arc<Worker>, u64)> = Vec::new();
     loop {
+        if s.retire.swap(false, SeqCst) {
+            // Its thread goes to a worker (`retire_one`).
+            fail(s, Why::Retired, None);
+            return;
+        }
         if s.armed.load(Acquire) == 0 {
             futex_wait(s, 0, None);
             continue;

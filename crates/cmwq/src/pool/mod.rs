@@ -883,6 +883,11 @@ pub(crate) trait Detector: Sync {
     /// A thread could be had: start the monitor thread if it could not
     /// start before.
     fn ensure_running(&self);
+    /// No worker could be created for items that wait, for want of a
+    /// thread: give up one of detection's optional threads (a sentinel,
+    /// then the monitor) so that the next creation has it. Whether one was
+    /// asked to go.
+    fn retire_helper(&self) -> bool;
     /// The monitor thread runs. While it does not, waiters retry stalled
     /// worker creations themselves ([`wait_on`]).
     fn running(&self) -> bool;
@@ -905,6 +910,9 @@ impl Detector for NoDetector {
         false
     }
     fn ensure_running(&self) {}
+    fn retire_helper(&self) -> bool {
+        false
+    }
     fn running(&self) -> bool {
         true
     }
@@ -1370,8 +1378,13 @@ fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_wa
                 pool: pool.worker_name(0).trim_end_matches('0'),
                 error: &e.to_string(),
             });
-            if ask_give_way {
-                give_way_for(pool);
+            // Workers first at a thread budget (G4): another pool's idle
+            // worker gives its thread, else one of detection's optional
+            // threads does (`Detector::retire_helper`). Only for a real
+            // thread limit (EAGAIN from clone: RLIMIT_NPROC, threads-max,
+            // a cgroup's pids.max).
+            if ask_give_way && !give_way_for(pool) && e.raw_os_error() == Some(libc::EAGAIN) {
+                detector().retire_helper();
             }
             detector().wake();
         }
@@ -1464,6 +1477,12 @@ fn give_way_for(pool: &'static WorkerPool) -> bool {
         return true;
     }
     false
+}
+
+/// Whether any pool has a worker (the failure path of creation asks:
+/// `Detector::retire_helper`). Takes each pool's lock in turn.
+pub(crate) fn any_worker() -> bool {
+    pools_if_started().is_some_and(|p| p.all().iter().any(|pool| pool.lock().nr_workers > 0))
 }
 
 /// Idle workers that exited to let another pool have their thread.
