@@ -75,7 +75,6 @@ pub use config::{Config, Detect};
 pub use dump::{monitor_table, workqueues, WqInfo};
 pub use error::Error;
 pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
-pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
 pub use freeze::{freeze, thaw};
 pub use pool::work::Work;
 pub use scope::{scope, scope_on, Scope};
@@ -211,7 +210,29 @@ pub fn dump() -> String {
     dump::dump()
 }
 
-/// Counters for the benchmark harness; not part of the API.
+/// Fault injection for tests (feature `test-util`, absent without it):
+/// make the library's thread creation fail or slow down, to test what a
+/// program does when the system runs out of threads (G22, G27).
+///
+/// ```
+/// # // The crate's doc tests build with `test-util`.
+/// use cmwq::test_util::fail_next_spawns;
+/// fail_next_spawns(2); // the next two thread creations fail (EAGAIN)
+/// let w = cmwq::spawn(|| {}); // still runs: the pool retries (G27)
+/// w.flush();
+/// fail_next_spawns(0);
+/// ```
+///
+/// The manual clock for tests of delayed work is [`clock`], in every
+/// build.
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
+}
+
+/// Counters for the benchmark harness (feature `test-util`); not part of
+/// the API.
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub mod __bench {
     use std::sync::atomic::Ordering::Relaxed;
