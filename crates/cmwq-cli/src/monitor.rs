@@ -12,7 +12,7 @@ use cmwq::{Work, Workqueue};
 
 use crate::util::{burn, calibrate};
 
-/// Print `cmwq::monitor_table()` every `interval` for `seconds` (forever
+/// Print `cmwq::dump::monitor_table()` every `interval` for `seconds` (forever
 /// with `None`).
 pub fn run(interval: Duration, seconds: Option<f64>) -> ExitCode {
     let load = match Load::start() {
@@ -38,7 +38,7 @@ pub fn run(interval: Duration, seconds: Option<f64>) -> ExitCode {
             std::process::id(),
             cmwq::detection().name()
         );
-        println!("{}", cmwq::monitor_table());
+        println!("{}", cmwq::dump::monitor_table());
         if last {
             break;
         }

@@ -152,7 +152,7 @@ pub enum Span {
 /// executions started, items in flight now, CPU seconds used, hogs,
 /// concurrency-management wake-ups, maydays, rescued items and panics,
 /// each over the interval (in flight: now). With `prev` empty: the totals.
-pub fn monitor_table(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> String {
+pub fn monitor_table(prev: &[cmwq::dump::WqInfo], now: &[cmwq::dump::WqInfo]) -> String {
     let mut s = cmwq::WqStats::header();
     s.push('\n');
     for wq in now {
@@ -172,7 +172,7 @@ pub fn monitor_table(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> String {
             rescued: n.rescued.saturating_sub(before.rescued),
             panics: n.panics.saturating_sub(before.panics),
         };
-        let info = cmwq::WqInfo {
+        let info = cmwq::dump::WqInfo {
             stats: d,
             ..wq.clone()
         };
@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn monitor_rows_are_deltas_over_the_interval() {
-        let wq = |total, cpu_ms| cmwq::WqInfo {
+        let wq = |total, cpu_ms| cmwq::dump::WqInfo {
             name: "w".into(),
             flags: cmwq::WqFlags::PERCPU,
             ordered: false,

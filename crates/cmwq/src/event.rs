@@ -1,4 +1,7 @@
-//! Reports delivered to the log hook (`Config::log`).
+//! The library's reports ([`Event`]: contained panics, refused queues,
+//! stalls...) and their rate limit. Where they go is set with
+//! [`Config::log`](crate::Config::log); the crate docs say where they go
+//! without a hook.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -76,8 +79,8 @@ pub enum Event<'a> {
         running: &'a str,
     },
     /// Reports of one kind came faster than the rate limit allows (a
-    /// burst of [`crate::RATELIMIT_BURST`] per
-    /// [`crate::RATELIMIT_INTERVAL`], as the kernel's
+    /// burst of [`RATELIMIT_BURST`] per [`RATELIMIT_INTERVAL`], as the
+    /// kernel's
     /// `printk_ratelimit`); this many were not delivered. Sent before the
     /// next one that is. The counters (`WqStats::panics`) still count
     /// every one.

@@ -31,6 +31,41 @@
 //! ordered.flush();
 //! ```
 //!
+//! ## The Rust API
+//!
+//! - Items and queues: [`Work`], [`Workqueue`] (with [`WorkqueueBuilder`],
+//!   [`WqFlags`], [`WqAttrs`], [`AffinityScope`]), [`WqStats`].
+//! - "Run this somewhere": [`spawn`], [`scope()`] / [`scope_on`] (closures
+//!   that borrow), [`Workqueue::submit`] with its [`Handle`] (a result, or
+//!   an `await`), [`unblock`] (blocking code from async).
+//! - Inside an item: [`blocking`] (a hint that the item is about to
+//!   block), [`current_work`].
+//! - Process-wide settings: [`Config`] (with [`Detect`]; [`detection`] says
+//!   the mode in use), applied before first use; errors are [`Error`].
+//! - Modules: [`dump`](mod@dump) (live workqueues, `wq_monitor.py`'s table),
+//!   [`event`] (the library's reports), [`clock`] (virtual time for tests
+//!   of delayed work), [`control`] (the control socket's protocol),
+//!   [`coming_from`] (rayon, tokio and std calls beside cmwq's), and with
+//!   the `test-util` feature `test_util` (fault injection).
+//!
+//! ## The kernel's names
+//!
+//! For code ported from the kernel, or readers who know it, the root
+//! also has the kernel's workqueue API under its own names:
+//!
+//! - the system workqueues: [`system_wq`] (and its newer name
+//!   [`system_percpu_wq`]), [`system_highpri_wq`], [`system_long_wq`],
+//!   [`system_unbound_wq`], [`system_dfl_wq`], [`system_freezable_wq`],
+//!   [`system_power_efficient_wq`],
+//!   [`system_freezable_power_efficient_wq`];
+//! - [`schedule_work`], [`schedule_work_on`], [`schedule_delayed_work`],
+//!   [`work_on_cpu`], [`freeze()`] / [`thaw`], [`nr_cpus`], [`dump()`]
+//!   (`wq_dump.py`), [`WQ_MAX_ACTIVE`], [`WQ_DFL_ACTIVE`];
+//! - and in [`compat`], `alloc_workqueue`, `queue_work`, `flush_work`,
+//!   `cancel_work_sync` and the rest, spelled as in C.
+//!
+//! ## Guarantees
+//!
 //! The guarantees are numbered G1..G35 in the repository's
 //! `docs/guarantees.md` (with their exceptions); tests carry the numbers
 //! in their names, and `RELIABILITY.md` says how they are tested.
@@ -45,9 +80,9 @@ pub mod compat;
 mod config;
 pub mod control;
 mod cpumask;
-mod dump;
+pub mod dump;
 mod error;
-mod event;
+pub mod event;
 mod fault;
 mod fork;
 mod freeze;
@@ -72,18 +107,18 @@ mod workqueue;
 
 pub use attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 pub use config::{Config, Detect};
-pub use dump::{monitor_table, workqueues, WqInfo};
 pub use error::Error;
-pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
+pub use event::Event;
 pub use freeze::{freeze, thaw};
 pub use pool::work::Work;
 pub use scope::{scope, scope_on, Scope};
 pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
+pub use workqueue::{Workqueue, WorkqueueBuilder, WqAttrs};
+// The kernel's names (the crate docs group them under their own heading).
 pub use workqueue::{
     system_dfl_wq, system_freezable_power_efficient_wq, system_freezable_wq, system_highpri_wq,
     system_long_wq, system_percpu_wq, system_power_efficient_wq, system_unbound_wq, system_wq,
-    Workqueue, WorkqueueBuilder, WqAttrs,
 };
 
 /// Run `f` on a worker of [`system_dfl_wq`] and return its item (to
@@ -280,6 +315,37 @@ pub mod __bench {
         crate::pool::work::size_of_empty()
     }
 }
+
+// The old paths of the items that moved into modules, for one release.
+
+/// Moved to [`dump::monitor_table`].
+#[deprecated(note = "moved to cmwq::dump::monitor_table")]
+#[doc(hidden)]
+pub fn monitor_table() -> String {
+    dump::monitor_table()
+}
+
+/// Moved to [`dump::workqueues`].
+#[deprecated(note = "moved to cmwq::dump::workqueues")]
+#[doc(hidden)]
+pub fn workqueues() -> Vec<dump::WqInfo> {
+    dump::workqueues()
+}
+
+/// Moved to [`dump::WqInfo`].
+#[deprecated(note = "moved to cmwq::dump::WqInfo")]
+#[doc(hidden)]
+pub type WqInfo = dump::WqInfo;
+
+/// Moved to [`event::RATELIMIT_BURST`].
+#[deprecated(note = "moved to cmwq::event::RATELIMIT_BURST")]
+#[doc(hidden)]
+pub const RATELIMIT_BURST: u32 = event::RATELIMIT_BURST;
+
+/// Moved to [`event::RATELIMIT_INTERVAL`].
+#[deprecated(note = "moved to cmwq::event::RATELIMIT_INTERVAL")]
+#[doc(hidden)]
+pub const RATELIMIT_INTERVAL: std::time::Duration = event::RATELIMIT_INTERVAL;
 
 /// The README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -142,11 +142,11 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
         "{dump}"
     );
     assert!(
-        cmwq::monitor_table()
+        cmwq::dump::monitor_table()
             .lines()
             .any(|l| l.trim_start().starts_with("g22_reclaim")),
         "{}",
-        cmwq::monitor_table()
+        cmwq::dump::monitor_table()
     );
 }
 

@@ -14,7 +14,7 @@ impl Demo {
                 format!("{name}: {queued} executions queued but {executed} ran")
             });
         }
-        for info in cmwq::workqueues() {
+        for info in cmwq::dump::workqueues() {
             let Some(seen) = self.seen.get(info.name.as_str()) else {
                 continue;
             };
@@ -65,8 +65,8 @@ impl Demo {
 
     pub(super) fn print_report(&self) {
         println!();
-        println!("== cmwq::monitor_table() (the kernel's wq_monitor.py) ==");
-        print!("{}", cmwq::monitor_table());
+        println!("== cmwq::dump::monitor_table() (the kernel's wq_monitor.py) ==");
+        print!("{}", cmwq::dump::monitor_table());
         println!();
         println!("== cmwq::dump() (the kernel's wq_dump.py) ==");
         print!("{}", cmwq::dump());
@@ -76,7 +76,7 @@ impl Demo {
             "  {:<16} {:<8} {:>10} {:>9} {:>5}",
             "workqueue", "kind", "max_active", "executed", "peak"
         );
-        for info in cmwq::workqueues() {
+        for info in cmwq::dump::workqueues() {
             let Some(seen) = self.seen.get(info.name.as_str()) else {
                 continue;
             };
