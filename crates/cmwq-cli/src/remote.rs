@@ -161,21 +161,8 @@ pub fn monitor_table(prev: &[cmwq::dump::WqInfo], now: &[cmwq::dump::WqInfo]) ->
             .find(|p| p.name == wq.name)
             .map(|p| p.stats)
             .unwrap_or_default();
-        let n = wq.stats;
-        let d = cmwq::WqStats {
-            total: n.total.saturating_sub(before.total),
-            in_flight: n.in_flight,
-            cpu_time: n.cpu_time.saturating_sub(before.cpu_time),
-            cpu_hog: n.cpu_hog.saturating_sub(before.cpu_hog),
-            cm_wakeups: n.cm_wakeups.saturating_sub(before.cm_wakeups),
-            mayday: n.mayday.saturating_sub(before.mayday),
-            rescued: n.rescued.saturating_sub(before.rescued),
-            panics: n.panics.saturating_sub(before.panics),
-        };
-        let info = cmwq::dump::WqInfo {
-            stats: d,
-            ..wq.clone()
-        };
+        let mut info = wq.clone();
+        info.stats = wq.stats.since(&before);
         s.push_str(&info.row());
         s.push('\n');
     }
@@ -375,19 +362,15 @@ mod tests {
 
     #[test]
     fn monitor_rows_are_deltas_over_the_interval() {
-        let wq = |total, cpu_ms| cmwq::dump::WqInfo {
-            name: "w".into(),
-            flags: cmwq::WqFlags::PERCPU,
-            ordered: false,
-            spreading: false,
-            unmanaged: false,
-            max_active: 1,
-            stats: cmwq::WqStats {
-                total,
-                in_flight: 3,
-                cpu_time: Duration::from_millis(cpu_ms),
-                ..Default::default()
-            },
+        let wq = |total, cpu_ms| {
+            let mut w = cmwq::dump::WqInfo::default();
+            w.name = "w".into();
+            w.flags = cmwq::WqFlags::PERCPU;
+            w.max_active = 1;
+            w.stats.total = total;
+            w.stats.in_flight = 3;
+            w.stats.cpu_time = Duration::from_millis(cpu_ms);
+            w
         };
         let t = monitor_table(&[wq(10, 100)], &[wq(25, 600)]);
         let row = t.lines().nth(1).unwrap();

@@ -1,10 +1,12 @@
 //! Process-wide tuning: defaults, `CMWQ_*` environment variables, and an
 //! explicit [`Config`] applied before first use.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::attrs::AffinityScope;
+use crate::attrs::{AffinityScope, ParseError};
 use crate::event::{default_log, Event};
 use crate::topology::Scope;
 use crate::Error;
@@ -35,7 +37,19 @@ pub enum Detect {
 }
 
 impl Detect {
-    /// The name used by `CMWQ_DETECT` and `dump()`.
+    /// Every mode.
+    const ALL: [Detect; 6] = [
+        Detect::Auto,
+        Detect::Sentinel,
+        Detect::Perf,
+        Detect::Proc,
+        Detect::Progress,
+        Detect::Hint,
+    ];
+
+    /// The name used by `CMWQ_DETECT` and `dump()`: `auto`, `sentinel`,
+    /// `perf`, `proc`, `progress` or `hint`. What `Display` writes and
+    /// `FromStr` reads.
     pub fn name(self) -> &'static str {
         match self {
             Detect::Auto => "auto",
@@ -46,17 +60,28 @@ impl Detect {
             Detect::Hint => "hint",
         }
     }
+}
 
-    fn parse(s: &str) -> Option<Detect> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Detect::Auto,
-            "sentinel" => Detect::Sentinel,
-            "perf" => Detect::Perf,
-            "proc" => Detect::Proc,
-            "progress" => Detect::Progress,
-            "hint" => Detect::Hint,
-            _ => return None,
-        })
+impl fmt::Display for Detect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The names of [`Detect::name`], any case, surrounding spaces ignored
+/// (as `CMWQ_DETECT` is read).
+///
+/// ```
+/// use cmwq::Detect;
+/// assert_eq!("Perf".parse::<Detect>(), Ok(Detect::Perf));
+/// assert_eq!(Detect::Sentinel.to_string(), "sentinel");
+/// assert!("fast".parse::<Detect>().is_err());
+/// ```
+impl FromStr for Detect {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        ParseError::find(s, "detection mode", &Self::ALL, |d| d.name())
     }
 }
 
@@ -110,12 +135,14 @@ impl Config {
     /// Run time after which an item that does not block counts as a CPU hog
     /// and leaves concurrency management (G16). Zero disables.
     /// Default 10 ms; `CMWQ_CPU_INTENSIVE_THRESH_US`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn cpu_intensive_thresh(mut self, d: Duration) -> Self {
         self.cpu_intensive_thresh = Some(d);
         self
     }
 
     /// Block detection mode (G15). Default [`Detect::Auto`]; `CMWQ_DETECT`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn detect(mut self, mode: Detect) -> Self {
         self.detect = Some(mode);
         self
@@ -125,6 +152,7 @@ impl Config {
     /// 0 (as in the kernel: a block that leaves the CPU idle starts the
     /// next worker; chosen by measurement, see the monitor's README);
     /// `CMWQ_STALL_WINDOW_US`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn stall_window(mut self, d: Duration) -> Self {
         self.stall_window = Some(d);
         self
@@ -132,6 +160,7 @@ impl Config {
 
     /// Report a pool that makes no progress for this long (G23). Zero
     /// disables. Default 30 s; `CMWQ_WATCHDOG_THRESH_S`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn watchdog_thresh(mut self, d: Duration) -> Self {
         self.watchdog_thresh = Some(d);
         self
@@ -139,6 +168,7 @@ impl Config {
 
     /// Idle workers beyond the kernel's rule exit after this long (G21).
     /// Default 300 s; `CMWQ_IDLE_TIMEOUT_S`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = Some(d);
         self
@@ -146,6 +176,7 @@ impl Config {
 
     /// How long a pool waits for a new worker before calling rescuers
     /// (G22). Default 10 ms; `CMWQ_MAYDAY_TIMEOUT_MS`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn mayday_timeout(mut self, d: Duration) -> Self {
         self.mayday_timeout = Some(d);
         self
@@ -153,6 +184,7 @@ impl Config {
 
     /// The affinity scope that [`AffinityScope::Default`] stands for.
     /// Default [`AffinityScope::Cache`].
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn default_affinity_scope(mut self, scope: AffinityScope) -> Self {
         self.affinity_scope = Some(scope);
         self
@@ -160,6 +192,7 @@ impl Config {
 
     /// Make `POWER_EFFICIENT` workqueues unbound (the kernel's
     /// `workqueue.power_efficient`). Default false.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn power_efficient(mut self, on: bool) -> Self {
         self.power_efficient = Some(on);
         self
@@ -168,6 +201,7 @@ impl Config {
     /// Where reports go (contained panics, refused queues, stalls...).
     /// Default: standard error (`cmwq: ` and the event), plus a `tracing`
     /// warning with the `tracing` feature.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn log(mut self, hook: fn(&Event<'_>)) -> Self {
         self.log = Some(hook);
         self
@@ -179,6 +213,7 @@ impl Config {
     /// PID` look inside this process. Off by default; `CMWQ_CONTROL=1`.
     /// Only peers of the same uid (or root) are served. The protocol is
     /// described in the [`control`](crate::control) module.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn control(mut self, on: bool) -> Self {
         self.control = Some(on);
         self
@@ -308,7 +343,9 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
         .unwrap_or(DEFAULT_WATCHDOG_THRESH);
     let detect = cfg.detect.unwrap_or_else(|| match get("CMWQ_DETECT") {
         None => DEFAULT_DETECT,
-        Some(v) => Detect::parse(&v).unwrap_or_else(|| {
+        // Set but empty: the default.
+        Some(v) if v.trim().is_empty() => DEFAULT_DETECT,
+        Some(v) => v.parse().unwrap_or_else(|_| {
             eprintln!(
                 "cmwq: {}; using {}",
                 Error::InvalidSetting {

@@ -268,8 +268,10 @@ pub(crate) fn dump() -> String {
 }
 
 /// A workqueue as listed by [`workqueues`]: what
-/// `wq_monitor.py` shows for it.
-#[derive(Clone, Debug)]
+/// `wq_monitor.py` shows for it. More fields may come (`non_exhaustive`:
+/// start from `WqInfo::default()` to make one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WqInfo {
     /// Its name.
     pub name: String,

@@ -70,6 +70,7 @@
 //! `docs/guarantees.md` (with their exceptions); tests carry the numbers
 //! in their names, and `RELIABILITY.md` says how they are tested.
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -105,7 +106,7 @@ mod util;
 mod watchdog;
 mod workqueue;
 
-pub use attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
+pub use attrs::{AffinityScope, ParseError, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 pub use config::{Config, Detect};
 pub use error::Error;
 pub use event::Event;

@@ -70,7 +70,9 @@ impl Rescuer {
         if !crate::pool::detector().running() {
             return Err(Error::ThreadStart {
                 what: format!("the monitor thread that calls the rescuer of {wq:?}"),
-                error: "thread creation failed".into(),
+                // The monitor's own creation failed earlier (and was
+                // reported then): the process is out of threads.
+                source: std::sync::Arc::new(std::io::Error::from_raw_os_error(libc::EAGAIN)),
             });
         }
         let r = Arc::new(Rescuer {
@@ -90,7 +92,7 @@ impl Rescuer {
             }
             Err(e) => Err(Error::ThreadStart {
                 what: format!("rescuer {}", r.name),
-                error: e.to_string(),
+                source: std::sync::Arc::new(e),
             }),
         }
     }

@@ -308,7 +308,12 @@ fn g22_rescuer_thread_lives_and_dies_with_its_workqueue() {
     cmwq::test_util::fail_next_spawns(0);
     let e = r.expect_err("created without a rescuer");
     assert!(matches!(e, cmwq::Error::ThreadStart { .. }), "{e}");
-    assert!(e.to_string().contains("rescuer kworker/R-g22_n:"), "{e}");
+    assert!(e.to_string().contains("rescuer kworker/R-g22_n"), "{e}");
+    // The OS error is kept, as the error's source.
+    let os = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.raw_os_error());
+    assert_eq!(os, Some(libc::EAGAIN), "{e:?}");
     // Ordered MEM_RECLAIM workqueues have one too.
     let o = Workqueue::ordered("g22_ord_r", WqFlags::MEM_RECLAIM).unwrap();
     assert!(wait_until(Duration::from_secs(2), || has(
