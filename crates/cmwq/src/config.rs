@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::attrs::{AffinityScope, ParseError};
@@ -112,7 +112,13 @@ pub struct Config {
     power_efficient: Option<bool>,
     control: Option<bool>,
     log: Option<fn(&Event<'_>)>,
+    worker_stack_size: Option<usize>,
+    on_worker_start: Option<ThreadHook>,
+    on_worker_stop: Option<ThreadHook>,
 }
+
+/// A hook run on a worker thread as it starts or before it exits.
+pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,6 +133,9 @@ impl std::fmt::Debug for Config {
             .field("power_efficient", &self.power_efficient)
             .field("control", &self.control)
             .field("log", &self.log.is_some())
+            .field("worker_stack_size", &self.worker_stack_size)
+            .field("on_worker_start", &self.on_worker_start.is_some())
+            .field("on_worker_stop", &self.on_worker_stop.is_some())
             .finish()
     }
 }
@@ -219,6 +228,60 @@ impl Config {
         self
     }
 
+    /// The stack size, in bytes, of the threads that run work items: the
+    /// workers of every pool and the rescuers of `MEM_RECLAIM` workqueues
+    /// (not the library's own threads: the monitor, the timer thread, the
+    /// sentinels, the control socket's). Default: the standard library's
+    /// (`RUST_MIN_STACK`, else 2 MiB), as rayon's and tokio's builders.
+    /// Rounded up by the system to its page size and minimum.
+    ///
+    /// ```
+    /// cmwq::Config::default()
+    ///     .worker_stack_size(8 << 20) // deep recursion in items
+    ///     .apply()
+    ///     .expect("before first use");
+    /// ```
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn worker_stack_size(mut self, bytes: usize) -> Self {
+        self.worker_stack_size = Some(bytes);
+        self
+    }
+
+    /// Run `f` on each thread that runs work items (workers and rescuers)
+    /// when it starts, before its first item: to set up thread-local
+    /// state, register the thread with a profiler, and the like. A worker
+    /// may start at any time (a pool grows when its items block). A panic
+    /// in `f` is contained and reported ([`Event::Misuse`]).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    /// cmwq::Config::default()
+    ///     .on_worker_start(|| {
+    ///         STARTED.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .apply()
+    ///     .expect("before first use");
+    /// cmwq::spawn(|| {}).flush();
+    /// assert!(STARTED.load(Ordering::Relaxed) >= 1);
+    /// ```
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn on_worker_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Run `f` on each thread that runs work items (workers and rescuers)
+    /// before it exits: an idle worker leaving after the idle timeout
+    /// (G21) or giving way to another pool, a rescuer whose workqueue is
+    /// destroyed. Threads still running when the process exits do not run
+    /// it. A panic in `f` is contained and reported ([`Event::Misuse`]).
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn on_worker_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Arc::new(f));
+        self
+    }
+
     /// Install these settings. An error once the pools have started.
     pub fn apply(self) -> Result<(), Error> {
         if let Some(AffinityScope::Default) = self.affinity_scope {
@@ -290,6 +353,12 @@ pub(crate) struct Settings {
     /// Start the control socket (G32).
     pub(crate) control: bool,
     pub(crate) log: fn(&Event<'_>),
+    /// Stack size of workers and rescuers (`None`: std's default).
+    pub(crate) worker_stack_size: Option<usize>,
+    /// Run on a worker or rescuer as it starts.
+    pub(crate) on_worker_start: Option<ThreadHook>,
+    /// Run on a worker or rescuer before it exits.
+    pub(crate) on_worker_stop: Option<ThreadHook>,
     /// Wait after a failed worker creation (the kernel's CREATE_COOLDOWN).
     pub(crate) create_cooldown: Duration,
 }
@@ -308,6 +377,38 @@ pub(crate) fn settings() -> &'static Settings {
         crate::event::set_hook(s.log);
         s
     })
+}
+
+/// A thread that runs work items (worker or rescuer) named `name`, with
+/// the configured stack size.
+pub(crate) fn item_thread(name: String) -> std::thread::Builder {
+    let b = std::thread::Builder::new().name(name);
+    match settings().worker_stack_size {
+        Some(bytes) => b.stack_size(bytes),
+        None => b,
+    }
+}
+
+/// On a thread that runs work items: its start hook (`start`) or its stop
+/// hook, if configured. A panic in it is contained and reported.
+pub(crate) fn run_thread_hook(start: bool) {
+    let s = settings();
+    let (hook, which) = if start {
+        (&s.on_worker_start, "on_worker_start")
+    } else {
+        (&s.on_worker_stop, "on_worker_stop")
+    };
+    let Some(hook) = hook else { return };
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook())) {
+        crate::event::report(Event::Misuse {
+            message: &format!(
+                "the {which} hook panicked: {}",
+                crate::util::panic_message(&*p)
+            ),
+        });
+        // The payload may run user code when dropped; contain that too.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(p)));
+    }
 }
 
 fn env_num(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Option<u64> {
@@ -382,6 +483,9 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
             .control
             .unwrap_or_else(|| get("CMWQ_CONTROL").map_or(DEFAULT_CONTROL, |v| env_flag(&v))),
         log: cfg.log.unwrap_or(default_log),
+        worker_stack_size: cfg.worker_stack_size,
+        on_worker_start: cfg.on_worker_start,
+        on_worker_stop: cfg.on_worker_stop,
         create_cooldown: CREATE_COOLDOWN,
     }
 }

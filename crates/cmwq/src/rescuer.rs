@@ -100,9 +100,7 @@ impl Rescuer {
     fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
         let r2 = self.clone();
         let h = crate::fault::check_spawn().and_then(|()| {
-            std::thread::Builder::new()
-                .name(self.name.clone())
-                .spawn(move || rescuer_main(r2))
+            crate::config::item_thread(self.name.clone()).spawn(move || rescuer_main(r2))
         })?;
         *self.thread.lock() = Some(h);
         Ok(())
@@ -184,6 +182,7 @@ impl Rescuer {
 fn rescuer_main(r: Arc<Rescuer>) {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     r.tid.store(tid, Relaxed);
+    crate::config::run_thread_hook(true);
     loop {
         let next = r.maydays.lock().pop_front();
         match next {
@@ -194,6 +193,7 @@ fn rescuer_main(r: Arc<Rescuer>) {
             }
         }
     }
+    crate::config::run_thread_hook(false);
 }
 
 /// An item of a workqueue with a rescuer was queued on a pool (under its
