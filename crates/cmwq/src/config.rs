@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::attrs::{AffinityScope, ParseError};
-use crate::event::{default_log, Event};
+use crate::event::{Event, LogHook};
 use crate::topology::Scope;
 use crate::Error;
 
@@ -111,7 +111,7 @@ pub struct Config {
     affinity_scope: Option<AffinityScope>,
     power_efficient: Option<bool>,
     control: Option<bool>,
-    log: Option<fn(&Event<'_>)>,
+    log: Option<LogHook>,
     worker_stack_size: Option<usize>,
     on_worker_start: Option<ThreadHook>,
     on_worker_stop: Option<ThreadHook>,
@@ -207,12 +207,29 @@ impl Config {
         self
     }
 
-    /// Where reports go (contained panics, refused queues, stalls...).
-    /// Default: standard error (`cmwq: ` and the event), plus a `tracing`
-    /// warning with the `tracing` feature.
+    /// Send the library's reports ([`Event`]: contained panics, refused
+    /// queues, stalls, unreadable `CMWQ_*` variables...) to `hook`, and
+    /// nowhere else. A closure or a `fn`; it may run on any thread,
+    /// workers included, and should not block for long.
+    ///
+    /// Without a hook they go to the `tracing` facade with the `tracing`
+    /// feature, else to the `log` facade with the `log` feature (target
+    /// `cmwq`), else to stderr: one place, never two.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// cmwq::Config::default()
+    ///     .log(move |ev: &cmwq::Event| s.lock().unwrap().push(ev.to_string()))
+    ///     .apply()
+    ///     .expect("before first use");
+    /// cmwq::spawn(|| panic!("oops")).flush(); // contained (G5), reported
+    /// assert!(seen.lock().unwrap()[0].contains("panicked: oops"));
+    /// ```
     #[must_use = "a Config does nothing until .apply()"]
-    pub fn log(mut self, hook: fn(&Event<'_>)) -> Self {
-        self.log = Some(hook);
+    pub fn log(mut self, hook: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.log = Some(Arc::new(hook));
         self
     }
 
@@ -352,7 +369,11 @@ pub(crate) struct Settings {
     pub(crate) power_efficient: bool,
     /// Start the control socket (G32).
     pub(crate) control: bool,
-    pub(crate) log: fn(&Event<'_>),
+    /// Where reports go (`None`: the facade or stderr).
+    pub(crate) log: Option<LogHook>,
+    /// `CMWQ_*` variables that could not be read, with their values:
+    /// reported (through `log`) once the settings are in place.
+    pub(crate) rejected: Vec<(&'static str, String)>,
     /// Stack size of workers and rescuers (`None`: std's default).
     pub(crate) worker_stack_size: Option<usize>,
     /// Run on a worker or rescuer as it starts.
@@ -367,16 +388,36 @@ static PENDING: Mutex<Option<Config>> = Mutex::new(None);
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 pub(crate) fn settings() -> &'static Settings {
-    SETTINGS.get_or_init(|| {
+    match SETTINGS.get() {
+        Some(s) => s,
+        None => init_settings(),
+    }
+}
+
+/// Resolve the settings (once), then report the environment variables
+/// that could not be read, through the configured hook: after the
+/// settings are in place, so that a hook calling into the library finds
+/// them.
+#[cold]
+fn init_settings() -> &'static Settings {
+    let mut first = false;
+    let s = SETTINGS.get_or_init(|| {
+        first = true;
         let cfg = PENDING
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_default();
         let s = resolve(cfg, |k| std::env::var(k).ok());
-        crate::event::set_hook(s.log);
+        crate::event::set_hook(s.log.clone());
         s
-    })
+    });
+    if first {
+        for (name, value) in &s.rejected {
+            crate::event::report(Event::InvalidSetting { name, value });
+        }
+    }
+    s
 }
 
 /// A thread that runs work items (worker or rescuer) named `name`, with
@@ -411,15 +452,18 @@ pub(crate) fn run_thread_hook(start: bool) {
     }
 }
 
-fn env_num(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Option<u64> {
+/// A number from the environment; a value that is not one is recorded in
+/// `rejected` (and ignored).
+fn env_num(
+    get: &impl Fn(&str) -> Option<String>,
+    rejected: &mut Vec<(&'static str, String)>,
+    name: &'static str,
+) -> Option<u64> {
     let v = get(name)?;
     match v.trim().parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) => {
-            eprintln!(
-                "cmwq: {}; using the default",
-                Error::InvalidSetting { name, value: v }
-            );
+            rejected.push((name, v));
             None
         }
     }
@@ -434,45 +478,40 @@ fn env_flag(v: &str) -> bool {
 }
 
 fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
-    let thresh = cfg
-        .cpu_intensive_thresh
-        .or_else(|| env_num(&get, "CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
-        .unwrap_or(DEFAULT_CPU_INTENSIVE_THRESH);
-    let watchdog = cfg
-        .watchdog_thresh
-        .or_else(|| env_num(&get, "CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
-        .unwrap_or(DEFAULT_WATCHDOG_THRESH);
+    let mut rejected = Vec::new();
     let detect = cfg.detect.unwrap_or_else(|| match get("CMWQ_DETECT") {
         None => DEFAULT_DETECT,
         // Set but empty: the default.
         Some(v) if v.trim().is_empty() => DEFAULT_DETECT,
         Some(v) => v.parse().unwrap_or_else(|_| {
-            eprintln!(
-                "cmwq: {}; using {}",
-                Error::InvalidSetting {
-                    name: "CMWQ_DETECT",
-                    value: v
-                },
-                DEFAULT_DETECT.name()
-            );
+            rejected.push(("CMWQ_DETECT", v));
             DEFAULT_DETECT
         }),
     });
+    let mut num = |name| env_num(&get, &mut rejected, name);
+    let thresh = cfg
+        .cpu_intensive_thresh
+        .or_else(|| num("CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
+        .unwrap_or(DEFAULT_CPU_INTENSIVE_THRESH);
+    let watchdog = cfg
+        .watchdog_thresh
+        .or_else(|| num("CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
+        .unwrap_or(DEFAULT_WATCHDOG_THRESH);
     Settings {
         cpu_intensive_thresh: (!thresh.is_zero()).then_some(thresh),
         detect,
         stall_window: cfg
             .stall_window
-            .or_else(|| env_num(&get, "CMWQ_STALL_WINDOW_US").map(Duration::from_micros))
+            .or_else(|| num("CMWQ_STALL_WINDOW_US").map(Duration::from_micros))
             .unwrap_or(DEFAULT_STALL_WINDOW),
         watchdog_thresh: (!watchdog.is_zero()).then_some(watchdog),
         idle_timeout: cfg
             .idle_timeout
-            .or_else(|| env_num(&get, "CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
+            .or_else(|| num("CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
             .unwrap_or(DEFAULT_IDLE_TIMEOUT),
         mayday_timeout: cfg
             .mayday_timeout
-            .or_else(|| env_num(&get, "CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
+            .or_else(|| num("CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
             .unwrap_or(DEFAULT_MAYDAY_TIMEOUT),
         affinity_scope: cfg
             .affinity_scope
@@ -482,7 +521,8 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
         control: cfg
             .control
             .unwrap_or_else(|| get("CMWQ_CONTROL").map_or(DEFAULT_CONTROL, |v| env_flag(&v))),
-        log: cfg.log.unwrap_or(default_log),
+        log: cfg.log,
+        rejected,
         worker_stack_size: cfg.worker_stack_size,
         on_worker_start: cfg.on_worker_start,
         on_worker_stop: cfg.on_worker_stop,
@@ -507,6 +547,17 @@ mod tests {
         assert_eq!(s.cpu_intensive_thresh, Some(Duration::from_millis(5)));
         assert_eq!(s.detect, Detect::Proc);
         assert_eq!(s.stall_window, DEFAULT_STALL_WINDOW, "bad value ignored");
+        assert_eq!(
+            s.rejected,
+            [("CMWQ_STALL_WINDOW_US", "bogus".to_string())],
+            "and reported"
+        );
+        let bad = |k: &str| (k == "CMWQ_DETECT").then(|| "fast".to_string());
+        let b = resolve(Config::default(), bad);
+        assert_eq!(b.detect, DEFAULT_DETECT);
+        assert_eq!(b.rejected, [("CMWQ_DETECT", "fast".to_string())]);
+        let empty = |k: &str| (k == "CMWQ_DETECT").then(String::new);
+        assert!(resolve(Config::default(), empty).rejected.is_empty());
         assert_eq!(s.watchdog_thresh, None, "0 disables");
         assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert!(!s.control, "the control socket is off by default");

@@ -64,6 +64,33 @@
 //! - and in [`compat`], `alloc_workqueue`, `queue_work`, `flush_work`,
 //!   `cancel_work_sync` and the rest, spelled as in C.
 //!
+//! ## Where reports go
+//!
+//! The library reports what it contains or refuses rather than failing
+//! the program: a work function's panic (G5), a queue refused while a
+//! workqueue drains or is destroyed (G8, G25), a stalled pool (G23), a
+//! worker that could not be created, a `CMWQ_*` variable it could not
+//! read. Each report, an [`Event`], goes to one place:
+//!
+//! | build | reports go to |
+//! |---|---|
+//! | a hook set with [`Config::log`] (a closure or `fn`) | the hook only, whatever the features |
+//! | feature `tracing` | `tracing` events, target `cmwq` (panics and stalls at `ERROR`, the rest at `WARN`) |
+//! | feature `log` (without `tracing`) | the `log` facade, target `cmwq`, same levels |
+//! | neither (the default) | stderr, one line each: `cmwq: ` and the event |
+//!
+//! With both features on, reports go to `tracing` (whose `log`
+//! compatibility can forward them). Reports of one kind are rate limited
+//! ([`event::RATELIMIT_BURST`] per [`event::RATELIMIT_INTERVAL`]).
+//!
+//! ## Features
+//!
+//! - `tracing`: the kernel's workqueue tracepoints as `tracing` events and
+//!   spans, and the reports to `tracing`.
+//! - `log`: the reports to the `log` facade.
+//! - `test-util`: fault injection for tests (`cmwq::test_util`); not for
+//!   production builds.
+//!
 //! ## Guarantees
 //!
 //! The guarantees are numbered G1..G35 in the repository's
