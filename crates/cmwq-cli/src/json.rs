@@ -44,8 +44,8 @@ pub struct WqRow {
     pub panics: u64,
 }
 
-impl From<&cmwq::WqInfo> for WqRow {
-    fn from(wq: &cmwq::WqInfo) -> WqRow {
+impl From<&cmwq::dump::WqInfo> for WqRow {
+    fn from(wq: &cmwq::dump::WqInfo) -> WqRow {
         let s = &wq.stats;
         let managed = !wq.unmanaged;
         let reclaim = wq.flags.contains(cmwq::WqFlags::MEM_RECLAIM);
@@ -251,7 +251,7 @@ pub fn parse_pool(line: &str) -> Option<DumpPool> {
 }
 
 /// The `--json` object of a `dump()` report and the process's workqueues.
-pub fn dump(pid: Option<u32>, report: &str, wqs: &[cmwq::WqInfo]) -> Dump {
+pub fn dump(pid: Option<u32>, report: &str, wqs: &[cmwq::dump::WqInfo]) -> Dump {
     let sections = sections(report);
     let pools = sections
         .iter()

@@ -89,7 +89,7 @@ fn dump(json: bool) -> ExitCode {
         out::json(&json::dump(
             Some(std::process::id()),
             &report,
-            &cmwq::workqueues(),
+            &cmwq::dump::workqueues(),
         ));
     } else {
         out!("{report}");

@@ -14,7 +14,7 @@ use crate::json::{MonitorTable, WqRow, SCHEMA};
 use crate::util::{burn, calibrate};
 use crate::{out, outln};
 
-/// Print `cmwq::monitor_table()` every `interval` for `seconds` (forever
+/// Print `cmwq::dump::monitor_table()` every `interval` for `seconds` (forever
 /// with `None`); with `json`, one object a line instead (the totals since
 /// this process started, as the table shows).
 pub fn run(interval: Duration, seconds: Option<f64>, json: bool) -> ExitCode {
@@ -44,7 +44,7 @@ pub fn run(interval: Duration, seconds: Option<f64>, json: bool) -> ExitCode {
                 interval_ms: Some(interval.as_millis() as u64),
                 totals: true,
                 detection: Some(cmwq::detection().name().to_string()),
-                workqueues: cmwq::workqueues().iter().map(WqRow::from).collect(),
+                workqueues: cmwq::dump::workqueues().iter().map(WqRow::from).collect(),
             });
         } else {
             outln!(
@@ -52,7 +52,7 @@ pub fn run(interval: Duration, seconds: Option<f64>, json: bool) -> ExitCode {
                 std::process::id(),
                 cmwq::detection().name()
             );
-            outln!("{}", cmwq::monitor_table());
+            outln!("{}", cmwq::dump::monitor_table());
             out::flush();
         }
         if last {

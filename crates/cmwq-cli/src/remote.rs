@@ -208,7 +208,7 @@ pub enum Span {
 
 /// Each workqueue of `now` with its counters over the interval since
 /// `prev` (in flight: now). With `prev` empty: the totals.
-pub fn deltas(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> Vec<cmwq::WqInfo> {
+pub fn deltas(prev: &[cmwq::dump::WqInfo], now: &[cmwq::dump::WqInfo]) -> Vec<cmwq::dump::WqInfo> {
     now.iter()
         .map(|wq| {
             let before = prev
@@ -216,21 +216,9 @@ pub fn deltas(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> Vec<cmwq::WqInfo> 
                 .find(|p| p.name == wq.name)
                 .map(|p| p.stats)
                 .unwrap_or_default();
-            let n = wq.stats;
-            let d = cmwq::WqStats {
-                total: n.total.saturating_sub(before.total),
-                in_flight: n.in_flight,
-                cpu_time: n.cpu_time.saturating_sub(before.cpu_time),
-                cpu_hog: n.cpu_hog.saturating_sub(before.cpu_hog),
-                cm_wakeups: n.cm_wakeups.saturating_sub(before.cm_wakeups),
-                mayday: n.mayday.saturating_sub(before.mayday),
-                rescued: n.rescued.saturating_sub(before.rescued),
-                panics: n.panics.saturating_sub(before.panics),
-            };
-            cmwq::WqInfo {
-                stats: d,
-                ..wq.clone()
-            }
+            let mut info = wq.clone();
+            info.stats = wq.stats.since(&before);
+            info
         })
         .collect()
 }
@@ -239,7 +227,7 @@ pub fn deltas(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> Vec<cmwq::WqInfo> 
 /// executions started, items in flight now, CPU seconds used, hogs,
 /// concurrency-management wake-ups, maydays, rescued items and panics,
 /// each over the interval (in flight: now). With `prev` empty: the totals.
-pub fn monitor_table(prev: &[cmwq::WqInfo], now: &[cmwq::WqInfo]) -> String {
+pub fn monitor_table(prev: &[cmwq::dump::WqInfo], now: &[cmwq::dump::WqInfo]) -> String {
     let mut s = cmwq::WqStats::header();
     s.push('\n');
     for info in deltas(prev, now) {
@@ -473,19 +461,15 @@ mod tests {
 
     #[test]
     fn monitor_rows_are_deltas_over_the_interval() {
-        let wq = |total, cpu_ms| cmwq::WqInfo {
-            name: "w".into(),
-            flags: cmwq::WqFlags::PERCPU,
-            ordered: false,
-            spreading: false,
-            unmanaged: false,
-            max_active: 1,
-            stats: cmwq::WqStats {
-                total,
-                in_flight: 3,
-                cpu_time: Duration::from_millis(cpu_ms),
-                ..Default::default()
-            },
+        let wq = |total, cpu_ms| {
+            let mut w = cmwq::dump::WqInfo::default();
+            w.name = "w".into();
+            w.flags = cmwq::WqFlags::PERCPU;
+            w.max_active = 1;
+            w.stats.total = total;
+            w.stats.in_flight = 3;
+            w.stats.cpu_time = Duration::from_millis(cpu_ms);
+            w
         };
         let t = monitor_table(&[wq(10, 100)], &[wq(25, 600)]);
         let row = t.lines().nth(1).unwrap();

@@ -2,6 +2,9 @@
 //! and `WQ_AFFN_*` scopes of `workqueue.h`): plain values the layers below
 //! the workqueue front end (errors, settings, the pools) name too.
 
+use std::fmt;
+use std::str::FromStr;
+
 use crate::topology::Scope;
 
 /// The most `max_active` a workqueue may have.
@@ -71,6 +74,31 @@ pub enum AffinityScope {
 }
 
 impl AffinityScope {
+    /// Every scope, in the order of the kernel's `WQ_AFFN_*`.
+    const ALL: [AffinityScope; 6] = [
+        AffinityScope::Default,
+        AffinityScope::Cpu,
+        AffinityScope::Smt,
+        AffinityScope::Cache,
+        AffinityScope::Numa,
+        AffinityScope::System,
+    ];
+
+    /// The kernel's name of the scope (`workqueue.default_affinity_scope`,
+    /// `/sys/devices/virtual/workqueue/*/affinity_scope`): `default`,
+    /// `cpu`, `smt`, `cache`, `numa` or `system`. What `Display` writes
+    /// and `FromStr` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            AffinityScope::Default => "default",
+            AffinityScope::Cpu => "cpu",
+            AffinityScope::Smt => "smt",
+            AffinityScope::Cache => "cache",
+            AffinityScope::Numa => "numa",
+            AffinityScope::System => "system",
+        }
+    }
+
     pub(crate) fn scope(self) -> Option<Scope> {
         Some(match self {
             AffinityScope::Default => return None,
@@ -82,3 +110,69 @@ impl AffinityScope {
         })
     }
 }
+
+impl fmt::Display for AffinityScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The kernel's names, any case, surrounding spaces ignored.
+///
+/// ```
+/// use cmwq::AffinityScope;
+/// assert_eq!("numa".parse::<AffinityScope>(), Ok(AffinityScope::Numa));
+/// assert_eq!(AffinityScope::Cache.to_string(), "cache");
+/// assert!("pod".parse::<AffinityScope>().is_err());
+/// ```
+impl FromStr for AffinityScope {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        ParseError::find(s, "affinity scope", &Self::ALL, |a| a.name())
+    }
+}
+
+/// A name that [`AffinityScope`] or [`Detect`](crate::Detect) does not
+/// know (their `FromStr`): says what was given and what is accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    what: &'static str,
+    value: String,
+    expected: Vec<&'static str>,
+}
+
+impl ParseError {
+    /// The value of `all` whose name is `s` (any case, spaces around
+    /// ignored), or the error naming them.
+    pub(crate) fn find<T: Copy>(
+        s: &str,
+        what: &'static str,
+        all: &[T],
+        name: impl Fn(T) -> &'static str,
+    ) -> Result<T, ParseError> {
+        let t = s.trim();
+        all.iter()
+            .copied()
+            .find(|&v| name(v).eq_ignore_ascii_case(t))
+            .ok_or_else(|| ParseError {
+                what,
+                value: s.to_string(),
+                expected: all.iter().map(|&v| name(v)).collect(),
+            })
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?} (expected {})",
+            self.what,
+            self.value,
+            self.expected.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ParseError {}

@@ -14,6 +14,8 @@
 //! | `blocking::unblock(f).await` | [`cmwq::unblock(f).await`](crate::unblock) |
 //! | `ThreadPool::new(n).execute(f)` | [`cmwq::spawn(f)`](crate::spawn), or a [`Workqueue`](crate::Workqueue) with `max_active(n)` to bound it |
 //! | a thread that sleeps in a loop | a delayed work item re-armed from itself ([`Workqueue::queue_delayed`](crate::Workqueue::queue_delayed)) |
+//! | `ThreadPoolBuilder::stack_size(n)` (rayon), `Builder::thread_stack_size(n)` (tokio) | [`Config::worker_stack_size(n)`](crate::Config::worker_stack_size) |
+//! | `start_handler` / `exit_handler` (rayon), `on_thread_start` / `on_thread_stop` (tokio) | [`Config::on_worker_start`](crate::Config::on_worker_start) / [`on_worker_stop`](crate::Config::on_worker_stop) |
 //!
 //! # rayon
 //!

@@ -1,11 +1,13 @@
 //! Process-wide tuning: defaults, `CMWQ_*` environment variables, and an
 //! explicit [`Config`] applied before first use.
 
-use std::sync::{Mutex, OnceLock};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::attrs::AffinityScope;
-use crate::event::{default_log, Event};
+use crate::attrs::{AffinityScope, ParseError};
+use crate::event::{Event, LogHook};
 use crate::topology::Scope;
 use crate::Error;
 
@@ -35,7 +37,19 @@ pub enum Detect {
 }
 
 impl Detect {
-    /// The name used by `CMWQ_DETECT` and `dump()`.
+    /// Every mode.
+    const ALL: [Detect; 6] = [
+        Detect::Auto,
+        Detect::Sentinel,
+        Detect::Perf,
+        Detect::Proc,
+        Detect::Progress,
+        Detect::Hint,
+    ];
+
+    /// The name used by `CMWQ_DETECT` and `dump()`: `auto`, `sentinel`,
+    /// `perf`, `proc`, `progress` or `hint`. What `Display` writes and
+    /// `FromStr` reads.
     pub fn name(self) -> &'static str {
         match self {
             Detect::Auto => "auto",
@@ -46,17 +60,28 @@ impl Detect {
             Detect::Hint => "hint",
         }
     }
+}
 
-    fn parse(s: &str) -> Option<Detect> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Detect::Auto,
-            "sentinel" => Detect::Sentinel,
-            "perf" => Detect::Perf,
-            "proc" => Detect::Proc,
-            "progress" => Detect::Progress,
-            "hint" => Detect::Hint,
-            _ => return None,
-        })
+impl fmt::Display for Detect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The names of [`Detect::name`], any case, surrounding spaces ignored
+/// (as `CMWQ_DETECT` is read).
+///
+/// ```
+/// use cmwq::Detect;
+/// assert_eq!("Perf".parse::<Detect>(), Ok(Detect::Perf));
+/// assert_eq!(Detect::Sentinel.to_string(), "sentinel");
+/// assert!("fast".parse::<Detect>().is_err());
+/// ```
+impl FromStr for Detect {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        ParseError::find(s, "detection mode", &Self::ALL, |d| d.name())
     }
 }
 
@@ -86,8 +111,14 @@ pub struct Config {
     affinity_scope: Option<AffinityScope>,
     power_efficient: Option<bool>,
     control: Option<bool>,
-    log: Option<fn(&Event<'_>)>,
+    log: Option<LogHook>,
+    worker_stack_size: Option<usize>,
+    on_worker_start: Option<ThreadHook>,
+    on_worker_stop: Option<ThreadHook>,
 }
+
+/// A hook run on a worker thread as it starts or before it exits.
+pub(crate) type ThreadHook = Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +133,9 @@ impl std::fmt::Debug for Config {
             .field("power_efficient", &self.power_efficient)
             .field("control", &self.control)
             .field("log", &self.log.is_some())
+            .field("worker_stack_size", &self.worker_stack_size)
+            .field("on_worker_start", &self.on_worker_start.is_some())
+            .field("on_worker_stop", &self.on_worker_stop.is_some())
             .finish()
     }
 }
@@ -110,12 +144,14 @@ impl Config {
     /// Run time after which an item that does not block counts as a CPU hog
     /// and leaves concurrency management (G16). Zero disables.
     /// Default 10 ms; `CMWQ_CPU_INTENSIVE_THRESH_US`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn cpu_intensive_thresh(mut self, d: Duration) -> Self {
         self.cpu_intensive_thresh = Some(d);
         self
     }
 
     /// Block detection mode (G15). Default [`Detect::Auto`]; `CMWQ_DETECT`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn detect(mut self, mode: Detect) -> Self {
         self.detect = Some(mode);
         self
@@ -125,6 +161,7 @@ impl Config {
     /// 0 (as in the kernel: a block that leaves the CPU idle starts the
     /// next worker; chosen by measurement, see the monitor's README);
     /// `CMWQ_STALL_WINDOW_US`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn stall_window(mut self, d: Duration) -> Self {
         self.stall_window = Some(d);
         self
@@ -132,6 +169,7 @@ impl Config {
 
     /// Report a pool that makes no progress for this long (G23). Zero
     /// disables. Default 30 s; `CMWQ_WATCHDOG_THRESH_S`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn watchdog_thresh(mut self, d: Duration) -> Self {
         self.watchdog_thresh = Some(d);
         self
@@ -139,6 +177,7 @@ impl Config {
 
     /// Idle workers beyond the kernel's rule exit after this long (G21).
     /// Default 300 s; `CMWQ_IDLE_TIMEOUT_S`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = Some(d);
         self
@@ -146,6 +185,7 @@ impl Config {
 
     /// How long a pool waits for a new worker before calling rescuers
     /// (G22). Default 10 ms; `CMWQ_MAYDAY_TIMEOUT_MS`.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn mayday_timeout(mut self, d: Duration) -> Self {
         self.mayday_timeout = Some(d);
         self
@@ -153,6 +193,7 @@ impl Config {
 
     /// The affinity scope that [`AffinityScope::Default`] stands for.
     /// Default [`AffinityScope::Cache`].
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn default_affinity_scope(mut self, scope: AffinityScope) -> Self {
         self.affinity_scope = Some(scope);
         self
@@ -160,16 +201,35 @@ impl Config {
 
     /// Make `POWER_EFFICIENT` workqueues unbound (the kernel's
     /// `workqueue.power_efficient`). Default false.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn power_efficient(mut self, on: bool) -> Self {
         self.power_efficient = Some(on);
         self
     }
 
-    /// Where reports go (contained panics, refused queues, stalls...).
-    /// Default: standard error (`cmwq: ` and the event), plus a `tracing`
-    /// warning with the `tracing` feature.
-    pub fn log(mut self, hook: fn(&Event<'_>)) -> Self {
-        self.log = Some(hook);
+    /// Send the library's reports ([`Event`]: contained panics, refused
+    /// queues, stalls, unreadable `CMWQ_*` variables...) to `hook`, and
+    /// nowhere else. A closure or a `fn`; it may run on any thread,
+    /// workers included, and should not block for long.
+    ///
+    /// Without a hook they go to the `tracing` facade with the `tracing`
+    /// feature, else to the `log` facade with the `log` feature (target
+    /// `cmwq`), else to stderr: one place, never two.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// cmwq::Config::default()
+    ///     .log(move |ev: &cmwq::Event| s.lock().unwrap().push(ev.to_string()))
+    ///     .apply()
+    ///     .expect("before first use");
+    /// cmwq::spawn(|| panic!("oops")).flush(); // contained (G5), reported
+    /// assert!(seen.lock().unwrap()[0].contains("panicked: oops"));
+    /// ```
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn log(mut self, hook: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.log = Some(Arc::new(hook));
         self
     }
 
@@ -179,8 +239,63 @@ impl Config {
     /// PID` look inside this process. Off by default; `CMWQ_CONTROL=1`.
     /// Only peers of the same uid (or root) are served. The protocol is
     /// described in the [`control`](crate::control) module.
+    #[must_use = "a Config does nothing until .apply()"]
     pub fn control(mut self, on: bool) -> Self {
         self.control = Some(on);
+        self
+    }
+
+    /// The stack size, in bytes, of the threads that run work items: the
+    /// workers of every pool and the rescuers of `MEM_RECLAIM` workqueues
+    /// (not the library's own threads: the monitor, the timer thread, the
+    /// sentinels, the control socket's). Default: the standard library's
+    /// (`RUST_MIN_STACK`, else 2 MiB), as rayon's and tokio's builders.
+    /// Rounded up by the system to its page size and minimum.
+    ///
+    /// ```
+    /// cmwq::Config::default()
+    ///     .worker_stack_size(8 << 20) // deep recursion in items
+    ///     .apply()
+    ///     .expect("before first use");
+    /// ```
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn worker_stack_size(mut self, bytes: usize) -> Self {
+        self.worker_stack_size = Some(bytes);
+        self
+    }
+
+    /// Run `f` on each thread that runs work items (workers and rescuers)
+    /// when it starts, before its first item: to set up thread-local
+    /// state, register the thread with a profiler, and the like. A worker
+    /// may start at any time (a pool grows when its items block). A panic
+    /// in `f` is contained and reported ([`Event::Misuse`]).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// static STARTED: AtomicUsize = AtomicUsize::new(0);
+    /// cmwq::Config::default()
+    ///     .on_worker_start(|| {
+    ///         STARTED.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .apply()
+    ///     .expect("before first use");
+    /// cmwq::spawn(|| {}).flush();
+    /// assert!(STARTED.load(Ordering::Relaxed) >= 1);
+    /// ```
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn on_worker_start(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Run `f` on each thread that runs work items (workers and rescuers)
+    /// before it exits: an idle worker leaving after the idle timeout
+    /// (G21) or giving way to another pool, a rescuer whose workqueue is
+    /// destroyed. Threads still running when the process exits do not run
+    /// it. A panic in `f` is contained and reported ([`Event::Misuse`]).
+    #[must_use = "a Config does nothing until .apply()"]
+    pub fn on_worker_stop(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Arc::new(f));
         self
     }
 
@@ -254,7 +369,17 @@ pub(crate) struct Settings {
     pub(crate) power_efficient: bool,
     /// Start the control socket (G32).
     pub(crate) control: bool,
-    pub(crate) log: fn(&Event<'_>),
+    /// Where reports go (`None`: the facade or stderr).
+    pub(crate) log: Option<LogHook>,
+    /// `CMWQ_*` variables that could not be read, with their values:
+    /// reported (through `log`) once the settings are in place.
+    pub(crate) rejected: Vec<(&'static str, String)>,
+    /// Stack size of workers and rescuers (`None`: std's default).
+    pub(crate) worker_stack_size: Option<usize>,
+    /// Run on a worker or rescuer as it starts.
+    pub(crate) on_worker_start: Option<ThreadHook>,
+    /// Run on a worker or rescuer before it exits.
+    pub(crate) on_worker_stop: Option<ThreadHook>,
     /// Wait after a failed worker creation (the kernel's CREATE_COOLDOWN).
     pub(crate) create_cooldown: Duration,
 }
@@ -263,27 +388,82 @@ static PENDING: Mutex<Option<Config>> = Mutex::new(None);
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
 pub(crate) fn settings() -> &'static Settings {
-    SETTINGS.get_or_init(|| {
+    match SETTINGS.get() {
+        Some(s) => s,
+        None => init_settings(),
+    }
+}
+
+/// Resolve the settings (once), then report the environment variables
+/// that could not be read, through the configured hook: after the
+/// settings are in place, so that a hook calling into the library finds
+/// them.
+#[cold]
+fn init_settings() -> &'static Settings {
+    let mut first = false;
+    let s = SETTINGS.get_or_init(|| {
+        first = true;
         let cfg = PENDING
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .unwrap_or_default();
         let s = resolve(cfg, |k| std::env::var(k).ok());
-        crate::event::set_hook(s.log);
+        crate::event::set_hook(s.log.clone());
         s
-    })
+    });
+    if first {
+        for (name, value) in &s.rejected {
+            crate::event::report(Event::InvalidSetting { name, value });
+        }
+    }
+    s
 }
 
-fn env_num(get: &impl Fn(&str) -> Option<String>, name: &'static str) -> Option<u64> {
+/// A thread that runs work items (worker or rescuer) named `name`, with
+/// the configured stack size.
+pub(crate) fn item_thread(name: String) -> std::thread::Builder {
+    let b = std::thread::Builder::new().name(name);
+    match settings().worker_stack_size {
+        Some(bytes) => b.stack_size(bytes),
+        None => b,
+    }
+}
+
+/// On a thread that runs work items: its start hook (`start`) or its stop
+/// hook, if configured. A panic in it is contained and reported.
+pub(crate) fn run_thread_hook(start: bool) {
+    let s = settings();
+    let (hook, which) = if start {
+        (&s.on_worker_start, "on_worker_start")
+    } else {
+        (&s.on_worker_stop, "on_worker_stop")
+    };
+    let Some(hook) = hook else { return };
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook())) {
+        crate::event::report(Event::Misuse {
+            message: &format!(
+                "the {which} hook panicked: {}",
+                crate::util::panic_message(&*p)
+            ),
+        });
+        // The payload may run user code when dropped; contain that too.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(p)));
+    }
+}
+
+/// A number from the environment; a value that is not one is recorded in
+/// `rejected` (and ignored).
+fn env_num(
+    get: &impl Fn(&str) -> Option<String>,
+    rejected: &mut Vec<(&'static str, String)>,
+    name: &'static str,
+) -> Option<u64> {
     let v = get(name)?;
     match v.trim().parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) => {
-            eprintln!(
-                "cmwq: {}; using the default",
-                Error::InvalidSetting { name, value: v }
-            );
+            rejected.push((name, v));
             None
         }
     }
@@ -298,43 +478,40 @@ fn env_flag(v: &str) -> bool {
 }
 
 fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
-    let thresh = cfg
-        .cpu_intensive_thresh
-        .or_else(|| env_num(&get, "CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
-        .unwrap_or(DEFAULT_CPU_INTENSIVE_THRESH);
-    let watchdog = cfg
-        .watchdog_thresh
-        .or_else(|| env_num(&get, "CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
-        .unwrap_or(DEFAULT_WATCHDOG_THRESH);
+    let mut rejected = Vec::new();
     let detect = cfg.detect.unwrap_or_else(|| match get("CMWQ_DETECT") {
         None => DEFAULT_DETECT,
-        Some(v) => Detect::parse(&v).unwrap_or_else(|| {
-            eprintln!(
-                "cmwq: {}; using {}",
-                Error::InvalidSetting {
-                    name: "CMWQ_DETECT",
-                    value: v
-                },
-                DEFAULT_DETECT.name()
-            );
+        // Set but empty: the default.
+        Some(v) if v.trim().is_empty() => DEFAULT_DETECT,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            rejected.push(("CMWQ_DETECT", v));
             DEFAULT_DETECT
         }),
     });
+    let mut num = |name| env_num(&get, &mut rejected, name);
+    let thresh = cfg
+        .cpu_intensive_thresh
+        .or_else(|| num("CMWQ_CPU_INTENSIVE_THRESH_US").map(Duration::from_micros))
+        .unwrap_or(DEFAULT_CPU_INTENSIVE_THRESH);
+    let watchdog = cfg
+        .watchdog_thresh
+        .or_else(|| num("CMWQ_WATCHDOG_THRESH_S").map(Duration::from_secs))
+        .unwrap_or(DEFAULT_WATCHDOG_THRESH);
     Settings {
         cpu_intensive_thresh: (!thresh.is_zero()).then_some(thresh),
         detect,
         stall_window: cfg
             .stall_window
-            .or_else(|| env_num(&get, "CMWQ_STALL_WINDOW_US").map(Duration::from_micros))
+            .or_else(|| num("CMWQ_STALL_WINDOW_US").map(Duration::from_micros))
             .unwrap_or(DEFAULT_STALL_WINDOW),
         watchdog_thresh: (!watchdog.is_zero()).then_some(watchdog),
         idle_timeout: cfg
             .idle_timeout
-            .or_else(|| env_num(&get, "CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
+            .or_else(|| num("CMWQ_IDLE_TIMEOUT_S").map(Duration::from_secs))
             .unwrap_or(DEFAULT_IDLE_TIMEOUT),
         mayday_timeout: cfg
             .mayday_timeout
-            .or_else(|| env_num(&get, "CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
+            .or_else(|| num("CMWQ_MAYDAY_TIMEOUT_MS").map(Duration::from_millis))
             .unwrap_or(DEFAULT_MAYDAY_TIMEOUT),
         affinity_scope: cfg
             .affinity_scope
@@ -344,7 +521,11 @@ fn resolve(cfg: Config, get: impl Fn(&str) -> Option<String>) -> Settings {
         control: cfg
             .control
             .unwrap_or_else(|| get("CMWQ_CONTROL").map_or(DEFAULT_CONTROL, |v| env_flag(&v))),
-        log: cfg.log.unwrap_or(default_log),
+        log: cfg.log,
+        rejected,
+        worker_stack_size: cfg.worker_stack_size,
+        on_worker_start: cfg.on_worker_start,
+        on_worker_stop: cfg.on_worker_stop,
         create_cooldown: CREATE_COOLDOWN,
     }
 }
@@ -366,6 +547,17 @@ mod tests {
         assert_eq!(s.cpu_intensive_thresh, Some(Duration::from_millis(5)));
         assert_eq!(s.detect, Detect::Proc);
         assert_eq!(s.stall_window, DEFAULT_STALL_WINDOW, "bad value ignored");
+        assert_eq!(
+            s.rejected,
+            [("CMWQ_STALL_WINDOW_US", "bogus".to_string())],
+            "and reported"
+        );
+        let bad = |k: &str| (k == "CMWQ_DETECT").then(|| "fast".to_string());
+        let b = resolve(Config::default(), bad);
+        assert_eq!(b.detect, DEFAULT_DETECT);
+        assert_eq!(b.rejected, [("CMWQ_DETECT", "fast".to_string())]);
+        let empty = |k: &str| (k == "CMWQ_DETECT").then(String::new);
+        assert!(resolve(Config::default(), empty).rejected.is_empty());
         assert_eq!(s.watchdog_thresh, None, "0 disables");
         assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert!(!s.control, "the control socket is off by default");

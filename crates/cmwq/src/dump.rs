@@ -1,7 +1,17 @@
-//! `dump()`: what the kernel's `tools/workqueue/wq_dump.py` prints (G30),
-//! plus each pool's in-flight items (the kernel's `show_one_worker_pool`)
-//! and the block detection mode; and the listing of live workqueues with
-//! their counters (`workqueues()`, `monitor_table()`, G29).
+//! Looking inside: the live workqueues with their counters
+//! ([`workqueues`], G29) and `wq_monitor.py`'s table of them
+//! ([`monitor_table`]), the kernel's `tools/workqueue` scripts. The other
+//! one, `wq_dump.py`'s report of pools, pods and in-flight items (G30), is
+//! [`cmwq::dump()`](crate::dump()) at the crate root.
+//!
+//! ```
+//! let wq = cmwq::Workqueue::new("dump_doc").unwrap();
+//! wq.spawn(|| {}).flush();
+//! let info = cmwq::dump::workqueues();
+//! let me = info.iter().find(|i| i.name == "dump_doc").unwrap();
+//! assert_eq!(me.stats.total, 1);
+//! print!("{}", cmwq::dump::monitor_table());
+//! ```
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -281,9 +291,11 @@ pub(crate) fn dump() -> String {
     o
 }
 
-/// A workqueue as listed by [`crate::workqueues`]: what
-/// `wq_monitor.py` shows for it.
-#[derive(Clone, Debug)]
+/// A workqueue as listed by [`workqueues`]: what
+/// `wq_monitor.py` shows for it. More fields may come (`non_exhaustive`:
+/// start from `WqInfo::default()` to make one).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WqInfo {
     /// Its name.
     pub name: String,
@@ -304,7 +316,7 @@ pub struct WqInfo {
 }
 
 impl WqInfo {
-    /// Its row in [`crate::monitor_table`].
+    /// Its row in [`monitor_table`].
     pub fn row(&self) -> String {
         // CPUitsv and CMW apply where concurrency management does: bound
         // and managed unbound pools (G19), not UNBOUND|CPU_INTENSIVE.

@@ -1,4 +1,7 @@
-//! Reports delivered to the log hook (`Config::log`).
+//! The library's reports ([`Event`]: contained panics, refused queues,
+//! stalls...) and their rate limit. Where they go is set with
+//! [`Config::log`](crate::Config::log); the crate docs say where they go
+//! without a hook.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -7,10 +10,13 @@ use std::time::{Duration, Instant};
 use crate::sync::Mutex;
 
 /// A report from the library: a contained panic (G5), a queue refused during
-/// a drain (G8), a worker that could not be created, and the like. Delivered
-/// to the hook set with [`Config::log`](crate::Config::log); by default they
-/// are written to stderr (and emitted as `tracing` events with the
-/// `tracing` feature).
+/// a drain (G8), a stall (G23), a worker that could not be created, an
+/// environment variable that could not be read, and the like. Delivered to
+/// one place: the hook set with [`Config::log`](crate::Config::log); without
+/// one, the `tracing` facade with the `tracing` feature, else the `log`
+/// facade with the `log` feature (target `cmwq`; contained panics and
+/// stalls at level error, the rest at warn), else stderr (`cmwq: ` and the
+/// event's `Display`).
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Event<'a> {
@@ -76,8 +82,8 @@ pub enum Event<'a> {
         running: &'a str,
     },
     /// Reports of one kind came faster than the rate limit allows (a
-    /// burst of [`crate::RATELIMIT_BURST`] per
-    /// [`crate::RATELIMIT_INTERVAL`], as the kernel's
+    /// burst of [`RATELIMIT_BURST`] per [`RATELIMIT_INTERVAL`], as the
+    /// kernel's
     /// `printk_ratelimit`); this many were not delivered. Sent before the
     /// next one that is. The counters (`WqStats::panics`) still count
     /// every one.
@@ -91,6 +97,15 @@ pub enum Event<'a> {
     Misuse {
         /// What happened.
         message: &'a str,
+    },
+    /// A `CMWQ_*` environment variable could not be read: it is ignored,
+    /// the setting keeps its default (or what [`Config`](crate::Config)
+    /// says). Reported once, when the settings are resolved.
+    InvalidSetting {
+        /// The variable.
+        name: &'a str,
+        /// What it was set to.
+        value: &'a str,
     },
     /// The control socket (G32) was asked for but could not be started.
     ControlFailed {
@@ -152,7 +167,23 @@ impl fmt::Display for Event<'_> {
                 write!(f, "{count} {what} reports suppressed (rate limit)")
             }
             Event::Misuse { message } => write!(f, "misuse: {message}"),
+            Event::InvalidSetting { name, value } => write!(
+                f,
+                "invalid setting {name}={value:?}: ignored, using the default"
+            ),
         }
+    }
+}
+
+impl Event<'_> {
+    /// A contained panic or a stall, the reports the facades get at level
+    /// error (the rest at warn).
+    #[cfg(any(feature = "tracing", feature = "log"))]
+    fn is_error(&self) -> bool {
+        matches!(
+            self,
+            Event::WorkPanicked { .. } | Event::DropPanicked { .. } | Event::Stall { .. }
+        )
     }
 }
 
@@ -257,29 +288,50 @@ pub(crate) static PANICS: RateLimit = RateLimit::new("work item panic");
 /// Panics of closures' destructors.
 pub(crate) static DROP_PANICS: RateLimit = RateLimit::new("work item destructor panic");
 
+/// A log hook ([`Config::log`](crate::Config::log)).
+pub(crate) type LogHook = std::sync::Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
 /// The hook events go to, set once when the settings are resolved
 /// (`config::settings`), so that this module stays below `config`. Every
 /// path that reports runs after that: from the pools, which resolve them
 /// first, or (`Work::enable` on an item that is not disabled, the control
-/// socket) resolving them itself. Anything earlier would go to
-/// [`default_log`].
-static HOOK: std::sync::OnceLock<fn(&Event<'_>)> = std::sync::OnceLock::new();
+/// socket) resolving them itself. Anything earlier, or with no hook
+/// configured, goes to [`default_log`].
+static HOOK: std::sync::OnceLock<Option<LogHook>> = std::sync::OnceLock::new();
 
 /// Where [`report`] delivers: called once, with the resolved settings.
-pub(crate) fn set_hook(hook: fn(&Event<'_>)) {
+pub(crate) fn set_hook(hook: Option<LogHook>) {
     let _ = HOOK.set(hook);
 }
 
-/// Deliver an event to the configured hook.
+/// Deliver an event to the configured hook, else to [`default_log`]: one
+/// place, never two.
 pub(crate) fn report(ev: Event<'_>) {
-    let hook = HOOK.get().copied().unwrap_or(default_log);
-    hook(&ev);
+    match HOOK.get() {
+        Some(Some(hook)) => hook(&ev),
+        _ => default_log(&ev),
+    }
 }
 
-/// The default hook: stderr, plus a `tracing` event with that feature.
-pub(crate) fn default_log(ev: &Event<'_>) {
+/// Where reports go without a hook: the `tracing` facade with that
+/// feature, else the `log` facade with that one, else stderr.
+fn default_log(ev: &Event<'_>) {
     #[cfg(feature = "tracing")]
-    tracing::warn!(target: "cmwq", "{ev}");
+    if ev.is_error() {
+        tracing::error!(target: "cmwq", "{ev}");
+    } else {
+        tracing::warn!(target: "cmwq", "{ev}");
+    }
+    #[cfg(all(feature = "log", not(feature = "tracing")))]
+    {
+        let level = if ev.is_error() {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        };
+        log::log!(target: "cmwq", level, "{ev}");
+    }
+    #[cfg(not(any(feature = "tracing", feature = "log")))]
     eprintln!("cmwq: {ev}");
 }
 

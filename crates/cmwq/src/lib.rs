@@ -31,6 +31,68 @@
 //! ordered.flush();
 //! ```
 //!
+//! ## The Rust API
+//!
+//! - Items and queues: [`Work`], [`Workqueue`] (with [`WorkqueueBuilder`],
+//!   [`WqFlags`], [`WqAttrs`], [`AffinityScope`]), [`WqStats`].
+//! - "Run this somewhere": [`spawn`], [`scope()`] / [`scope_on`] (closures
+//!   that borrow), [`Workqueue::submit`] with its [`Handle`] (a result, or
+//!   an `await`), [`unblock`] (blocking code from async).
+//! - Inside an item: [`blocking`] (a hint that the item is about to
+//!   block), [`current_work`].
+//! - Process-wide settings: [`Config`] (with [`Detect`]; [`detection`] says
+//!   the mode in use), applied before first use; errors are [`Error`].
+//! - Modules: [`dump`](mod@dump) (live workqueues, `wq_monitor.py`'s table),
+//!   [`event`] (the library's reports), [`clock`] (virtual time for tests
+//!   of delayed work), [`control`] (the control socket's protocol),
+//!   [`coming_from`] (rayon, tokio and std calls beside cmwq's), and with
+//!   the `test-util` feature `test_util` (fault injection).
+//!
+//! ## The kernel's names
+//!
+//! For code ported from the kernel, or readers who know it, the root
+//! also has the kernel's workqueue API under its own names:
+//!
+//! - the system workqueues: [`system_wq`] (and its newer name
+//!   [`system_percpu_wq`]), [`system_highpri_wq`], [`system_long_wq`],
+//!   [`system_unbound_wq`], [`system_dfl_wq`], [`system_freezable_wq`],
+//!   [`system_power_efficient_wq`],
+//!   [`system_freezable_power_efficient_wq`];
+//! - [`schedule_work`], [`schedule_work_on`], [`schedule_delayed_work`],
+//!   [`work_on_cpu`], [`freeze()`] / [`thaw`], [`nr_cpus`], [`dump()`]
+//!   (`wq_dump.py`), [`WQ_MAX_ACTIVE`], [`WQ_DFL_ACTIVE`];
+//! - and in [`compat`], `alloc_workqueue`, `queue_work`, `flush_work`,
+//!   `cancel_work_sync` and the rest, spelled as in C.
+//!
+//! ## Where reports go
+//!
+//! The library reports what it contains or refuses rather than failing
+//! the program: a work function's panic (G5), a queue refused while a
+//! workqueue drains or is destroyed (G8, G25), a stalled pool (G23), a
+//! worker that could not be created, a `CMWQ_*` variable it could not
+//! read. Each report, an [`Event`], goes to one place:
+//!
+//! | build | reports go to |
+//! |---|---|
+//! | a hook set with [`Config::log`] (a closure or `fn`) | the hook only, whatever the features |
+//! | feature `tracing` | `tracing` events, target `cmwq` (panics and stalls at `ERROR`, the rest at `WARN`) |
+//! | feature `log` (without `tracing`) | the `log` facade, target `cmwq`, same levels |
+//! | neither (the default) | stderr, one line each: `cmwq: ` and the event |
+//!
+//! With both features on, reports go to `tracing` (whose `log`
+//! compatibility can forward them). Reports of one kind are rate limited
+//! ([`event::RATELIMIT_BURST`] per [`event::RATELIMIT_INTERVAL`]).
+//!
+//! ## Features
+//!
+//! - `tracing`: the kernel's workqueue tracepoints as `tracing` events and
+//!   spans, and the reports to `tracing`.
+//! - `log`: the reports to the `log` facade.
+//! - `test-util`: fault injection for tests (`cmwq::test_util`); not for
+//!   production builds.
+//!
+//! ## Guarantees
+//!
 //! The guarantees are numbered G1..G35 in [`guarantees`] (with their
 //! exceptions): every "G15" in these docs refers to it. Tests carry the
 //! numbers in their names, and the repository's `RELIABILITY.md` says how
@@ -40,6 +102,7 @@
 //! affinity and cgroups are what it is made of); on any other target it
 //! does not compile.
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -57,9 +120,9 @@ mod config;
 pub mod control;
 mod cpu_limit;
 mod cpumask;
-mod dump;
+pub mod dump;
 mod error;
-mod event;
+pub mod event;
 mod fault;
 mod fork;
 mod freeze;
@@ -84,21 +147,20 @@ mod util;
 mod watchdog;
 mod workqueue;
 
-pub use attrs::{AffinityScope, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
+pub use attrs::{AffinityScope, ParseError, WqFlags, WQ_DFL_ACTIVE, WQ_MAX_ACTIVE};
 pub use config::{Config, Detect};
-pub use dump::{monitor_table, workqueues, WqInfo};
 pub use error::Error;
-pub use event::{Event, RATELIMIT_BURST, RATELIMIT_INTERVAL};
-pub use fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
+pub use event::Event;
 pub use freeze::{freeze, thaw};
 pub use pool::work::Work;
 pub use scope::{scope, scope_on, Scope};
 pub use stats::WqStats;
 pub use submit::{unblock, Handle, JoinError};
+pub use workqueue::{Workqueue, WorkqueueBuilder, WqAttrs};
+// The kernel's names (the crate docs group them under their own heading).
 pub use workqueue::{
     system_dfl_wq, system_freezable_power_efficient_wq, system_freezable_wq, system_highpri_wq,
     system_long_wq, system_percpu_wq, system_power_efficient_wq, system_unbound_wq, system_wq,
-    Workqueue, WorkqueueBuilder, WqAttrs,
 };
 
 /// Run `f` on a worker of [`system_dfl_wq`] and return its item (to
@@ -225,7 +287,29 @@ pub fn dump() -> String {
     dump::dump()
 }
 
-/// Counters for the benchmark harness; not part of the API.
+/// Fault injection for tests (feature `test-util`, absent without it):
+/// make the library's thread creation fail or slow down, to test what a
+/// program does when the system runs out of threads (G22, G27).
+///
+/// ```
+/// # // The crate's doc tests build with `test-util`.
+/// use cmwq::test_util::fail_next_spawns;
+/// fail_next_spawns(2); // the next two thread creations fail (EAGAIN)
+/// let w = cmwq::spawn(|| {}); // still runs: the pool retries (G27)
+/// w.flush();
+/// fail_next_spawns(0);
+/// ```
+///
+/// The manual clock for tests of delayed work is [`clock`], in every
+/// build.
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::fault::{delay_after_spawn, fail_next_spawns, slow_spawns};
+}
+
+/// Counters for the benchmark harness (feature `test-util`); not part of
+/// the API.
+#[cfg(feature = "test-util")]
 #[doc(hidden)]
 pub mod __bench {
     use std::sync::atomic::Ordering::Relaxed;
@@ -273,6 +357,37 @@ pub mod __bench {
         crate::pool::work::size_of_empty()
     }
 }
+
+// The old paths of the items that moved into modules, for one release.
+
+/// Moved to [`dump::monitor_table`].
+#[deprecated(note = "moved to cmwq::dump::monitor_table")]
+#[doc(hidden)]
+pub fn monitor_table() -> String {
+    dump::monitor_table()
+}
+
+/// Moved to [`dump::workqueues`].
+#[deprecated(note = "moved to cmwq::dump::workqueues")]
+#[doc(hidden)]
+pub fn workqueues() -> Vec<dump::WqInfo> {
+    dump::workqueues()
+}
+
+/// Moved to [`dump::WqInfo`].
+#[deprecated(note = "moved to cmwq::dump::WqInfo")]
+#[doc(hidden)]
+pub type WqInfo = dump::WqInfo;
+
+/// Moved to [`event::RATELIMIT_BURST`].
+#[deprecated(note = "moved to cmwq::event::RATELIMIT_BURST")]
+#[doc(hidden)]
+pub const RATELIMIT_BURST: u32 = event::RATELIMIT_BURST;
+
+/// Moved to [`event::RATELIMIT_INTERVAL`].
+#[deprecated(note = "moved to cmwq::event::RATELIMIT_INTERVAL")]
+#[doc(hidden)]
+pub const RATELIMIT_INTERVAL: std::time::Duration = event::RATELIMIT_INTERVAL;
 
 /// The README's example, compiled and run as a doc test.
 #[cfg(doctest)]

@@ -70,7 +70,9 @@ impl Rescuer {
         if !crate::pool::detector().running() {
             return Err(Error::ThreadStart {
                 what: format!("the monitor thread that calls the rescuer of {wq:?}"),
-                error: "thread creation failed".into(),
+                // The monitor's own creation failed earlier (and was
+                // reported then): the process is out of threads.
+                source: std::sync::Arc::new(std::io::Error::from_raw_os_error(libc::EAGAIN)),
             });
         }
         let r = Arc::new(Rescuer {
@@ -90,7 +92,7 @@ impl Rescuer {
             }
             Err(e) => Err(Error::ThreadStart {
                 what: format!("rescuer {}", r.name),
-                error: e.to_string(),
+                source: std::sync::Arc::new(e),
             }),
         }
     }
@@ -98,9 +100,7 @@ impl Rescuer {
     fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
         let r2 = self.clone();
         let h = crate::fault::check_spawn().and_then(|()| {
-            std::thread::Builder::new()
-                .name(self.name.clone())
-                .spawn(move || rescuer_main(r2))
+            crate::config::item_thread(self.name.clone()).spawn(move || rescuer_main(r2))
         })?;
         *self.thread.lock() = Some(h);
         Ok(())
@@ -182,6 +182,7 @@ impl Rescuer {
 fn rescuer_main(r: Arc<Rescuer>) {
     let tid = rustix::thread::gettid().as_raw_nonzero().get();
     r.tid.store(tid, Relaxed);
+    crate::config::run_thread_hook(true);
     loop {
         let next = r.maydays.lock().pop_front();
         match next {
@@ -192,6 +193,7 @@ fn rescuer_main(r: Arc<Rescuer>) {
             }
         }
     }
+    crate::config::run_thread_hook(false);
 }
 
 /// An item of a workqueue with a rescuer was queued on a pool (under its

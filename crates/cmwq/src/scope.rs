@@ -88,6 +88,18 @@ pub struct Scope<'scope, 'env: 'scope> {
     env: PhantomData<&'env mut &'env ()>,
 }
 
+/// The workqueue and the closures not finished yet, as
+/// `std::thread::Scope` shows its running threads.
+impl std::fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("workqueue", &self.wq.name())
+            .field("pending", &self.data.pending.load(Relaxed))
+            .field("panicked", &self.data.panic.lock().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'scope, 'env> Scope<'scope, 'env> {
     /// Run `f` as a work item of the scope's workqueue. `f` may borrow
     /// anything that outlives the scope. A panic in `f` is re-raised by

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-/// `wq_monitor.py`'s columns for one workqueue. Plain data.
+/// `wq_monitor.py`'s columns for one workqueue. Plain data, read from
+/// [`Workqueue::stats`](crate::Workqueue::stats); more counters may come
+/// (`non_exhaustive`: start from `WqStats::default()` to make one).
 ///
 /// ```
 /// let wq = cmwq::Workqueue::new("stats_doc").unwrap();
@@ -15,6 +17,7 @@ use std::time::Duration;
 /// assert_eq!(s.in_flight, 0);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WqStats {
     /// Executions started.
     pub total: u64,
@@ -35,6 +38,30 @@ pub struct WqStats {
 }
 
 impl WqStats {
+    /// What happened between `earlier` and `self`, two readings of one
+    /// workqueue: each counter's growth (`in_flight` is `self`'s, a level,
+    /// not a count), as `wq_monitor.py -i` shows an interval.
+    ///
+    /// ```
+    /// let wq = cmwq::Workqueue::new("since_doc").unwrap();
+    /// let before = wq.stats();
+    /// wq.spawn(|| {}).flush();
+    /// assert_eq!(wq.stats().since(&before).total, 1);
+    /// ```
+    #[must_use]
+    pub fn since(&self, earlier: &WqStats) -> WqStats {
+        WqStats {
+            total: self.total.saturating_sub(earlier.total),
+            in_flight: self.in_flight,
+            cpu_time: self.cpu_time.saturating_sub(earlier.cpu_time),
+            cpu_hog: self.cpu_hog.saturating_sub(earlier.cpu_hog),
+            cm_wakeups: self.cm_wakeups.saturating_sub(earlier.cm_wakeups),
+            mayday: self.mayday.saturating_sub(earlier.mayday),
+            rescued: self.rescued.saturating_sub(earlier.rescued),
+            panics: self.panics.saturating_sub(earlier.panics),
+        }
+    }
+
     /// The header of [`row`](Self::row), as `wq_monitor.py` prints it
     /// (plus a panics column).
     pub fn header() -> String {

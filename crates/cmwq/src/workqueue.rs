@@ -164,6 +164,7 @@ pub struct WorkqueueBuilder {
 impl WorkqueueBuilder {
     /// Workqueue flags. Without `PERCPU` or `UNBOUND` the workqueue
     /// spreads (G14); `PERCPU | UNBOUND` is an error at `build`.
+    #[must_use = "a WorkqueueBuilder does nothing until .build()"]
     pub fn flags(mut self, flags: WqFlags) -> Self {
         self.flags = flags;
         self
@@ -171,12 +172,14 @@ impl WorkqueueBuilder {
 
     /// Items that may execute at once per CPU (per-CPU) or pod (unbound,
     /// spreading), 1..=2048 (G17). Default 1024.
+    #[must_use = "a WorkqueueBuilder does nothing until .build()"]
     pub fn max_active(mut self, max_active: u32) -> Self {
         self.max_active = Some(max_active);
         self
     }
 
     /// Attributes of an unbound workqueue.
+    #[must_use = "a WorkqueueBuilder does nothing until .build()"]
     pub fn attrs(mut self, attrs: WqAttrs) -> Self {
         self.attrs = Some(attrs);
         self
@@ -440,6 +443,7 @@ impl Workqueue {
     /// Start building a workqueue: spreading unless the flags say
     /// `PERCPU` (or `UNBOUND`, the kernel's unbound workqueue with its
     /// `Cache` affinity scope by default).
+    #[must_use = "a WorkqueueBuilder does nothing until .build()"]
     pub fn builder(name: &str) -> WorkqueueBuilder {
         WorkqueueBuilder {
             name: name.to_owned(),

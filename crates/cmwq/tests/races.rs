@@ -552,7 +552,7 @@ fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
     let before = thread_names();
     // The queue of w1 creates the pool's first worker and then waits
     // before it looks at the pool again.
-    cmwq::delay_after_spawn(Duration::from_millis(1500));
+    cmwq::test_util::delay_after_spawn(Duration::from_millis(1500));
     let creator = {
         let (wq, w1) = (wq.clone(), w1.clone());
         // On CPU 0's lane, as w2 below: a managed unbound pod is a lane
@@ -581,7 +581,7 @@ fn g4_kick_during_a_creation_from_outside_the_pool_is_not_lost() {
     assert!(wq.queue_on(0, &w2));
     assert!(!creator.is_finished(), "the window is still open");
     creator.join().unwrap();
-    cmwq::delay_after_spawn(Duration::ZERO);
+    cmwq::test_util::delay_after_spawn(Duration::ZERO);
     if !wait_until(Duration::from_secs(3), || c.load(SeqCst) == 2) {
         // Dropping the workqueue would drain it, forever.
         std::mem::forget(wq);

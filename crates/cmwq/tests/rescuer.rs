@@ -98,12 +98,12 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     let holders = percpu_wq("g22_holders");
     let started = counter();
     let gate = Gate::new();
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let items = saturate_cpu0(&holders, &started, &gate);
     let took = queue_timed(&reclaim, Some(&gate));
     let dump = cmwq::dump();
     if took.is_none() {
-        cmwq::fail_next_spawns(0);
+        cmwq::test_util::fail_next_spawns(0);
     }
     let took = took.unwrap_or_else(|| panic!("B never ran: no rescue\n{dump}"));
     // The mayday timeout is 10 ms; allow for a slow, noisy machine.
@@ -117,7 +117,7 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
     for _ in 0..30 {
         lat.push(queue_timed(&reclaim, None).expect("not rescued"));
     }
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     lat.sort();
     let (p50, p99) = (lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
     println!(
@@ -142,11 +142,11 @@ fn g22_rescuer_runs_the_item_everyone_waits_for() {
         "{dump}"
     );
     assert!(
-        cmwq::monitor_table()
+        cmwq::dump::monitor_table()
             .lines()
             .any(|l| l.trim_start().starts_with("g22_reclaim")),
         "{}",
-        cmwq::monitor_table()
+        cmwq::dump::monitor_table()
     );
 }
 
@@ -165,12 +165,12 @@ fn g22_slow_creation_is_rescued() {
     let started = counter();
     let gate = Gate::new();
     // Hold every worker of CPU 0's pool, then make creation slow.
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let items = saturate_cpu0(&holders, &started, &gate);
-    cmwq::fail_next_spawns(0);
-    cmwq::slow_spawns(Duration::from_secs(2));
+    cmwq::test_util::fail_next_spawns(0);
+    cmwq::test_util::slow_spawns(Duration::from_secs(2));
     let took = queue_timed(&reclaim, Some(&gate));
-    cmwq::slow_spawns(Duration::ZERO);
+    cmwq::test_util::slow_spawns(Duration::ZERO);
     let took = took.expect("B never ran");
     println!("slow creation: queue -> rescued start {took:?}");
     assert!(
@@ -196,14 +196,14 @@ fn g22_without_mem_reclaim_the_item_waits_for_a_thread() {
     let holders = percpu_wq("g22_holders2");
     let started = counter();
     let gate = Gate::new();
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let items = saturate_cpu0(&holders, &started, &gate);
     let at = Arc::new(Mutex::new(None));
     let b = item_b(&gate, &at);
     assert!(plain.queue_on(0, &b));
     std::thread::sleep(Duration::from_millis(300));
     let ran = at.lock().unwrap().is_some();
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     assert!(!ran, "B ran without a thread and without a rescuer");
     b.flush();
     for w in &items {
@@ -230,7 +230,7 @@ fn g22_g18_rescued_items_keep_order_and_max_active() {
         .unwrap();
     let started = counter();
     let gate = Gate::new();
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let mut items = Vec::new();
     for _ in 0..64 {
         let w = holder(&started, &gate);
@@ -261,7 +261,7 @@ fn g22_g18_rescued_items_keep_order_and_max_active() {
         assert!(reclaim.queue(w));
     }
     let ok = wait_until(Duration::from_secs(10), || order.lock().unwrap().len() == 5);
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     gate.open();
     for w in items.iter().chain(&seq) {
         w.flush();
@@ -301,14 +301,19 @@ fn g22_rescuer_thread_lives_and_dies_with_its_workqueue() {
         wait_until(Duration::from_secs(2), || !has(name)),
         "rescuer outlived its workqueue"
     );
-    cmwq::fail_next_spawns(1);
+    cmwq::test_util::fail_next_spawns(1);
     let r = Workqueue::builder("g22_nothread")
         .flags(WqFlags::MEM_RECLAIM)
         .build();
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     let e = r.expect_err("created without a rescuer");
     assert!(matches!(e, cmwq::Error::ThreadStart { .. }), "{e}");
-    assert!(e.to_string().contains("rescuer kworker/R-g22_n:"), "{e}");
+    assert!(e.to_string().contains("rescuer kworker/R-g22_n"), "{e}");
+    // The OS error is kept, as the error's source.
+    let os = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .and_then(|io| io.raw_os_error());
+    assert_eq!(os, Some(libc::EAGAIN), "{e:?}");
     // Ordered MEM_RECLAIM workqueues have one too.
     let o = Workqueue::ordered("g22_ord_r", WqFlags::MEM_RECLAIM).unwrap();
     assert!(wait_until(Duration::from_secs(2), || has(

@@ -16,7 +16,7 @@ fn worker_creation_failure_is_retried_and_loses_nothing() {
     // `thread_limits.rs` covers a monitor that could not start).
     cmwq::detection();
     // The first creations fail: the pool has no worker at all at first.
-    cmwq::fail_next_spawns(3);
+    cmwq::test_util::fail_next_spawns(3);
     let wq = Workqueue::new("spawnfail").unwrap();
     let c = counter();
     let items: Vec<Work> = (0..20).map(|_| counting_work(&c)).collect();
@@ -40,7 +40,7 @@ fn worker_creation_failure_is_retried_and_loses_nothing() {
     wq.flush();
     // Later failures while growing (a blocked worker needs a spare) do not
     // lose work either.
-    cmwq::fail_next_spawns(2);
+    cmwq::test_util::fail_next_spawns(2);
     let gate = Gate::new();
     let blockers: Vec<Work> = (0..4)
         .map(|_| {

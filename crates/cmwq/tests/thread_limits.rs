@@ -30,7 +30,7 @@ fn g4_first_use_at_the_thread_limit_then_lifted() {
     let _s = serial();
     setup_log();
     // The monitor's start and the first worker creations fail.
-    cmwq::fail_next_spawns(4);
+    cmwq::test_util::fail_next_spawns(4);
     let c = counter();
     let items: Vec<Work> = (0..5).map(|_| counting_work(&c)).collect();
     let t = Instant::now();

@@ -8,15 +8,19 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+/// Event names (tracepoints), span descriptions, and the messages of
+/// events without a name (the library's reports) with their level.
 #[derive(Default)]
-struct Collect(Mutex<Vec<String>>, Mutex<Vec<String>>);
+struct Collect(Mutex<Vec<String>>, Mutex<Vec<String>>, Mutex<Vec<String>>);
 
-struct EventName<'a>(&'a mut String);
+struct EventName<'a>(&'a mut String, &'a mut String);
 
 impl Visit for EventName<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "event" {
             *self.0 = format!("{value:?}").trim_matches('"').to_string();
+        } else if field.name() == "message" {
+            *self.1 = format!("{value:?}");
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -56,8 +60,12 @@ impl Subscriber for Sub {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, e: &Event<'_>) {
-        let mut name = String::new();
-        e.record(&mut EventName(&mut name));
+        let (mut name, mut message) = (String::new(), String::new());
+        e.record(&mut EventName(&mut name, &mut message));
+        if name.is_empty() {
+            let level = e.metadata().level();
+            self.0 .2.lock().unwrap().push(format!("{level} {message}"));
+        }
         self.0 .0.lock().unwrap().push(name);
     }
     fn enter(&self, _: &Id) {}
@@ -92,4 +100,19 @@ fn kernel_tracepoints_are_emitted() {
             "no {want:?} span in {spans:?}"
         );
     }
+    // The library's reports go to tracing, a contained panic at level
+    // error (stderr gets them only without a facade feature; log_facade.rs
+    // checks that stderr stays empty, in a child process).
+    std::panic::set_hook(Box::new(|_| {}));
+    let p = cmwq::Work::named("boom", |_| panic!("on purpose"));
+    wq.queue(&p);
+    p.flush();
+    let _ = std::panic::take_hook();
+    let reports = c.2.lock().unwrap().clone();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.starts_with("ERROR work item boom") && r.contains("panicked: on purpose")),
+        "{reports:?}"
+    );
 }

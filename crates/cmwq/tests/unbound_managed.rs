@@ -232,7 +232,7 @@ fn g16_g19_cpu_intensive_on_a_spreading_workqueue_stays_managed() {
         .flags(WqFlags::CPU_INTENSIVE)
         .build()
         .unwrap();
-    let info = cmwq::workqueues();
+    let info = cmwq::dump::workqueues();
     let me = info
         .iter()
         .find(|w| w.name == "g16_spreading_intensive")

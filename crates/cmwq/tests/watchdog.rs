@@ -61,7 +61,7 @@ fn g23_a_stalled_pool_is_reported_once() {
     w0.flush();
     let started = counter();
     let gate = Gate::new();
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let mut items = Vec::new();
     let mut stuck_at = None;
     for _ in 0..64 {
@@ -84,7 +84,7 @@ fn g23_a_stalled_pool_is_reported_once() {
     // Stay stuck a while longer: still one report.
     std::thread::sleep(THRESH * 2);
     let stalls = stalls_about("cpu 0 (");
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     gate.open();
     for w in &items {
         w.flush();
@@ -120,7 +120,7 @@ fn g23_long_items_that_keep_finishing_are_not_stalls() {
     let w0 = Work::new(|_| {});
     wq.queue(&w0);
     w0.flush();
-    cmwq::fail_next_spawns(u64::MAX);
+    cmwq::test_util::fail_next_spawns(u64::MAX);
     let done = Arc::new(AtomicUsize::new(0));
     let items: Vec<Work> = (0..12)
         .map(|_| {
@@ -138,7 +138,7 @@ fn g23_long_items_that_keep_finishing_are_not_stalls() {
     for w in &items {
         w.flush();
     }
-    cmwq::fail_next_spawns(0);
+    cmwq::test_util::fail_next_spawns(0);
     assert_eq!(done.load(SeqCst), 12);
     let after: Vec<_> = STALLS.lock().unwrap()[before..].to_vec();
     assert!(after.is_empty(), "progress reported as a stall: {after:?}");

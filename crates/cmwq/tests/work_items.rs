@@ -634,7 +634,7 @@ fn g5_panic_reports_are_rate_limited() {
     let (s1, _) = cmwq::__bench::reports_suppressed();
     assert_eq!(wq.stats().panics, 10_000);
     assert!(
-        reported <= 2 * cmwq::RATELIMIT_BURST as usize,
+        reported <= 2 * cmwq::event::RATELIMIT_BURST as usize,
         "{reported} reports for 10^4 panics"
     );
     // (Other tests' panics share the limit and may be counted meanwhile,

@@ -248,7 +248,7 @@ fn g14_the_kind_is_plain_in_flags_and_dump() {
     assert_eq!(type_of("g14_kind_percpu"), "percpu");
     assert_eq!(type_of("g14_kind_unbound"), "unbound");
     assert_eq!(type_of("events_dfl"), "spreading");
-    let info = cmwq::workqueues();
+    let info = cmwq::dump::workqueues();
     let find = |n: &str| info.iter().find(|w| w.name == n).unwrap().clone();
     assert!(find("g14_kind_default").spreading && !find("g14_kind_default").unmanaged);
     assert!(!find("g14_kind_unbound").spreading);
@@ -772,7 +772,7 @@ fn g29_non_ascii_workqueue_names_in_stats_and_tables() {
         row.starts_with("émoji-🦀-long-name-ü") || row.contains("🦀"),
         "{row}"
     );
-    let table = cmwq::monitor_table();
+    let table = cmwq::dump::monitor_table();
     assert!(table.contains("🦀-long-name-ü"), "{table}");
     assert!(cmwq::dump().contains(name));
     // The second cuts inside a character when counted in bytes.

@@ -14,7 +14,7 @@ impl Demo {
                 format!("{name}: {queued} executions queued but {executed} ran")
             });
         }
-        for info in cmwq::workqueues() {
+        for info in cmwq::dump::workqueues() {
             let Some(seen) = self.seen.get(info.name.as_str()) else {
                 continue;
             };
@@ -65,8 +65,8 @@ impl Demo {
 
     pub(super) fn print_report(&self) {
         outln!();
-        outln!("== cmwq::monitor_table() (the kernel's wq_monitor.py) ==");
-        out!("{}", cmwq::monitor_table());
+        outln!("== cmwq::dump::monitor_table() (the kernel's wq_monitor.py) ==");
+        out!("{}", cmwq::dump::monitor_table());
         outln!();
         outln!("== cmwq::dump() (the kernel's wq_dump.py) ==");
         out!("{}", cmwq::dump());
@@ -80,7 +80,7 @@ impl Demo {
             "executed",
             "peak"
         );
-        for info in cmwq::workqueues() {
+        for info in cmwq::dump::workqueues() {
             let Some(seen) = self.seen.get(info.name.as_str()) else {
                 continue;
             };

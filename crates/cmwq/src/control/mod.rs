@@ -309,11 +309,11 @@ pub fn unescape(s: &str) -> String {
 
 /// The workqueues of a `stats` reply body (lines that do not parse are
 /// skipped).
-pub fn parse_stats(body: &str) -> Vec<crate::WqInfo> {
+pub fn parse_stats(body: &str) -> Vec<crate::dump::WqInfo> {
     body.lines().filter_map(parse_stats_line).collect()
 }
 
-fn parse_stats_line(l: &str) -> Option<crate::WqInfo> {
+fn parse_stats_line(l: &str) -> Option<crate::dump::WqInfo> {
     let f: Vec<&str> = l.split('\t').collect();
     // 15 fields; 13 from a process of before the spreading default, whose
     // unbound workqueues were unmanaged exactly with CPU_INTENSIVE.
@@ -327,7 +327,7 @@ fn parse_stats_line(l: &str) -> Option<crate::WqInfo> {
             flags |= crate::WqFlags::from_name(name)?;
         }
     }
-    Some(crate::WqInfo {
+    Some(crate::dump::WqInfo {
         name: unescape(f[1]),
         flags,
         ordered: f[3] == "1",
@@ -351,7 +351,7 @@ fn parse_stats_line(l: &str) -> Option<crate::WqInfo> {
 }
 
 /// A `stats` body line for `wq`.
-pub(crate) fn stats_line(wq: &crate::WqInfo) -> String {
+pub(crate) fn stats_line(wq: &crate::dump::WqInfo) -> String {
     let flags: Vec<&str> = wq.flags.iter_names().map(|(n, _)| n).collect();
     let s = &wq.stats;
     format!(
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn stats_lines_round_trip() {
-        let wq = crate::WqInfo {
+        let wq = crate::dump::WqInfo {
             name: "odd\tname\n".into(),
             flags: crate::WqFlags::UNBOUND | crate::WqFlags::MEM_RECLAIM,
             ordered: true,

@@ -352,7 +352,7 @@ fn serve(mut s: UnixStream) {
         Request::Hello => hello(),
         Request::Stats => {
             let mut b = String::new();
-            for wq in crate::workqueues() {
+            for wq in crate::dump::workqueues() {
                 b.push_str(&super::stats_line(&wq));
                 b.push('\n');
             }
@@ -380,7 +380,7 @@ fn hello() -> String {
     let _ = writeln!(b, "name\t{}", escape(comm.trim_end()));
     let _ = writeln!(b, "detect\t{}", crate::monitor::mode().name());
     let _ = writeln!(b, "cpus\t{}", crate::topology::topology().online.count());
-    let _ = writeln!(b, "workqueues\t{}", crate::workqueues().len());
+    let _ = writeln!(b, "workqueues\t{}", crate::dump::workqueues().len());
     let _ = writeln!(b, "pools\t{}", pools.len());
     let _ = writeln!(b, "workers\t{workers}");
     let _ = writeln!(b, "refused\t{}", refused());

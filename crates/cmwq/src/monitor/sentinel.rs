@@ -280,7 +280,8 @@ pub(crate) fn arm(pool: &WorkerPool) {
     }
 }
 
-/// Totals for benchmarks and `dump()`: (picks, acted, runnable).
+/// Totals for benchmarks: (picks, acted, runnable).
+#[cfg(feature = "test-util")]
 pub(crate) fn totals() -> (u64, u64, u64) {
     SENTINELS.get().map_or((0, 0, 0), |all| {
         all.iter().fold((0, 0, 0), |(p, a, r), s| {

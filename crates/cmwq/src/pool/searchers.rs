@@ -53,5 +53,5 @@ impl Searchers {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_models;

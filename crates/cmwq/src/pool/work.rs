@@ -446,6 +446,7 @@ pub(crate) fn drop_contained(work: Work) {
 
 /// Size of the allocation of a work item whose closure captures nothing
 /// (B7), including the reference counts.
+#[cfg(feature = "test-util")]
 pub(crate) fn size_of_empty() -> usize {
     struct Counts {
         _strong: usize,

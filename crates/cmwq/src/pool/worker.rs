@@ -192,8 +192,7 @@ pub(crate) fn executing(work: &WorkInner) -> bool {
 pub(crate) fn spawn(w: Arc<Worker>) -> io::Result<()> {
     crate::fault::check_spawn()?;
     let name = w.pool.worker_name(w.id);
-    std::thread::Builder::new()
-        .name(name)
+    crate::config::item_thread(name)
         .spawn(move || worker_main(w))
         .map(drop)
 }
@@ -312,6 +311,7 @@ impl Acct {
 
 fn worker_main(w: Arc<Worker>) {
     setup_thread(&w);
+    crate::config::run_thread_hook(true);
     SELF.with(|s| s.set(Arc::as_ptr(&w)));
     // `w` is held until this thread unregisters the word below.
     crate::sync::set_short_wait_word(&w.short_wait);
@@ -412,6 +412,7 @@ fn worker_main(w: Arc<Worker>) {
     deferred.drop_now();
     crate::sync::set_short_wait_word(ptr::null());
     SELF.with(|s| s.set(ptr::null()));
+    crate::config::run_thread_hook(false);
 }
 
 fn leave_idle(g: &mut PoolState, slot: usize) {
