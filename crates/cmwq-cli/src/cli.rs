@@ -16,7 +16,7 @@ CMWQ_CONTROL=1 in the watched process's environment, or
 cmwq::Config::control(true) in its code.
 
 --json (ps, dump, monitor, top --once) prints JSON objects, one a line,
-each with \"schema\": 1; `cmwq help COMMAND` describes each shape.
+each with \"schema\": 2; `cmwq help COMMAND` describes each shape.
 
 Environment:
   CMWQ_DETECT=auto|sentinel|perf|proc|progress|hint   block detection mode
@@ -62,7 +62,7 @@ the commands to try from a second terminal.")]
 List this user's processes with a cmwq control socket: PID, name,
 workqueues, pools, workers, block detection mode and socket path.
 
---json prints one object: {\"schema\": 1, \"processes\": [{\"pid\", \"socket\",
+--json prints one object: {\"schema\": 2, \"processes\": [{\"pid\", \"socket\",
 \"name\", \"workqueues\", \"pools\", \"workers\", \"detect\", \"error\"}]};
 a process that did not answer has null fields and an \"error\".")]
     Ps(PsArgs),
@@ -73,10 +73,12 @@ the process): workers per pool, their states, CPU per pool, rescuers and
 the library's threads. q quits. --once prints one plain-text snapshot, as
 does a stdout that is not a terminal.
 
---json prints one snapshot as one object: {\"schema\": 1, \"pid\", \"name\",
+--json prints one snapshot as one object: {\"schema\": 2, \"pid\", \"name\",
 \"interval_s\", \"cpu_pct\", \"note\", \"pools\": [{\"pool\", \"threads\",
 \"running\", \"blocked\", \"idle\", \"sleeping\", \"cpu_pct\"}], \"threads\":
-[{\"pool\", \"tid\", \"name\", \"state\", \"cpu_pct\", \"last_cpu\", \"item\"}]};
+[{\"pool\", \"tid\", \"name\", \"state\", \"cpu_pct\", \"last_cpu\", \"item\"}],
+\"cpu_limit\": {\"quota_us\", \"period_us\", \"limit\"}} (the process's cgroup CPU
+quota and the running workers of the spreading pools it allows, G34);
 CPU figures are percentages of one CPU over the 500 ms between the two
 samples.")]
     Top(TopArgs),
@@ -90,7 +92,7 @@ process. Exits 1 if the process goes away (or any request fails) while it
 is watched.
 
 --json prints one object a line per interval (one for --once):
-{\"schema\": 1, \"pid\", \"t_s\", \"interval_ms\", \"totals\", \"workqueues\":
+{\"schema\": 2, \"pid\", \"t_s\", \"interval_ms\", \"totals\", \"workqueues\":
 [{\"name\", \"flags\", \"ordered\", \"max_active\", \"total\", \"in_flight\",
 \"cpu_time_s\", \"cpu_hog\", \"cm_wakeups\", \"mayday\", \"rescued\",
 \"panics\"}]}; \"totals\" is true when the counts are since the process
@@ -102,10 +104,11 @@ null. Without a PID the object also has \"detection\".")]
 The wq_dump.py report of process PID (over its control socket); without
 a PID, of a freshly started process.
 
---json prints one object: {\"schema\": 1, \"pid\", \"pools\": [{\"id\",
+--json prints one object: {\"schema\": 2, \"pid\", \"pools\": [{\"id\",
 \"refs\", \"nice\", \"idle\", \"workers\", \"cpu\", \"cpus\", \"pod_cpus\",
 \"line\"}], \"workqueues\": [rows as monitor --json's, totals since the
-process started], \"sections\": [{\"title\", \"lines\"}]}: the pools parsed
+process started], \"sections\": [{\"title\", \"lines\"}], \"cpu_limit\":
+{\"quota_us\", \"period_us\", \"limit\"}}: the pools parsed
 from the report's Worker Pools section, and every section of the report
 as its title and text lines.")]
     Dump(DumpArgs),

@@ -1,5 +1,5 @@
 //! The `--json` output of `ps`, `dump` and `monitor`: one JSON object per
-//! line, each with `"schema": 1` ([`SCHEMA`]), keys in snake_case. A
+//! line, each with `"schema": 2` ([`SCHEMA`]), keys in snake_case. A
 //! change that removes or retypes a key raises the schema version; new
 //! keys may be added within a version.
 //!
@@ -7,8 +7,54 @@
 
 use serde::Serialize;
 
-/// The version of every object's shape.
-pub const SCHEMA: u32 = 1;
+/// The version of every object's shape. 2: `dump` and `top` objects carry
+/// `cpu_limit`.
+pub const SCHEMA: u32 = 2;
+
+/// A process's CPU limit (G34): its cgroup's CPU quota, and how many
+/// workers of the spreading pools may run at once (`null`: no limit beyond
+/// the CPUs the process may use).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CpuLimitJson {
+    /// CPU time allowed per period (us); `null` without a quota.
+    pub quota_us: Option<u64>,
+    /// The quota's period (us).
+    pub period_us: Option<u64>,
+    /// Running workers of the spreading pools at most.
+    pub limit: Option<u32>,
+}
+
+impl From<cmwq::dump::CpuLimit> for CpuLimitJson {
+    fn from(l: cmwq::dump::CpuLimit) -> CpuLimitJson {
+        CpuLimitJson {
+            quota_us: l.quota_us,
+            period_us: l.period_us,
+            limit: l.limit,
+        }
+    }
+}
+
+/// The limit in force as a `dump()` report's `cpu_limit=` line says it
+/// (`cpu_limit=N running=R (cgroup quota Q/P us ...)` or `cpu_limit=none
+/// (cgroup quota none)`).
+pub fn parse_cpu_limit(report: &str) -> Option<CpuLimitJson> {
+    let line = report.lines().find(|l| l.starts_with("cpu_limit="))?;
+    let limit = line
+        .strip_prefix("cpu_limit=")?
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok());
+    let quota = line.split("cgroup quota ").nth(1).and_then(|q| {
+        let (q, rest) = q.split_once('/')?;
+        let p = rest.split_whitespace().next()?;
+        Some((q.parse().ok()?, p.parse().ok()?))
+    });
+    Some(CpuLimitJson {
+        quota_us: quota.map(|(q, _)| q),
+        period_us: quota.map(|(_, p)| p),
+        limit,
+    })
+}
 
 /// One workqueue's row of the `wq_monitor.py` table, as `monitor` and
 /// `dump` print it: counts over an interval or since the process started
@@ -131,6 +177,9 @@ pub struct Dump {
     /// Every section of the report as its title and its lines, as the
     /// text shows them (the `Worker Pools` section included).
     pub sections: Vec<Section>,
+    /// The CPU limit in force (G34), from the report; `null` from a
+    /// process whose report has no `cpu_limit=` line.
+    pub cpu_limit: Option<CpuLimitJson>,
 }
 
 /// One titled section of the report.
@@ -264,6 +313,7 @@ pub fn dump(pid: Option<u32>, report: &str, wqs: &[cmwq::dump::WqInfo]) -> Dump 
         pid,
         pools,
         workqueues: wqs.iter().map(WqRow::from).collect(),
+        cpu_limit: parse_cpu_limit(report),
         sections,
     }
 }
@@ -271,6 +321,23 @@ pub fn dump(pid: Option<u32>, report: &str, wqs: &[cmwq::dump::WqInfo]) -> Dump 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cpu_limit_line_parses() {
+        let l = parse_cpu_limit(
+            "cpu_online=3\ncpu_limit=1 running=0 (cgroup quota 100000/100000 us (1 CPUs): spreading pools run at most 1 workers at once)\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (l.limit, l.quota_us, l.period_us),
+            (Some(1), Some(100_000), Some(100_000))
+        );
+        let l = parse_cpu_limit("cpu_limit=none (cgroup quota none)").unwrap();
+        assert_eq!((l.limit, l.quota_us, l.period_us), (None, None, None));
+        let l = parse_cpu_limit("cpu_limit=none (cgroup quota 300000/100000 us (3 CPUs))").unwrap();
+        assert_eq!((l.limit, l.quota_us), (None, Some(300_000)));
+        assert!(parse_cpu_limit("no such line").is_none());
+    }
 
     #[test]
     fn pool_lines_parse() {

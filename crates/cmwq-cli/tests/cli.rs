@@ -138,7 +138,7 @@ fn help_per_command() {
     let (out, _) = cmwq(&["help", "monitor"]);
     let text = stdout(&out);
     assert!(
-        text.contains("\"schema\": 1") && text.contains("\"totals\""),
+        text.contains("\"schema\": 2") && text.contains("\"totals\""),
         "{text}"
     );
 }
@@ -177,8 +177,11 @@ fn dump_json_has_pools_workqueues_and_sections() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "one object: {text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert!(v["pid"].as_u64() > Some(0), "{v}");
+    // The CPU limit in force (G34): this machine's quota, if any.
+    assert!(v["cpu_limit"].is_object(), "{v}");
+    assert!(v["cpu_limit"].get("limit").is_some(), "{v}");
     let pools = v["pools"].as_array().unwrap();
     assert!(!pools.is_empty(), "{v}");
     assert!(pools
@@ -206,7 +209,7 @@ fn monitor_json_prints_one_object_per_interval() {
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1, "--once: one object: {text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["totals"], true);
     assert_eq!(v["interval_ms"], 200);
     assert!(v["detection"].is_string(), "{v}");
@@ -235,7 +238,7 @@ fn monitor_json_prints_one_object_per_interval() {
     assert_eq!(text.lines().count(), 3, "{text}");
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["schema"], 1, "{line}");
+        assert_eq!(v["schema"], 2, "{line}");
     }
 }
 

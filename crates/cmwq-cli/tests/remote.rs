@@ -349,7 +349,7 @@ fn ps_dump_and_monitor_print_json() {
     let (ok, out, err) = cmwq(&["ps", "--json"]);
     assert!(ok, "{err}");
     let v = parse(&out);
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     let me = v["processes"]
         .as_array()
         .unwrap()
@@ -364,7 +364,7 @@ fn ps_dump_and_monitor_print_json() {
     let (ok, out, err) = cmwq(&["dump", &pid, "--json"]);
     assert!(ok, "{err}");
     let v = parse(&out);
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["pid"], svc.pid);
     assert!(!v["pools"].as_array().unwrap().is_empty(), "{v}");
     let batch = v["workqueues"]
@@ -382,7 +382,7 @@ fn ps_dump_and_monitor_print_json() {
     let v = parse(&out);
     assert_eq!(
         (&v["schema"], &v["totals"]),
-        (&1.into(), &true.into()),
+        (&2.into(), &true.into()),
         "{v}"
     );
     assert_eq!(v["pid"], svc.pid);

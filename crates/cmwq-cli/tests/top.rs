@@ -310,8 +310,9 @@ fn top_json_is_one_object() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["pid"], demo.pid());
+    assert!(v["cpu_limit"].get("quota_us").is_some(), "{v}");
     assert!(v["interval_s"].as_f64() > Some(0.4), "{v}");
     let pool = format!("cpu{cpu}");
     assert!(

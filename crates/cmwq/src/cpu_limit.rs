@@ -244,8 +244,14 @@ fn cgroup_paths(cgroup: &str) -> (Option<String>, Option<String>) {
 /// under `root` (`/` in use; a fake tree in tests): `/proc/self/cgroup`
 /// and `/proc/self/mountinfo` say where the cgroup is.
 pub(crate) fn read_quota(root: &Path) -> Option<Quota> {
-    let mountinfo = fs::read_to_string(root.join("proc/self/mountinfo")).ok()?;
-    let cgroup = fs::read_to_string(root.join("proc/self/cgroup")).ok()?;
+    read_quota_of(root, "self")
+}
+
+/// [`read_quota`] for the process `/proc/<proc_dir>` (`self`, or a pid).
+pub(crate) fn read_quota_of(root: &Path, proc_dir: &str) -> Option<Quota> {
+    let proc = root.join("proc").join(proc_dir);
+    let mountinfo = fs::read_to_string(proc.join("mountinfo")).ok()?;
+    let cgroup = fs::read_to_string(proc.join("cgroup")).ok()?;
     let (v2, v1) = cgroup_paths(&cgroup);
     let mut best: Option<Quota> = None;
     for m in cpu_mounts(&mountinfo) {

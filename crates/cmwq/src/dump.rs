@@ -24,6 +24,54 @@ use crate::WqFlags;
 
 const NAME_LEN: usize = 24;
 
+/// A process's CPU limit (G34): its cgroup's CPU quota (the smallest
+/// `quota / period` along the cgroup and its ancestors, v2 `cpu.max` or v1
+/// CFS quota) and what it makes of the spreading pools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CpuLimit {
+    /// CPU time allowed per period (us), if a quota is set.
+    pub quota_us: Option<u64>,
+    /// The quota's period (us), if a quota is set.
+    pub period_us: Option<u64>,
+    /// How many workers of the spreading pools may run at once: the quota
+    /// rounded up, where it is below the CPUs the process may use; `None`:
+    /// no limit beyond the CPUs.
+    pub limit: Option<u32>,
+}
+
+/// This process's CPU limit in force: the quota as last read (at start,
+/// and about once a second while pools are busy) and the limit the pools
+/// keep.
+pub fn cpu_limit() -> CpuLimit {
+    let q = crate::cpu_limit::quota();
+    CpuLimit {
+        quota_us: q.map(|q| q.quota_us),
+        period_us: q.map(|q| q.period_us),
+        limit: crate::cpu_limit::limit(),
+    }
+}
+
+/// The CPU limit the library would keep in process `pid` now, read from
+/// `/proc/PID` (its cgroup and its `Cpus_allowed_list`): what `cmwq top`
+/// shows of a process it only sees from outside.
+pub fn cpu_limit_of(pid: u32) -> CpuLimit {
+    let q = crate::cpu_limit::read_quota_of(std::path::Path::new("/"), &pid.to_string());
+    let usable = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .and_then(|l| CpuMask::parse_list(l.trim()))
+        })
+        .map_or(topology().allowed.count(), |m| m.count());
+    CpuLimit {
+        quota_us: q.map(|q| q.quota_us),
+        period_us: q.map(|q| q.period_us),
+        limit: crate::cpu_limit::limit_for(q, usable),
+    }
+}
+
 fn wq_type(wq: &WqInner) -> &'static str {
     if wq.shared.ordered {
         "ordered"

@@ -23,6 +23,8 @@ pub(super) struct TopJson {
     pools: Vec<PoolJson>,
     /// The threads, by group.
     threads: Vec<ThreadJson>,
+    /// The process's CPU limit (G34).
+    cpu_limit: crate::json::CpuLimitJson,
 }
 
 /// A row of the pools table.
@@ -66,6 +68,7 @@ impl From<&Snapshot> for TopJson {
             interval_s: s.interval.as_secs_f64(),
             cpu_pct: s.total_cpu,
             note: s.note.clone(),
+            cpu_limit: crate::json::CpuLimitJson::from(s.cpu_limit),
             pools: s
                 .groups
                 .iter()

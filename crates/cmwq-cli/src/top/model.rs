@@ -30,6 +30,8 @@ pub(super) struct Sample {
     /// From the process's control socket, when it has one: each worker's
     /// state as the library knows it and its current item, by TID.
     pub(super) exact: Option<HashMap<u32, Exact>>,
+    /// The process's CPU limit, from its cgroup and affinity (G34).
+    pub(super) cpu_limit: cmwq::dump::CpuLimit,
 }
 
 /// A worker as its process's control socket describes it (`workers`).
@@ -113,6 +115,8 @@ pub(super) struct Snapshot {
     pub(super) threads: Vec<ThreadRow>,
     /// Why idle and blocked cannot be told apart, if they cannot.
     pub(super) note: Option<String>,
+    /// The process's CPU limit (G34).
+    pub(super) cpu_limit: cmwq::dump::CpuLimit,
     /// The process has exited (the live view's last screen).
     pub(super) exited: bool,
 }
@@ -237,6 +241,7 @@ pub(super) fn build(pid: u32, prev: Option<&Sample>, cur: &Sample, clk_tck: u64)
     let total = prev.map_or(0, |p| cur.process.ticks.saturating_sub(p.process.ticks));
     Snapshot {
         pid,
+        cpu_limit: cur.cpu_limit,
         name: cur.process.comm.clone(),
         interval: wall,
         total_cpu: pct(total),

@@ -180,6 +180,7 @@ pub(super) fn sample(target: Target) -> Result<Sample, TopError> {
         process,
         tasks,
         exact,
+        cpu_limit: cmwq::dump::cpu_limit_of(pid),
     })
 }
 

@@ -269,6 +269,7 @@ fn samples() -> (Sample, Sample) {
             task(19, "cmwq-timer", 'S', 1, idle()),
         ],
         exact: None,
+        cpu_limit: Default::default(),
     };
     let second = Sample {
         at: t0 + Duration::from_millis(500),
@@ -286,6 +287,7 @@ fn samples() -> (Sample, Sample) {
             task(19, "cmwq-timer", 'S', 1, idle()),
         ],
         exact: None,
+        cpu_limit: Default::default(),
     };
     (first, second)
 }
@@ -648,7 +650,7 @@ fn json_snapshot_has_the_schema_and_the_tables() {
     let (a, b) = samples();
     let snap = build(7, Some(&a), &b, 100);
     let v = serde_json::to_value(super::json::TopJson::from(&snap)).unwrap();
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["pid"], 7);
     assert_eq!(v["name"], "demo");
     let pools = v["pools"].as_array().unwrap();

@@ -24,6 +24,21 @@ fn fmt_cpu(c: Option<u32>) -> String {
 }
 
 impl Snapshot {
+    /// The CPU limit line (G34), where the process has a CPU quota.
+    pub(super) fn cpu_limit_line(&self) -> Option<String> {
+        let l = self.cpu_limit;
+        let (q, p) = (l.quota_us?, l.period_us?);
+        let cpus = q as f64 / p.max(1) as f64;
+        Some(match l.limit {
+            Some(n) => format!(
+                "cpu limit: {n} running workers in the spreading pools (cgroup quota {q}/{p} us = {cpus:.2} CPUs)"
+            ),
+            None => format!(
+                "cpu limit: none beyond the CPUs (cgroup quota {q}/{p} us = {cpus:.2} CPUs)"
+            ),
+        })
+    }
+
     /// The number of cmwq threads.
     pub(super) fn cmwq_threads(&self) -> usize {
         self.threads.len()
@@ -88,6 +103,9 @@ impl ThreadRow {
 pub(super) fn render_text(s: &Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", s.title());
+    if let Some(limit) = s.cpu_limit_line() {
+        let _ = writeln!(out, "{limit}");
+    }
     if let Some(note) = &s.note {
         let _ = writeln!(out, "note: {note}");
     }

@@ -248,8 +248,8 @@ impl pool::Detector for Monitoring {
         ensure_running();
     }
 
-    fn retire_helper(&self) -> bool {
-        retire_helper()
+    fn retire_helper(&self, failing_for_ns: u64) -> bool {
+        retire_helper(failing_for_ns)
     }
 
     fn running(&self) -> bool {
@@ -317,7 +317,7 @@ static RETIRED: AtomicBool = AtomicBool::new(false);
 /// depend on them. Sentinels come back when the monitor finds no pool
 /// waiting for a worker; the monitor when a worker is created again
 /// ([`ensure_running`]). Whether one was asked to go.
-fn retire_helper() -> bool {
+fn retire_helper(failing_for_ns: u64) -> bool {
     // One given up less than a cooldown ago may not have exited yet (its
     // status changes before its thread is gone): the retry after the
     // cooldown has its thread.
@@ -331,7 +331,14 @@ fn retire_helper() -> bool {
         // it becomes idle in time and gives its thread way to the pool
         // that waits (`give_way_for`), which the monitor's retries after
         // each cooldown need to happen without any call into the library.
-        || (!pool::any_worker()
+        // And never while a rescuer exists: the maydays that call it are
+        // the monitor's timers (G22), and a rescuer is what a
+        // `MEM_RECLAIM` workqueue counts on at a thread limit.
+        // And only once creation has failed for a while: a passing
+        // failure must not leave the items to calls into the library.
+        || (failing_for_ns >= policy::MONITOR_RETIRE_AFTER_NS
+            && !pool::any_worker()
+            && pool::NR_RESCUERS.load(SeqCst) == 0
             && STARTED.load(SeqCst)
             && MONITOR.get().is_some_and(|m| m.running.load(SeqCst))
             && {
@@ -348,6 +355,7 @@ fn retire_helper() -> bool {
 
 /// When [`retire_helper`] last gave up a thread (mono ns; 0: never).
 static LAST_RETIRE_NS: AtomicU64 = AtomicU64::new(0);
+
 /// A failed start was reported (once: the retries are quiet).
 static START_FAILURE_REPORTED: AtomicBool = AtomicBool::new(false);
 

@@ -127,6 +127,12 @@ pub(crate) enum Pick {
     Limited,
 }
 
+/// The monitor gives its thread to a worker (`retire_helper`) only after
+/// creations have failed at a thread limit for this long with no worker
+/// anywhere: a passing failure (an injected one, a moment at the limit)
+/// must not leave the items to calls into the library.
+pub(crate) const MONITOR_RETIRE_AFTER_NS: u64 = 1_000_000_000;
+
 /// How often the monitor tries again to start sentinels that are missing
 /// for want of a thread (retired for a worker, or refused at a thread
 /// limit), while no pool waits for a worker: each try at the limit costs

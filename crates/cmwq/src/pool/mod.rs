@@ -884,10 +884,10 @@ pub(crate) trait Detector: Sync {
     /// start before.
     fn ensure_running(&self);
     /// No worker could be created for items that wait, for want of a
-    /// thread: give up one of detection's optional threads (a sentinel,
-    /// then the monitor) so that the next creation has it. Whether one was
-    /// asked to go.
-    fn retire_helper(&self) -> bool;
+    /// thread, and creations have failed so for `failing_for_ns`: give up
+    /// one of detection's optional threads (a sentinel, then the monitor)
+    /// so that the next creation has it. Whether one was asked to go.
+    fn retire_helper(&self, failing_for_ns: u64) -> bool;
     /// The monitor thread runs. While it does not, waiters retry stalled
     /// worker creations themselves ([`wait_on`]).
     fn running(&self) -> bool;
@@ -910,7 +910,7 @@ impl Detector for NoDetector {
         false
     }
     fn ensure_running(&self) {}
-    fn retire_helper(&self) -> bool {
+    fn retire_helper(&self, _failing_for_ns: u64) -> bool {
         false
     }
     fn running(&self) -> bool {
@@ -1383,14 +1383,30 @@ fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_wa
             // threads does (`Detector::retire_helper`). Only for a real
             // thread limit (EAGAIN from clone: RLIMIT_NPROC, threads-max,
             // a cgroup's pids.max).
-            if ask_give_way && !give_way_for(pool) && e.raw_os_error() == Some(libc::EAGAIN) {
-                detector().retire_helper();
+            if e.raw_os_error() == Some(libc::EAGAIN) {
+                let now = crate::util::mono_ns();
+                let since = match FAILING_SINCE.compare_exchange(0, now, SeqCst, SeqCst) {
+                    Ok(_) => now,
+                    Err(t) => t,
+                };
+                if ask_give_way && !give_way_for(pool) {
+                    detector().retire_helper(now - since);
+                }
             }
             detector().wake();
         }
-        None => detector().ensure_running(),
+        None => {
+            if FAILING_SINCE.load(Relaxed) != 0 {
+                FAILING_SINCE.store(0, Relaxed);
+            }
+            detector().ensure_running();
+        }
     }
 }
+
+/// When the current run of worker creations failing at a thread limit
+/// began (mono ns; 0: the last creation succeeded).
+static FAILING_SINCE: AtomicU64 = AtomicU64::new(0);
 
 /// Whether some pool waits out a creation cooldown (cheap: one load).
 #[inline]
