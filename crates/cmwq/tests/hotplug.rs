@@ -51,56 +51,6 @@ impl Drop for Offline {
     }
 }
 
-/// The threads of this process.
-fn tids() -> Vec<i32> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// Set every thread's affinity to `cpus`, as `taskset -a -p` does.
-fn set_process_affinity(cpus: &[usize]) {
-    let mut set = rustix::thread::CpuSet::new();
-    for &c in cpus {
-        set.set(c);
-    }
-    // Threads started meanwhile inherit a creator's mask or are set by the
-    // library: go round until a pass finds no new thread.
-    let mut done: Vec<i32> = Vec::new();
-    loop {
-        let now = tids();
-        let new: Vec<i32> = now.into_iter().filter(|t| !done.contains(t)).collect();
-        if new.is_empty() {
-            return;
-        }
-        for t in new {
-            // A thread may have exited since the listing.
-            let _ = rustix::thread::sched_setaffinity(rustix::thread::Pid::from_raw(t), &set);
-            done.push(t);
-        }
-    }
-}
-
-/// Restores every thread's affinity to the mask the process started with.
-struct Narrowed {
-    all: Vec<usize>,
-}
-
-impl Narrowed {
-    fn to(cpus: &[usize], all: &[usize]) -> Narrowed {
-        set_process_affinity(cpus);
-        Narrowed { all: all.to_vec() }
-    }
-}
-
-impl Drop for Narrowed {
-    fn drop(&mut self) {
-        set_process_affinity(&self.all);
-    }
-}
-
 /// The kinds of workqueue the tests disturb, with whether items queued
 /// from one thread spread over the CPUs (else each CPU is named with
 /// `queue_on`) and whether more than one item may run at once.

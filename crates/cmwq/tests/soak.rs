@@ -3,8 +3,9 @@
 //!
 //! A fixed set of reusable items is queued, delayed, re-armed, cancelled,
 //! disabled, flushed and panicked while other threads drain, flush, change
-//! `max_active` and attributes, freeze and thaw, and create and drop
-//! workqueues. Every item counts its executions inside its function, and
+//! `max_active` and attributes, freeze and thaw, create and drop
+//! workqueues, and narrow and widen the process's CPU affinity from
+//! outside every thread (G35). Every item counts its executions inside its function, and
 //! the threads count what their calls returned. At the end, per item:
 //!
 //! * `lower <= executions + cancels <= upper` (G4), where `lower` counts the
@@ -568,6 +569,8 @@ const OTHER_OPS: &[&str] = &[
     "dyn_queue",
     "dyn_drain",
     "dyn_drop",
+    "narrow",
+    "widen",
     "exited",
 ];
 
@@ -591,7 +594,7 @@ struct Shared {
     dyn_slot: Mutex<Option<Arc<Workqueue>>>,
     attrs: Vec<WqAttrs>,
     nr_cpus: usize,
-    /// Op threads, then the freezer, then the creator.
+    /// Op threads, then the freezer, the creator and the CPU churner.
     slots: Vec<Slot>,
     phase: Mutex<&'static str>,
     done: AtomicBool,
@@ -599,6 +602,7 @@ struct Shared {
     wq_created: AtomicU64,
     wq_dropped: AtomicU64,
     freeze_cycles: AtomicU64,
+    affinity_cycles: AtomicU64,
     apply_calls: AtomicU64,
     drains: AtomicU64,
     congested: AtomicU64,
@@ -1129,6 +1133,34 @@ fn freezer(sh: Arc<Shared>, t: usize, mut seed: u64) {
     slot.op.store(other_op("exited"), SeqCst);
 }
 
+/// CPUs that come and go (G35): the process's affinity narrowed to a
+/// random subset of its CPUs and widened back, every thread's as `taskset
+/// -a -p` sets them from outside, while everything else runs. (Taking CPUs
+/// offline is `hotplug.rs`'s: it needs root and changes the machine.)
+fn cpu_churn(sh: Arc<Shared>, t: usize, mut seed: u64) {
+    let slot = &sh.slots[t];
+    let all = own_affinity();
+    if all.len() >= 2 {
+        // Every thread gets the whole mask back, also on a panic.
+        let _restore = Narrowed::to(&all, &all);
+        while !STOP.load(SeqCst) {
+            slot.op.store(other_op("idle"), SeqCst);
+            std::thread::sleep(Duration::from_micros(5000 + (rng(&mut seed) % 15000)));
+            let n = 1 + below(&mut seed, all.len() - 1);
+            let first = below(&mut seed, all.len());
+            let some: Vec<usize> = (0..n).map(|k| all[(first + k) % all.len()]).collect();
+            slot.op.store(other_op("narrow"), SeqCst);
+            set_process_affinity(&some);
+            std::thread::sleep(Duration::from_micros(2000 + (rng(&mut seed) % 8000)));
+            slot.op.store(other_op("widen"), SeqCst);
+            set_process_affinity(&all);
+            sh.affinity_cycles.fetch_add(1, SeqCst);
+            slot.ops.fetch_add(1, SeqCst);
+        }
+    }
+    slot.op.store(other_op("exited"), SeqCst);
+}
+
 fn dyn_queue_some(sh: &Shared, wq: &Workqueue, seed: &mut u64, recs: &mut Vec<SpawnRec>) {
     for _ in 0..1 + below(seed, 4) {
         let it = &sh.items[below(seed, NR_ROAMING)];
@@ -1280,13 +1312,14 @@ fn g4_soak_ledger_balances() {
         dyn_slot: Mutex::new(None),
         attrs: attrs_variants(),
         nr_cpus: cmwq::nr_cpus(),
-        slots: (0..nthreads + 2).map(|_| Slot::default()).collect(),
+        slots: (0..nthreads + 3).map(|_| Slot::default()).collect(),
         phase: Mutex::new("run"),
         done: AtomicBool::new(false),
         start: Instant::now(),
         wq_created: AtomicU64::new(0),
         wq_dropped: AtomicU64::new(0),
         freeze_cycles: AtomicU64::new(0),
+        affinity_cycles: AtomicU64::new(0),
         apply_calls: AtomicU64::new(0),
         drains: AtomicU64::new(0),
         congested: AtomicU64::new(0),
@@ -1321,6 +1354,14 @@ fn g4_soak_ledger_balances() {
             .spawn(move || freezer(sh, nthreads, s))
             .unwrap()
     };
+    let churn = {
+        let sh = sh.clone();
+        let s = seed_of(nthreads + 2);
+        std::thread::Builder::new()
+            .name("soak-cpus".into())
+            .spawn(move || cpu_churn(sh, nthreads + 2, s))
+            .unwrap()
+    };
     let crt = {
         let sh = sh.clone();
         let s = seed_of(nthreads + 1);
@@ -1342,6 +1383,9 @@ fn g4_soak_ledger_balances() {
             Ok(r) => recs.extend(r),
             Err(p) => failures.push(format!("op thread {t} panicked: {}", panic_text(&*p))),
         }
+    }
+    if let Err(p) = churn.join() {
+        sh.error(format!("the CPU churner panicked: {}", panic_text(&*p)));
     }
     if let Err(p) = frz.join() {
         failures.push(format!("freezer panicked: {}", panic_text(&*p)));
@@ -1434,7 +1478,7 @@ fn g4_soak_ledger_balances() {
          cancels={cancels} lower={lower} upper={upper} (mod_fresh={mod_fresh}) lost={lost} extra={extra} \
          overlaps={overlaps} runs_while_held={runs_held} self_queues={self_queues} \
          spawns={}/{spawns_accepted}accepted/{spawns_lost}lost wq_created={} wq_dropped={} \
-         freeze_cycles={} drains={} apply_attrs={} congested={} panics={} (item={item_panics} \
+         freeze_cycles={} affinity_cycles={} drains={} apply_attrs={} congested={} panics={} (item={item_panics} \
          spawn={spawn_panics} drop_in_item={bomb_in} drop_by_library={bomb_out}) \
          stats_panics={stats_panics} quiesce_rounds={rounds}",
         run_time.as_secs_f64(),
@@ -1442,6 +1486,7 @@ fn g4_soak_ledger_balances() {
         sh.wq_created.load(SeqCst),
         sh.wq_dropped.load(SeqCst),
         sh.freeze_cycles.load(SeqCst),
+        sh.affinity_cycles.load(SeqCst),
         sh.drains.load(SeqCst),
         sh.apply_calls.load(SeqCst),
         sh.congested.load(SeqCst),

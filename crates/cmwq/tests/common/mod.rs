@@ -376,3 +376,57 @@ pub fn cpu_spread(
     cpus.dedup();
     (conc.max(), cpus)
 }
+
+/// The threads of this process.
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn tids() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[allow(dead_code)] // used by some of the test binaries only
+/// Set every thread's affinity to `cpus`, as `taskset -a -p` does.
+pub fn set_process_affinity(cpus: &[usize]) {
+    let mut set = rustix::thread::CpuSet::new();
+    for &c in cpus {
+        set.set(c);
+    }
+    // Threads started meanwhile inherit a creator's mask or are set by the
+    // library: go round until a pass finds no new thread.
+    let mut done: Vec<i32> = Vec::new();
+    loop {
+        let now = tids();
+        let new: Vec<i32> = now.into_iter().filter(|t| !done.contains(t)).collect();
+        if new.is_empty() {
+            return;
+        }
+        for t in new {
+            // A thread may have exited since the listing.
+            let _ = rustix::thread::sched_setaffinity(rustix::thread::Pid::from_raw(t), &set);
+            done.push(t);
+        }
+    }
+}
+
+#[allow(dead_code)] // used by some of the test binaries only
+/// Restores every thread's affinity to the mask the process started with.
+pub struct Narrowed {
+    all: Vec<usize>,
+}
+
+#[allow(dead_code)] // used by some of the test binaries only
+impl Narrowed {
+    pub fn to(cpus: &[usize], all: &[usize]) -> Narrowed {
+        set_process_affinity(cpus);
+        Narrowed { all: all.to_vec() }
+    }
+}
+
+impl Drop for Narrowed {
+    fn drop(&mut self) {
+        set_process_affinity(&self.all);
+    }
+}
