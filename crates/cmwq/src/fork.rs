@@ -232,6 +232,7 @@ extern "C" fn child() {
             // worker holds (on this thread's stack, still alive here).
             unsafe { w.as_ref() }.state.running_only_after_fork();
         }
+        crate::pool::reset_counts_after_fork();
         crate::monitor::reset_after_fork();
         crate::control::reset_after_fork();
         crate::trace::reset_after_fork();

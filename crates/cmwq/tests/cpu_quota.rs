@@ -270,6 +270,44 @@ fn child(dir: &Path) {
         "blocked items are covered under the limit: {blocked:?}"
     );
 
+    // fork() while a spreading item runs and holds the limit's one slot:
+    // the child's pools start with nothing counted (its parent's workers do
+    // not exist there), so its own items run. Before the fix the child
+    // inherited the count and its spreading items never ran.
+    let running = Arc::new(AtomicUsize::new(0));
+    let r = running.clone();
+    cmwq::spawn(move || {
+        r.store(1, SeqCst);
+        common::burn_cpu(Duration::from_millis(400));
+    });
+    assert!(common::wait_until(Duration::from_secs(5), || running
+        .load(SeqCst)
+        == 1));
+    // SAFETY: fork has no memory-safety preconditions; the child uses the
+    // library (G26) and leaves with `_exit`, never returning into the test
+    // harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        cmwq::spawn(move || {
+            r.store(1, SeqCst);
+        });
+        let ok = common::wait_until(Duration::from_secs(5), || ran.load(SeqCst) == 1);
+        // SAFETY: ends the child without running the parent's exit path.
+        unsafe { libc::_exit(if ok { 0 } else { 7 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "a spreading item in a child forked while the limit's slot was held did not run (status {status:#x})"
+    );
+    cmwq::system_dfl_wq().flush();
+    println!("fork while the slot is held: the child's item ran");
+
     // The quota lifted: re-read while the pools are busy (at most about a
     // second), then both CPUs run items at once.
     if common::own_affinity().len() >= 2 {

@@ -363,6 +363,8 @@ fn spawn_monitor() {
     if STARTED.swap(true, AcqRel) {
         return;
     }
+    // A retirement asked of an earlier monitor is not this one's.
+    RETIRE.store(false, SeqCst);
     let spawned = crate::fault::check_spawn().and_then(|()| {
         std::thread::Builder::new()
             .name("cmwq-monitor".into())
@@ -392,7 +394,12 @@ pub(crate) fn started() -> bool {
 /// and by waiters helping stalled creations; one load when it runs.
 #[inline]
 pub(crate) fn ensure_running() {
-    if !STARTED.load(Acquire) && MONITOR.get().is_some() {
+    // A monitor that retired for a worker comes back only once no pool
+    // waits for one: the thread a created worker freed is theirs first.
+    if !STARTED.load(Acquire)
+        && MONITOR.get().is_some()
+        && !(RETIRED.load(Relaxed) && pool::creation_stalled())
+    {
         spawn_monitor();
     }
 }
@@ -462,6 +469,9 @@ pub(crate) fn reset_after_fork() {
     m.running.store(false, SeqCst);
     sentinel::reset_after_fork();
     STARTED.store(false, SeqCst);
+    RETIRE.store(false, SeqCst);
+    RETIRED.store(false, SeqCst);
+    LAST_RETIRE_NS.store(0, SeqCst);
     SLEEP_UNTIL.store(0, SeqCst);
     ANNOUNCED.store(false, SeqCst);
     RESTART_RESCUERS.store(true, SeqCst);
@@ -544,7 +554,9 @@ fn monitor_main() {
     let m = MONITOR.get().expect("monitor initialised");
     m.running.store(true, Relaxed);
     RETIRED.store(false, Relaxed);
-    if m.mode == Mode::Sentinel {
+    // Sentinels are optional: not while a pool waits for a worker (the
+    // periodic retry starts them later).
+    if m.mode == Mode::Sentinel && !pool::creation_stalled() {
         sentinel::start_all();
     }
     if RESTART_RESCUERS.swap(false, SeqCst) {
@@ -597,9 +609,10 @@ fn monitor_main() {
     // When sentinels missing for want of a thread are tried again.
     let mut sentinels_retry_at = util::mono_ns() + policy::SENTINEL_RETRY_NS;
     loop {
-        if RETIRE.swap(false, SeqCst) {
-            // Its thread goes to a worker (`retire_helper`). A start from
-            // now on (`ensure_running`) begins a new monitor.
+        if RETIRE.swap(false, SeqCst) && pool::creation_failing() && !pool::any_worker() {
+            // Its thread goes to a worker (`retire_helper`), unless a
+            // creation succeeded since it was asked. A start from now on
+            // (`ensure_running`) begins a new monitor.
             RETIRED.store(true, SeqCst);
             m.running.store(false, SeqCst);
             STARTED.store(false, SeqCst);
@@ -645,6 +658,8 @@ fn monitor_main() {
             for pool in all.iter().copied() {
                 pool::ensure_worker(pool);
             }
+            // And the CPU limit's slots a sentinel saw given back.
+            pool::wake_limited(None);
         }
 
         if let Some(t) = watchdog.poll(&all, now) {

@@ -125,6 +125,13 @@ pub(crate) fn start_all() {
     let topo = topology();
     for s in all() {
         let st = s.status.load(Acquire);
+        if st == FAILED
+            && !matches!(s.why.load(Relaxed), w if w == Why::Thread as u8 || w == Why::Retired as u8)
+        {
+            // Refused pinning or SCHED_IDLE, or outside the mask: trying
+            // again changes nothing.
+            continue;
+        }
         if st == NOT_STARTED || st == FAILED {
             // A retirement asked of an earlier thread is not this one's.
             s.retire.store(false, SeqCst);

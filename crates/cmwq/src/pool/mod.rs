@@ -423,7 +423,7 @@ impl PoolGuard {
                 wakep(pool);
             }
             if freed {
-                wake_limited(pool);
+                wake_limited_from(pool);
             }
             f()
         })
@@ -475,7 +475,7 @@ impl Drop for PoolGuard {
             wakep(self.pool);
         }
         if freed {
-            wake_limited(self.pool);
+            wake_limited_from(self.pool);
         }
     }
 }
@@ -793,6 +793,17 @@ pub(crate) fn took_over_limit(g: &mut PoolState, slot: usize, over: bool) -> boo
     false
 }
 
+/// A slot was given back by a worker of `pool`: wake a limited pool now,
+/// or, on a sentinel (`SCHED_IDLE`: it must not take other pools' locks
+/// and wake their workers), have the monitor do it.
+fn wake_limited_from(pool: &'static WorkerPool) {
+    if detector().defer_creation() {
+        // The monitor wakes the limited pools with what it creates.
+        return;
+    }
+    wake_limited(Some(pool));
+}
+
 /// Bring the spreading pools under the CPU limit `limit`, or out of it
 /// (G34): store it, then have every managed unbound pool count its running
 /// workers in [`cpu_limit::RUNNING`] or stop counting them. Idempotent:
@@ -836,23 +847,47 @@ pub(crate) fn apply_cpu_limit(limit: Option<u32>) {
 /// released): wake one limited pool that has items waiting and no runner
 /// it may start, beginning after `from` so that the pools take turns.
 /// Called without any pool lock.
-pub(crate) fn wake_limited(from: &'static WorkerPool) {
-    if cpu_limit::free() == 0 {
+pub(crate) fn wake_limited(from: Option<&'static WorkerPool>) {
+    let free = cpu_limit::free();
+    if free == 0 {
         return;
     }
     let Some(pools) = pools_if_started() else {
         return;
     };
     let all = pools.all();
-    let start = all.iter().position(|p| std::ptr::eq(*p, from)).unwrap_or(0);
-    for k in 1..=all.len() {
+    // `from` first: its own spare (woken by the block that freed the
+    // slot, or about to be) takes it before another pool's.
+    let start = from
+        .and_then(|f| all.iter().position(|p| std::ptr::eq(*p, f)))
+        .unwrap_or(0);
+    let mut on_the_way = 0;
+    for k in 0..all.len() {
         let pool = all[(start + k) % all.len()];
         if !pool.managed() || pool.bound() {
             continue;
         }
         let mut g = pool.lock();
-        if g.cpu_limited && matches!(kick_pool(&mut g), Kick::Woken | Kick::NeedWorker) {
-            return;
+        if !g.cpu_limited || !need_more_worker(&g) {
+            continue;
+        }
+        // A worker already woken and not yet running will take a slot:
+        // count it rather than wake it again (a second kick of the same
+        // worker would stand for a wake that never happens).
+        let awake = g
+            .idle
+            .last()
+            .is_some_and(|&s| !g.workers[s].worker.parker.parked());
+        if awake
+            || matches!(
+                kick_pool(&mut g),
+                Kick::Woken | Kick::NeedWorker | Kick::Pending
+            )
+        {
+            on_the_way += 1;
+            if on_the_way >= free {
+                return;
+            }
         }
     }
 }
@@ -1202,7 +1237,13 @@ pub(crate) fn kick_pool(g: &mut PoolGuard) -> Kick {
     if k == Kick::NeedWorker {
         g.create = true;
     }
-    if g.lane.is_some() && g.nr_running > 0 && !g.worklist.is_empty() {
+    if g.lane.is_some()
+        && g.nr_running > 0
+        && !g.worklist.is_empty()
+        && !(g.cpu_limited && cpu_limit::free() == 0)
+    {
+        // (At the CPU limit a searcher could take the items but not run
+        // them.)
         g.search = true;
     }
     k
@@ -1383,14 +1424,15 @@ fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_wa
             // threads does (`Detector::retire_helper`). Only for a real
             // thread limit (EAGAIN from clone: RLIMIT_NPROC, threads-max,
             // a cgroup's pids.max).
+            let gave_way = ask_give_way && give_way_for(pool);
             if e.raw_os_error() == Some(libc::EAGAIN) {
                 let now = crate::util::mono_ns();
                 let since = match FAILING_SINCE.compare_exchange(0, now, SeqCst, SeqCst) {
                     Ok(_) => now,
                     Err(t) => t,
                 };
-                if ask_give_way && !give_way_for(pool) {
-                    detector().retire_helper(now - since);
+                if ask_give_way && !gave_way {
+                    detector().retire_helper(now.saturating_sub(since));
                 }
             }
             detector().wake();
@@ -1407,6 +1449,20 @@ fn after_creation(pool: &'static WorkerPool, err: Option<io::Error>, ask_give_wa
 /// When the current run of worker creations failing at a thread limit
 /// began (mono ns; 0: the last creation succeeded).
 static FAILING_SINCE: AtomicU64 = AtomicU64::new(0);
+
+/// Whether worker creations are failing at a thread limit now (since the
+/// last one that succeeded).
+pub(crate) fn creation_failing() -> bool {
+    FAILING_SINCE.load(SeqCst) != 0
+}
+
+/// In the child after `fork()`: the parent's creation failures and the
+/// CPU limit's count of its workers, which do not exist here (every pool
+/// was reset, so the count is exactly 0). Only stores.
+pub(crate) fn reset_counts_after_fork() {
+    FAILING_SINCE.store(0, SeqCst);
+    cpu_limit::RUNNING.store(0, SeqCst);
+}
 
 /// Whether some pool waits out a creation cooldown (cheap: one load).
 #[inline]
@@ -1608,6 +1664,7 @@ pub(crate) fn reset_after_fork(pool: &WorkerPool, g: &mut PoolState, own: Option
     g.nr_running = 0;
     g.nr_workers = 0;
     g.nr_idle = 0;
+    g.limit_freed = false;
     g.idle.clear();
     g.manager_active = false;
     if g.create_retry_at.take().is_some() {
@@ -1820,6 +1877,11 @@ pub(crate) fn steal(g: &mut PoolGuard) -> bool {
         return false;
     };
     let pool = g.pool;
+    if g.cpu_limited && g.nr_running == 0 && cpu_limit::free() == 0 {
+        // At the CPU limit this lane may not start a runner: items taken
+        // would wait here instead of behind the victim's runner.
+        return false;
+    }
     let mut batch = WorkList::new();
     g.stealing += 1;
     g.unlocked(|| {

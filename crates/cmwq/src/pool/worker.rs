@@ -15,6 +15,7 @@ use crate::sync::Mutex;
 
 use crate::attrs::WqFlags;
 use crate::config::settings;
+use crate::cpu_limit;
 use crate::event::{report, Event};
 use crate::monitor::procstat::TaskStat;
 use crate::monitor::state::DetectState;
@@ -333,6 +334,8 @@ fn worker_main(w: Arc<Worker>) {
             break 'woke_up;
         }
         leave_idle(&mut g, w.slot);
+        // Whether this wake-up ran anything (for the CPU limit, below).
+        let mut ran = false;
         if g.workers[w.slot].flags & WORKER_SEARCH != 0 {
             // Woken to search the sibling lanes (`pool::wakep`).
             pool::search(&mut g, w.slot);
@@ -360,6 +363,7 @@ fn worker_main(w: Arc<Worker>) {
                 break 'recheck;
             }
             look_again = true;
+            ran = true;
             loop {
                 let work = g.worklist.pop_front().expect("worklist not empty");
                 g = process_one_work(g, &w, &mut acct, &mut deferred, work);
@@ -379,6 +383,11 @@ fn worker_main(w: Arc<Worker>) {
             }
             update_worker(&mut g, w.slot, |ws| ws.flags |= WORKER_PREP);
             break 'recheck;
+        }
+        if !ran && g.cpu_limited && cpu_limit::free() > 0 && !need_more_worker(&g) {
+            // Woken for a slot of the CPU limit its pool no longer needs
+            // (G34): pass the wake on to a limited pool that waits.
+            g.limit_freed = true;
         }
         acct.idle();
         enter_idle(&mut g, w.slot);
