@@ -750,9 +750,11 @@ pub(crate) fn update_worker(
     slot: usize,
     f: impl FnOnce(&mut WorkerSlot),
 ) -> bool {
+    let limited = g.cpu_limited;
     let ws = &mut g.workers[slot];
     let before = ws.counts();
-    let before_limit = ws.counts_for_limit();
+    // Only a pool under the CPU limit pays for its count.
+    let before_limit = limited && ws.counts_for_limit();
     let was_blocked = ws.blocked.is_some();
     f(ws);
     let blocked = ws.blocked.is_some();
@@ -760,13 +762,13 @@ pub(crate) fn update_worker(
         ws.blocked_spans.change(blocked, crate::util::mono_ns());
     }
     let after = ws.counts();
-    let after_limit = ws.counts_for_limit();
+    let after_limit = limited && ws.counts_for_limit();
     match (before, after) {
         (false, true) => g.nr_running += 1,
         (true, false) => g.nr_running -= 1,
         _ => {}
     }
-    if !g.cpu_limited {
+    if !limited {
         return false;
     }
     match (before_limit, after_limit) {
