@@ -256,52 +256,32 @@ fn child_budget(n: u64) {
     }
 }
 
-#[test]
-fn g4_workers_first_at_a_budget_of_2_threads() {
+/// Run the budget scenario of `n` threads in a child, and print its
+/// summary line.
+fn budget(n: u64) {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
     let _s = serial();
-    let out = run_child("budget2");
-    println!(
-        "{}",
-        out.lines()
-            .filter(|l| l.starts_with("budget"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let out = run_child(&format!("budget{n}"));
+    for line in out.lines().filter(|l| l.contains("items in")) {
+        println!("{line}");
+    }
+}
+
+#[test]
+fn g4_workers_first_at_a_budget_of_2_threads() {
+    budget(2);
 }
 
 #[test]
 fn g4_workers_first_at_a_budget_of_3_threads() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
-    let _s = serial();
-    let out = run_child("budget3");
-    println!(
-        "{}",
-        out.lines()
-            .filter(|l| l.starts_with("budget"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    budget(3);
 }
 
 #[test]
 fn g4_workers_first_at_a_budget_of_4_threads() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
-    let _s = serial();
-    let out = run_child("budget4");
-    println!(
-        "{}",
-        out.lines()
-            .filter(|l| l.starts_with("budget"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    budget(4);
 }
 
 #[test]
