@@ -39,8 +39,18 @@ struct Service {
 
 impl Service {
     fn start(batch: u64) -> Service {
+        Service::start_for(batch, 60)
+    }
+
+    /// A service that exits by itself `seconds` after it is ready.
+    fn start_for(batch: u64, seconds: u64) -> Service {
         let mut child = Command::new(service_path())
-            .args(["--batch", &batch.to_string(), "--seconds", "60"])
+            .args([
+                "--batch",
+                &batch.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+            ])
             .env("CMWQ_CONTROL", "1")
             .env_remove("XDG_RUNTIME_DIR")
             .stdout(Stdio::piped())
@@ -430,25 +440,13 @@ fn ps_dump_and_monitor_print_json() {
 fn monitor_fails_when_the_process_goes_away() {
     let _s = serial();
     // Exits by itself 2 s after `ready`.
-    let mut child = Command::new(service_path())
-        .args(["--batch", "10", "--seconds", "2"])
-        .env("CMWQ_CONTROL", "1")
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid = child.id().to_string();
+    let svc = Service::start_for(10, 2);
+    let pid = svc.pid.to_string();
     let out = Command::new(bin())
         .args(["monitor", &pid, "--interval-ms", "200", "--seconds", "20"])
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(svc);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -187,6 +187,30 @@ impl Tmux {
             .expect("run tmux")
     }
 
+    /// A detached 120x40 session `session` running `command`, its pane
+    /// kept when the command ends (in the same tmux call, so a pane that
+    /// dies at once is still there to look at).
+    fn start(&self, session: &str, command: &str) {
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+            ";",
+            "set-option",
+            "-t",
+            session,
+            "remain-on-exit",
+            "on",
+        ]);
+        assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+    }
+
     fn capture(&self, session: &str) -> String {
         text(&self.cmd(&["capture-pane", "-p", "-t", session]).stdout)
     }
@@ -232,27 +256,7 @@ fn top_tui_runs_in_tmux_and_quits_on_q() {
     let tmux = Tmux {
         socket: format!("cmwq-top-test-{}", std::process::id()),
     };
-    let command = format!("'{}' top {}", bin(), demo.pid());
-    // remain-on-exit in the same tmux call, so a pane that dies at once is
-    // still there to look at.
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-        ";",
-        "set-option",
-        "-t",
-        &session,
-        "remain-on-exit",
-        "on",
-    ]);
-    assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+    tmux.start(&session, &format!("'{}' top {}", bin(), demo.pid()));
 
     // The view is up (its first screen comes at once, the CPU figures
     // after a second).
@@ -395,25 +399,10 @@ fn top_tui_honours_no_color() {
     let tmux = Tmux {
         socket: format!("cmwq-nocolor-test-{}", std::process::id()),
     };
-    let command = format!("NO_COLOR=1 '{}' top {}", bin(), demo.pid());
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
+    tmux.start(
         &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-        ";",
-        "set-option",
-        "-t",
-        &session,
-        "remain-on-exit",
-        "on",
-    ]);
-    assert!(out.status.success(), "tmux: {}", text(&out.stderr));
+        &format!("NO_COLOR=1 '{}' top {}", bin(), demo.pid()),
+    );
     let t = Instant::now();
     let mut screen = String::new();
     while t.elapsed() < Duration::from_secs(10) {

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use cmwq::Work;
 use common::*;
 
 fn pool_workers(cpu: usize) -> usize {
@@ -23,21 +22,9 @@ fn g21_idle_workers_are_kept_then_reaped_down_to_two() {
         .apply()
         .unwrap();
     let wq = percpu_wq("g21");
-    let gate = Gate::new();
     // Eight items that block at once: the pool grows to nine workers or
     // more (one per blocked item plus a spare).
-    let items: Vec<Work> = (0..8)
-        .map(|_| {
-            let g = gate.clone();
-            Work::new(move |_| cmwq::blocking(|| g.wait()))
-        })
-        .collect();
-    for w in &items {
-        assert!(wq.queue_on(0, w));
-    }
-    assert!(wait_until(Duration::from_secs(5), || items
-        .iter()
-        .all(|w| w.is_running())));
+    let (gate, _items) = blocked_burst(&wq, 0, 8, Duration::from_secs(5));
     let grown = pool_workers(0);
     assert!(grown >= 9, "pool grew to {grown}");
     gate.open();
@@ -46,19 +33,7 @@ fn g21_idle_workers_are_kept_then_reaped_down_to_two() {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(pool_workers(0), grown, "idle workers reaped too early");
     // ...and reused: running the burst again creates no thread.
-    let gate2 = Gate::new();
-    let again: Vec<Work> = (0..8)
-        .map(|_| {
-            let g = gate2.clone();
-            Work::new(move |_| cmwq::blocking(|| g.wait()))
-        })
-        .collect();
-    for w in &again {
-        assert!(wq.queue_on(0, w));
-    }
-    assert!(wait_until(Duration::from_secs(5), || again
-        .iter()
-        .all(|w| w.is_running())));
+    let (gate2, _again) = blocked_burst(&wq, 0, 8, Duration::from_secs(5));
     gate2.open();
     wq.flush();
     assert_eq!(pool_workers(0), grown, "idle workers were not reused");

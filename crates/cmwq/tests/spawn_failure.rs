@@ -41,19 +41,7 @@ fn worker_creation_failure_is_retried_and_loses_nothing() {
     // Later failures while growing (a blocked worker needs a spare) do not
     // lose work either.
     cmwq::test_util::fail_next_spawns(2);
-    let gate = Gate::new();
-    let blockers: Vec<Work> = (0..4)
-        .map(|_| {
-            let g = gate.clone();
-            Work::new(move |_| cmwq::blocking(|| g.wait()))
-        })
-        .collect();
-    for w in &blockers {
-        assert!(wq.queue_on(0, w));
-    }
-    assert!(wait_until(Duration::from_secs(10), || blockers
-        .iter()
-        .all(|w| w.is_running())));
+    let (gate, _blockers) = blocked_burst(&wq, 0, 4, Duration::from_secs(10));
     gate.open();
     wq.flush();
 }

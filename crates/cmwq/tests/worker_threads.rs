@@ -189,19 +189,7 @@ fn hooks_run_once_per_worker_start_and_stop() {
     // Eight items that block at once: CPU 0's pool grows by eight workers
     // or more, each running the start hook.
     let starts0 = STARTS.lock().unwrap().len();
-    let gate = Gate::new();
-    let items: Vec<Work> = (0..8)
-        .map(|_| {
-            let g = gate.clone();
-            Work::new(move |_| cmwq::blocking(|| g.wait()))
-        })
-        .collect();
-    for w in &items {
-        assert!(wq.queue_on(0, w));
-    }
-    assert!(wait_until(Duration::from_secs(5), || items
-        .iter()
-        .all(|w| w.is_running())));
+    let (gate, _items) = blocked_burst(&wq, 0, 8, Duration::from_secs(5));
     gate.open();
     wq.flush();
     let grown = STARTS.lock().unwrap().len() - starts0;

@@ -430,3 +430,30 @@ impl Drop for Narrowed {
         set_process_affinity(&self.all);
     }
 }
+
+/// Queue `n` items on `wq`'s pool of `cpu` that block (with the hint)
+/// until the returned gate opens, and wait up to `within` until every one
+/// of them runs: a burst that grows the pool by `n` workers.
+#[allow(dead_code)] // used by some of the test binaries only
+pub fn blocked_burst(
+    wq: &cmwq::Workqueue,
+    cpu: usize,
+    n: usize,
+    within: Duration,
+) -> (Arc<Gate>, Vec<cmwq::Work>) {
+    let gate = Gate::new();
+    let items: Vec<cmwq::Work> = (0..n)
+        .map(|_| {
+            let g = gate.clone();
+            cmwq::Work::new(move |_| cmwq::blocking(|| g.wait()))
+        })
+        .collect();
+    for w in &items {
+        assert!(wq.queue_on(cpu, w));
+    }
+    assert!(
+        wait_until(within, || items.iter().all(|w| w.is_running())),
+        "the burst's items did not all start"
+    );
+    (gate, items)
+}
