@@ -1047,6 +1047,11 @@ fn until_ok(
     Err(all)
 }
 
+/// Runs of the short-block check, at most; it stops after three judged
+/// ones (see [`check_short_blocks`]).
+#[allow(dead_code)] // used by some of the test binaries only
+const SHORT_BLOCK_ATTEMPTS: usize = 8;
+
 /// G15: "A block shorter than the stall window (here [`STALL_WINDOW`])
 /// does not start a new worker", with the positive control that shows the same
 /// setup does see a worker start when it should.
@@ -1056,17 +1061,50 @@ pub fn check_short_blocks(mode: Detect) {
     let short = Duration::from_micros(20);
     let long = Duration::from_millis(20);
 
-    // 20 short unhinted blocks: Y must wait for X. Up to 3 attempts (a
-    // sleep can overrun the stall window on a loaded machine); a library
-    // that starts workers on short blocks fails all of them.
+    // 20 short unhinted blocks: Y must wait for X. An attempt judges the
+    // library only if every sleep stayed shorter than the window: a sleep
+    // the machine overran (a loaded or shared VM now and then holds a
+    // 20 us sleep for a millisecond) is a real stall, and a worker started
+    // for it is G15 working, not failing. Up to SHORT_BLOCK_ATTEMPTS runs
+    // until one judged attempt passes; a library that starts workers on
+    // short blocks fails every judged one. If no attempt could be judged,
+    // the check says so and the positive control below still runs.
     println!("[{}] short blocks (20 us, unhinted):", mode.name());
-    if let Err(all) = until_ok(
-        3,
-        || run_blocks(20, burn, short, false),
-        |r| !r.y_during_x(),
-    ) {
+    let mut all = String::new();
+    let mut judged = 0;
+    let mut passed = false;
+    for i in 1..=SHORT_BLOCK_ATTEMPTS {
+        let r = run_blocks(20, burn, short, false);
+        // Hint mode never starts a worker on an unhinted block, however
+        // long: every attempt there is judged.
+        let overran = mode != Detect::Hint && r.longest_block >= STALL_WINDOW;
+        let verdict = match (overran, r.y_during_x()) {
+            (true, _) => "not judged: a sleep overran the stall window",
+            (false, true) => "FAILED",
+            (false, false) => "ok",
+        };
+        println!("  attempt {i}: {r}\n    {verdict}");
+        let _ = writeln!(all, "  attempt {i}: {r}\n    {verdict}");
+        if !overran {
+            judged += 1;
+            if !r.y_during_x() {
+                passed = true;
+                break;
+            }
+        }
+        if judged >= 3 {
+            break;
+        }
+    }
+    if judged == 0 {
+        println!(
+            "  {} mode: no attempt's sleeps all stayed under {:?}; short blocks not judged on this machine",
+            mode.name(),
+            STALL_WINDOW
+        );
+    } else if !passed {
         panic!(
-            "{} mode: blocks shorter than the stall window started another worker (Y ran before X finished) in every attempt:\n{all}",
+            "{} mode: blocks shorter than the stall window started another worker (Y ran before X finished) in every judged attempt:\n{all}",
             mode.name()
         );
     }
