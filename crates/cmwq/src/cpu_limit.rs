@@ -56,6 +56,15 @@ pub(crate) const REREAD_NS: u64 = 1_000_000_000;
 /// Read the quota and the CPUs the process may use now: the limit they
 /// make (what `pool::apply_cpu_limit` takes).
 pub(crate) fn read_limit() -> Option<u32> {
+    read_limit_for(
+        topology::affinity_mask().map_or(topology::topology().allowed.count(), |m| m.count()),
+    )
+}
+
+/// [`read_limit`] for a process that may use `usable` CPUs (the monitor
+/// passes the mask it had before it followed the limited runners: its own
+/// mask is then narrower than the process's).
+pub(crate) fn read_limit_for(usable: usize) -> Option<u32> {
     let quota = read_quota(Path::new("/"));
     QUOTA.store(
         quota.map_or(0, |q| {
@@ -63,8 +72,6 @@ pub(crate) fn read_limit() -> Option<u32> {
         }),
         Relaxed,
     );
-    let usable =
-        topology::affinity_mask().map_or(topology::topology().allowed.count(), |m| m.count());
     limit_for(quota, usable)
 }
 

@@ -104,6 +104,11 @@ impl CpuMask {
         Some(mask)
     }
 
+    /// Empties the mask, keeping its storage (for masks rebuilt often).
+    pub(crate) fn clear(&mut self) {
+        self.words.clear();
+    }
+
     /// Adds `cpu` to the mask.
     pub(crate) fn set(&mut self, cpu: usize) {
         let word = cpu / WORD_BITS;

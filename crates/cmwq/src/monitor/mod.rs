@@ -235,6 +235,10 @@ impl pool::Detector for Monitoring {
         sentinel::arm(pool);
     }
 
+    fn arm_sentinel_of(&self, cpu: usize) {
+        sentinel::arm_cpu(cpu);
+    }
+
     fn defer_creation(&self) -> bool {
         if !sentinel::on_sentinel() {
             return false;
@@ -608,6 +612,10 @@ fn monitor_main() {
     let mut limit_read_at = util::mono_ns() + crate::cpu_limit::REREAD_NS;
     // When sentinels missing for want of a thread are tried again.
     let mut sentinels_retry_at = util::mono_ns() + policy::SENTINEL_RETRY_NS;
+    // Under the CPU limit: the CPUs of the lanes whose runners hold it
+    // (rebuilt each pass), and where the monitor followed them.
+    let mut runner_cpus = crate::cpumask::CpuMask::new();
+    let mut followed: Option<policy::Followed> = None;
     loop {
         if RETIRE.swap(false, SeqCst) && pool::creation_failing() && !pool::any_worker() {
             // Its thread goes to a worker (`retire_helper`), unless a
@@ -630,8 +638,14 @@ fn monitor_main() {
         let now = util::mono_ns();
         if now >= limit_read_at {
             limit_read_at = now + crate::cpu_limit::REREAD_NS;
-            pool::apply_cpu_limit(crate::cpu_limit::read_limit());
+            // The process's CPUs, not the monitor's while it follows the
+            // runners.
+            pool::apply_cpu_limit(match &followed {
+                Some(f) => crate::cpu_limit::read_limit_for(f.saved.count()),
+                None => crate::cpu_limit::read_limit(),
+            });
         }
+        runner_cpus.clear();
         if m.mode == Mode::Sentinel
             && now >= sentinels_retry_at
             && !pool::creation_stalled()
@@ -694,6 +708,11 @@ fn monitor_main() {
                             exec: ws.worker.exec_seq.load(Relaxed),
                             blocked_by_monitor: ws.blocked == Some(pool::BlockedBy::Monitor),
                         });
+                    }
+                }
+                if pool.lane.is_some() && pool::holds_cpu_limit(&g) {
+                    if let Some(cpu) = pool.attrs.cpus.first() {
+                        runner_cpus.set(cpu);
                     }
                 }
                 let by_monitor = runners.iter().any(|r| r.blocked_by_monitor);
@@ -779,6 +798,7 @@ fn monitor_main() {
             }
         }
         runners.clear();
+        follow_limited_runners(&runner_cpus, &mut followed);
 
         // Sleep until a record arrives, a deadline passes, or a queuer
         // wakes us. The rings' fds are polled without holding the workers'
@@ -830,6 +850,45 @@ fn monitor_main() {
         }
         poll_fds.clear();
         WAKEUPS.fetch_add(1, Relaxed);
+    }
+}
+
+/// Under the CPU limit, run on the CPUs of the runners that hold it, and
+/// go back once it is lifted or nobody holds it (`policy::follow_runners`
+/// says why: a wake-up on a CPU the limit keeps idle gets the process
+/// throttled). One `sched_setaffinity` per change; nothing at all without
+/// a limit.
+fn follow_limited_runners(
+    runner_cpus: &crate::cpumask::CpuMask,
+    followed: &mut Option<policy::Followed>,
+) {
+    let limited = crate::cpu_limit::limit().is_some();
+    if followed.is_none() && (!limited || runner_cpus.is_empty()) {
+        return;
+    }
+    if limited && followed.as_ref().is_some_and(|f| f.applied == *runner_cpus) {
+        // Where it is: the steady state, without a system call or an
+        // allocation.
+        return;
+    }
+    // The mask as set now: a narrowing in force is checked against it
+    // before it is changed (set from outside meanwhile: theirs stands).
+    let now = crate::topology::affinity_mask();
+    let set = |m: &crate::cpumask::CpuMask| {
+        rustix::thread::sched_setaffinity(None, &m.to_rustix()).is_ok()
+    };
+    match policy::follow_runners(limited, runner_cpus, now.as_ref(), followed.as_ref()) {
+        policy::Follow::Keep => {}
+        policy::Follow::Narrow(f) => {
+            if set(&f.applied) {
+                *followed = Some(f);
+            }
+        }
+        policy::Follow::Restore(saved) => {
+            let _ = set(&saved);
+            *followed = None;
+        }
+        policy::Follow::Forget => *followed = None,
     }
 }
 

@@ -8,6 +8,8 @@
 //! The unit tests at the bottom drive each rule without threads or clocks.
 //! `README.md` beside this file explains why the rules are what they are.
 
+use crate::cpumask::CpuMask;
+
 /// A managed pool with nothing pending for this long stops being watched
 /// (its sentinels disarm, its rings stop recording) (ns).
 pub(crate) const UNWATCH_AFTER_NS: u64 = 20_000_000;
@@ -121,9 +123,9 @@ pub(crate) enum Pick {
     NothingPending,
     /// Items wait, but its CPU's lane may not start a runner: the CPU limit
     /// (G34) is reached, so its CPU idles by the limit, not by a block. A
-    /// slot given back wakes a limited pool's worker directly
-    /// (`pool::wake_limited`); the sentinel looks again after
-    /// [`SENTINEL_LIMITED_WAIT_NS`], staying armed.
+    /// slot given back wakes a limited pool's worker directly and arms its
+    /// sentinels (`pool::wake_limited`); until then the sentinel disarms
+    /// (a look at a CPU the limit keeps idle costs the process quota).
     Limited,
 }
 
@@ -140,16 +142,6 @@ pub(crate) const MONITOR_RETIRE_AFTER_NS: u64 = 1_000_000_000;
 /// again by the next creation that needs its thread.
 pub(crate) const SENTINEL_RETRY_NS: u64 = 5_000_000_000;
 
-/// sentinel: the wait after a pick that found its CPU's lane held back by
-/// the CPU limit (G34). Each look at an idle CPU costs quota the workers
-/// would use: at a 2 ms back-off the sentinel of a CPU the limit keeps
-/// idle got the process throttled 2-3 times in 0.65 s where a std pool
-/// of `available_parallelism()` threads was not throttled at all
-/// (`tests/cpu_quota.rs`, a quota of 1 CPU on 2 CPUs). A runner started
-/// on that lane meanwhile has its blocks found by this look or by the
-/// monitor's backstop.
-pub(crate) const SENTINEL_LIMITED_WAIT_NS: u64 = 20_000_000;
-
 /// How long a sentinel waits after a pick (ns; 0: run again at once) and
 /// the back-off to use after the next `Runnable` pick.
 pub(crate) fn sentinel_wait(pick: Pick, backoff: u64, now: u64) -> (u64, u64) {
@@ -162,8 +154,8 @@ pub(crate) fn sentinel_wait(pick: Pick, backoff: u64, now: u64) -> (u64, u64) {
             let b = backoff.clamp(SENTINEL_BACKOFF_MIN_NS, SENTINEL_BACKOFF_MAX_NS);
             (b, (b * 2).min(SENTINEL_BACKOFF_MAX_NS))
         }
-        Pick::NothingPending => (0, SENTINEL_BACKOFF_MIN_NS),
-        Pick::Limited => (SENTINEL_LIMITED_WAIT_NS, backoff),
+        // Both disarm before any wait (`sentinel_main`).
+        Pick::NothingPending | Pick::Limited => (0, SENTINEL_BACKOFF_MIN_NS),
     }
 }
 
@@ -331,3 +323,71 @@ pub(crate) fn progress_stalled(last_done_at: u64, now: u64, window: u64) -> bool
 
 #[cfg(test)]
 mod tests;
+
+/// The monitor's own CPUs under the CPU limit (G34): what it ran on before
+/// it followed the limited runners (`saved`), and where it follows them
+/// (`applied`).
+///
+/// A process under a CPU quota is throttled as soon as a CPU the limit
+/// keeps idle asks for a slice of the quota while the runners use all of
+/// it; work on a CPU that a runner already keeps busy only delays that
+/// runner (one CPU cannot use more than its own time). Measured with a
+/// quota of 1 CPU on 2 CPUs and one thread burning CPU 0 (3 s): a thread
+/// that woke for 10 us every 20 ms got the process throttled 7 times when
+/// it ran on CPU 1, never on CPU 0. So while runners of spreading pools
+/// hold the limit, the monitor runs on their CPUs (the sentinels of the
+/// CPUs the limit keeps idle disarm: `Pick::Limited`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Followed {
+    pub(crate) saved: CpuMask,
+    pub(crate) applied: CpuMask,
+}
+
+/// What the monitor does with its own affinity after a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Follow {
+    /// Nothing to change.
+    Keep,
+    /// Narrow (or move) to these CPUs, remembering `saved`.
+    Narrow(Followed),
+    /// Go back to `saved`: the limit is gone, or no runner holds it.
+    Restore(CpuMask),
+    /// Forget the narrowing without restoring it: the mask was changed
+    /// from outside meanwhile (`taskset -a`), which stands.
+    Forget,
+}
+
+/// Decide the monitor's affinity. `limited`: a CPU limit is in force;
+/// `runner_cpus`: the CPUs of the lanes with a running worker counted by
+/// it; `now`: the monitor's own mask as read now (None: unreadable);
+/// `followed`: the narrowing in force.
+pub(crate) fn follow_runners(
+    limited: bool,
+    runner_cpus: &CpuMask,
+    now: Option<&CpuMask>,
+    followed: Option<&Followed>,
+) -> Follow {
+    let Some(now) = now else {
+        return Follow::Keep;
+    };
+    if let Some(f) = followed {
+        if *now != f.applied {
+            return Follow::Forget;
+        }
+    }
+    let saved = followed.map_or(now, |f| &f.saved);
+    let want = runner_cpus.and(saved);
+    if !limited || want.is_empty() || want == *saved {
+        return match followed {
+            Some(f) => Follow::Restore(f.saved.clone()),
+            None => Follow::Keep,
+        };
+    }
+    if followed.is_some_and(|f| f.applied == want) {
+        return Follow::Keep;
+    }
+    Follow::Narrow(Followed {
+        saved: saved.clone(),
+        applied: want,
+    })
+}

@@ -264,11 +264,6 @@ pub(crate) fn arm(pool: &WorkerPool) {
     let Some(all) = SENTINELS.get() else {
         return;
     };
-    let arm_one = |s: &Sentinel| {
-        if s.armed.swap(1, SeqCst) == 0 {
-            let _ = rustix::thread::futex::wake(&s.armed, rustix::thread::futex::Flags::PRIVATE, 1);
-        }
-    };
     match pool.cpu {
         Some(c) => {
             if let Some(s) = all.get(c) {
@@ -284,6 +279,21 @@ pub(crate) fn arm(pool: &WorkerPool) {
                 }
             }
         }
+    }
+}
+
+fn arm_one(s: &Sentinel) {
+    if s.armed.swap(1, SeqCst) == 0 {
+        let _ = rustix::thread::futex::wake(&s.armed, rustix::thread::futex::Flags::PRIVATE, 1);
+    }
+}
+
+/// Arm the sentinel of `cpu` alone: a runner of a lane under the CPU limit
+/// starts there, and its sentinel may have disarmed while the limit held
+/// the lane back (`Pick::Limited`).
+pub(crate) fn arm_cpu(cpu: usize) {
+    if let Some(s) = SENTINELS.get().and_then(|all| all.get(cpu)) {
+        arm_one(s);
     }
 }
 
@@ -533,6 +543,26 @@ fn sentinel_main(s: &'static Sentinel) {
         seen.retain(|x| now.saturating_sub(x.since) < stall.max(1) * 4 + 1_000_000);
         if CREATE_WANTED.load(Relaxed) {
             super::wake();
+        }
+        if pick == Pick::Limited {
+            // Its CPU idles by the CPU limit (G34): every look at it would
+            // take quota from the CPUs that run (a process throttles as
+            // soon as a CPU the limit keeps idle asks for a slice). It
+            // sleeps until a slot given back starts its lane
+            // (`pool::wake_limited` arms the lane's sentinels) or a queuer
+            // arms it. Its pools' flags stay set: their other sentinels
+            // still watch. A slot given back between its look and this
+            // store is seen by the load below (the store, the fence and
+            // the waker's decrement and arm are SeqCst: either its arm
+            // finds the word clear and wakes it, or the load sees the
+            // slot).
+            s.armed.store(0, SeqCst);
+            std::sync::atomic::fence(SeqCst);
+            if crate::cpu_limit::free() > 0 {
+                s.armed.store(1, Relaxed);
+            }
+            seen.clear();
+            continue;
         }
         if pick == Pick::NothingPending {
             // Nothing waits behind a runner here: disarm until a queuer

@@ -189,6 +189,13 @@ impl WorkerSlot {
     }
 }
 
+/// Whether a worker of this pool runs an item counted by the CPU limit
+/// (G34): the monitor runs on such runners' CPUs
+/// (`monitor::follow_limited_runners`). Under the pool lock.
+pub(crate) fn holds_cpu_limit(g: &PoolState) -> bool {
+    g.cpu_limited && g.workers.iter().any(|(_, ws)| ws.counts_for_limit())
+}
+
 /// Locked state of a pool. L.
 pub(crate) struct PoolState {
     /// L: active items waiting for a worker, FIFO.
@@ -839,8 +846,12 @@ pub(crate) fn apply_cpu_limit(limit: Option<u32>) {
             g.cpu_limited = want;
         }
         if limit.unwrap_or(u32::MAX) > old {
-            // More may run now.
+            // More may run now, watched by sentinels that disarmed while
+            // the limit held their lanes back.
             kick_pool(&mut g);
+            if has_pending(&g) {
+                detector().arm_sentinels(pool);
+            }
         }
     }
 }
@@ -886,6 +897,9 @@ pub(crate) fn wake_limited(from: Option<&'static WorkerPool>) {
                 Kick::Woken | Kick::NeedWorker | Kick::Pending
             )
         {
+            // Its sentinels disarmed while the limit held the lane back
+            // (`Pick::Limited`): the runner on its way is watched again.
+            detector().arm_sentinels(pool);
             on_the_way += 1;
             if on_the_way >= free {
                 return;
@@ -913,6 +927,10 @@ pub(crate) trait Detector: Sync {
     /// its CPUs. Called under the pool lock, after the item was put on the
     /// worklist.
     fn arm_sentinels(&self, pool: &'static WorkerPool);
+    /// A worker of a lane under the CPU limit starts running on `cpu`: arm
+    /// that CPU's sentinel, which may have disarmed while the limit held
+    /// the lane back (G34).
+    fn arm_sentinel_of(&self, cpu: usize);
     /// Whether the calling thread must not create a worker (a thread it
     /// starts would inherit its scheduling policy, as on a sentinel). If
     /// so it has recorded that one is wanted: the monitor creates it.
@@ -943,6 +961,7 @@ pub(crate) struct NoDetector;
 impl Detector for NoDetector {
     fn wake(&self) {}
     fn arm_sentinels(&self, _: &'static WorkerPool) {}
+    fn arm_sentinel_of(&self, _: usize) {}
     fn defer_creation(&self) -> bool {
         false
     }

@@ -522,6 +522,15 @@ fn process_one_work(
         seq,
     };
     start_exec(&mut g, w, &work, &exec, acct.clock);
+    if g.cpu_limited && pool.lane.is_some() {
+        // Its CPU's sentinel disarms while the limit holds this lane back,
+        // or while this worker's last item was a CPU hog (neither counts
+        // in `nr_running`: `Pick::Limited`): it watches this execution.
+        // One swap per item, under the CPU limit only.
+        if let Some(cpu) = pool.attrs.cpus.first() {
+            pool::detector().arm_sentinel_of(cpu);
+        }
+    }
     // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
     // the next idle worker for the next item.
     let k = pool::kick_pool(&mut g);

@@ -53,13 +53,14 @@ fn sentinel_sleeps_until_the_window_ends() {
 }
 
 #[test]
-fn g34_a_sentinel_held_back_by_the_cpu_limit_looks_rarely() {
-    // Its CPU idles by the limit: a long wait, and the back-off kept for
-    // when its lane runs again.
-    let (w, nb) = sentinel_wait(Pick::Limited, 77, 0);
-    assert_eq!(w, SENTINEL_LIMITED_WAIT_NS);
-    assert!(w >= 10 * SENTINEL_BACKOFF_MAX_NS);
-    assert_eq!(nb, 77);
+fn g34_a_sentinel_held_back_by_the_cpu_limit_disarms() {
+    // Its CPU idles by the limit: no timed look (each would cost quota);
+    // it disarms as with nothing pending, and starts again from the
+    // shortest back-off when a slot given back arms it.
+    assert_eq!(
+        sentinel_wait(Pick::Limited, 77, 0),
+        sentinel_wait(Pick::NothingPending, 77, 0)
+    );
 }
 
 fn blocked(run: u64) -> ProcSample {
@@ -236,4 +237,70 @@ fn progress_stalls_after_a_window_without_completions() {
 fn progress_window_has_a_floor() {
     assert_eq!(progress_window(0), MS);
     assert_eq!(progress_window(400 * US), 2 * MS);
+}
+
+fn mask(cpus: &[usize]) -> CpuMask {
+    CpuMask::from_cpus(cpus.iter().copied())
+}
+
+#[test]
+fn g34_the_monitor_follows_the_limited_runners_and_comes_back() {
+    let all = mask(&[0, 1, 2, 3]);
+    // No limit, or no runner holding it: nothing to do.
+    assert_eq!(
+        follow_runners(false, &mask(&[1]), Some(&all), None),
+        Follow::Keep
+    );
+    assert_eq!(
+        follow_runners(true, &mask(&[]), Some(&all), None),
+        Follow::Keep
+    );
+    // Runners on every CPU: nowhere idle to leave.
+    assert_eq!(follow_runners(true, &all, Some(&all), None), Follow::Keep);
+    // A runner on CPU 1 holds the limit: the monitor moves there.
+    let f = Followed {
+        saved: all.clone(),
+        applied: mask(&[1]),
+    };
+    assert_eq!(
+        follow_runners(true, &mask(&[1]), Some(&all), None),
+        Follow::Narrow(f.clone())
+    );
+    // Still there: no system call.
+    assert_eq!(
+        follow_runners(true, &mask(&[1]), Some(&mask(&[1])), Some(&f)),
+        Follow::Keep
+    );
+    // The runner moved: follow it, keeping what to come back to.
+    assert_eq!(
+        follow_runners(true, &mask(&[2, 3]), Some(&mask(&[1])), Some(&f)),
+        Follow::Narrow(Followed {
+            saved: all.clone(),
+            applied: mask(&[2, 3])
+        })
+    );
+    // Runners outside the saved mask are not followed there.
+    assert_eq!(
+        follow_runners(true, &mask(&[5]), Some(&mask(&[1])), Some(&f)),
+        Follow::Restore(all.clone())
+    );
+    // The limit lifted, or the runners gone: back to the saved mask.
+    assert_eq!(
+        follow_runners(false, &mask(&[1]), Some(&mask(&[1])), Some(&f)),
+        Follow::Restore(all.clone())
+    );
+    assert_eq!(
+        follow_runners(true, &mask(&[]), Some(&mask(&[1])), Some(&f)),
+        Follow::Restore(all.clone())
+    );
+    // Someone set the mask from outside meanwhile: theirs stands.
+    assert_eq!(
+        follow_runners(true, &mask(&[1]), Some(&mask(&[0])), Some(&f)),
+        Follow::Forget
+    );
+    // An unreadable mask changes nothing.
+    assert_eq!(
+        follow_runners(true, &mask(&[1]), None, Some(&f)),
+        Follow::Keep
+    );
 }
