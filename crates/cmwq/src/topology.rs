@@ -293,7 +293,16 @@ fn masks_share(masks: &[Option<CpuMask>], cur: usize, pre: usize) -> bool {
 /// a machine with more CPUs than a [`CpuSet`] holds, where the kernel
 /// refuses the small buffer).
 pub(crate) fn affinity_mask() -> Option<CpuMask> {
-    let set = rustix::thread::sched_getaffinity(None).ok()?;
+    mask_of(rustix::thread::sched_getaffinity(None).ok()?)
+}
+
+/// The affinity mask of thread `tid` of this process, if it can be read.
+pub(crate) fn affinity_of(tid: i32) -> Option<CpuMask> {
+    let pid = rustix::process::Pid::from_raw(tid)?;
+    mask_of(rustix::thread::sched_getaffinity(Some(pid)).ok()?)
+}
+
+fn mask_of(set: CpuSet) -> Option<CpuMask> {
     Some(CpuMask::from_cpus(
         (0..CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu)),
     ))

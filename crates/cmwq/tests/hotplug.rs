@@ -293,4 +293,58 @@ fn g35_affinity_narrowed_and_widened_from_outside_loses_nothing() {
     );
     println!("items ran in {:?}", start.elapsed());
     every_cpu_busy(&kinds, &all);
+
+    // The widened mask gave every thread every CPU: the per-CPU pools'
+    // workers and the sentinels are pinned to their CPU again once the
+    // monitor re-reads the mask (at most about a second of busy time; an
+    // item blocked with another behind it keeps a pool watched, so the
+    // monitor makes passes).
+    let t = Instant::now();
+    let mut wrong = Vec::new();
+    let pinned = wait_until(Duration::from_secs(10), || {
+        let slow = Work::new(|_| std::thread::sleep(Duration::from_millis(20)));
+        let behind = Work::new(|_| {});
+        cmwq::system_wq().queue_on(all[0], &slow);
+        cmwq::system_wq().queue_on(all[0], &behind);
+        cmwq::system_wq().flush();
+        wrong = unpinned();
+        wrong.is_empty()
+    });
+    println!("pinned threads pinned again after {:?}", t.elapsed());
+    assert!(
+        pinned,
+        "threads pinned to one CPU not pinned again after the mask widened: {wrong:?}"
+    );
+}
+
+/// Threads the library pins to one CPU (a per-CPU pool's workers,
+/// `kworker/C:N`, and the sentinels, `cmwq-sent/C`) whose mask is not
+/// that CPU alone: "name: mask".
+fn unpinned() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let dir = e.path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(dir.join("comm")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue;
+        };
+        let name = name.trim();
+        let cpu = name
+            .strip_prefix("kworker/")
+            .and_then(|r| r.split(':').next())
+            .or_else(|| name.strip_prefix("cmwq-sent/"))
+            .and_then(|c| c.parse::<usize>().ok());
+        let Some(cpu) = cpu else { continue };
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(str::trim)
+            .unwrap_or("");
+        if mask != cpu.to_string() {
+            out.push(format!("{name}: {mask}"));
+        }
+    }
+    out
 }

@@ -638,10 +638,16 @@ fn monitor_main() {
         let now = util::mono_ns();
         if now >= limit_read_at {
             limit_read_at = now + crate::cpu_limit::REREAD_NS;
-            // The process's CPUs, not the monitor's while it follows the
-            // runners.
-            pool::apply_cpu_limit(match &followed {
-                Some(f) => crate::cpu_limit::read_limit_for(f.saved.count()),
+            // The process's CPUs (not the monitor's own while it follows
+            // the runners): the CPU limit counts them, and a mask widened
+            // from outside has the pinned threads pinned again.
+            let mask = process_mask(followed.as_ref());
+            if let Some(m) = &mask {
+                pool::repin_workers(m);
+                sentinel::repin(m);
+            }
+            pool::apply_cpu_limit(match &mask {
+                Some(m) => crate::cpu_limit::read_limit_for(m.count()),
                 None => crate::cpu_limit::read_limit(),
             });
         }
@@ -851,6 +857,18 @@ fn monitor_main() {
         poll_fds.clear();
         WAKEUPS.fetch_add(1, Relaxed);
     }
+}
+
+/// The process's affinity mask, as the monitor can tell it: its own,
+/// unless it narrowed that to follow the limited runners, when it is the
+/// mask it saved (if its own is still the one it set: one set from outside
+/// meanwhile is the process's).
+fn process_mask(followed: Option<&policy::Followed>) -> Option<crate::cpumask::CpuMask> {
+    let own = crate::topology::affinity_mask()?;
+    Some(match followed {
+        Some(f) if own == f.applied => f.saved.clone(),
+        _ => own,
+    })
 }
 
 /// Under the CPU limit, run on the CPUs of the runners that hold it, and

@@ -297,6 +297,29 @@ pub(crate) fn arm_cpu(cpu: usize) {
     }
 }
 
+/// Pin the running sentinels of `mask`'s CPUs back to their CPU if a mask
+/// set from outside took that away (see `pool::repin_workers`): the first
+/// one stands for all (one `sched_getaffinity` per call).
+pub(crate) fn repin(mask: &crate::cpumask::CpuMask) {
+    let Some(all) = SENTINELS.get() else {
+        return;
+    };
+    let running = || {
+        all.iter()
+            .filter(|s| mask.contains(s.cpu) && s.status.load(Acquire) == RUNNING)
+    };
+    let own = |s: &Sentinel| crate::cpumask::CpuMask::from_cpus([s.cpu]);
+    match running().next() {
+        Some(s) if crate::topology::affinity_of(s.tid.load(Relaxed)) != Some(own(s)) => {}
+        _ => return,
+    }
+    for s in running() {
+        if let Some(pid) = rustix::process::Pid::from_raw(s.tid.load(Relaxed)) {
+            let _ = rustix::thread::sched_setaffinity(Some(pid), &own(s).to_rustix());
+        }
+    }
+}
+
 /// Totals for benchmarks: (picks, acted, runnable).
 #[cfg(feature = "test-util")]
 pub(crate) fn totals() -> (u64, u64, u64) {

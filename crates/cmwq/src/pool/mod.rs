@@ -196,6 +196,59 @@ pub(crate) fn holds_cpu_limit(g: &PoolState) -> bool {
     g.cpu_limited && g.workers.iter().any(|(_, ws)| ws.counts_for_limit())
 }
 
+/// Pin the workers of per-CPU pools and of lanes back to their CPU where a
+/// mask set from outside took that away (`taskset -a -p`, which gives
+/// every thread of the process the same mask: after it widens the mask
+/// again they run anywhere). `mask`: the process's mask now; a pool whose
+/// CPU is outside it is left as the kernel runs it. One
+/// `sched_getaffinity` per such pool (of its first worker: an outside
+/// change reaches every thread) and, where that one lost its pin, one
+/// `sched_setaffinity` per worker. Called by the monitor when it re-reads
+/// the CPU limit (G35); no pool lock is held across a system call.
+/// Returns how many workers were pinned again.
+pub(crate) fn repin_workers(mask: &CpuMask) -> usize {
+    let Some(pools) = pools_if_started() else {
+        return 0;
+    };
+    let mut tids: Vec<i32> = Vec::new();
+    let mut pinned = 0;
+    for pool in pools.all() {
+        if !pool.bound() && pool.lane.is_none() {
+            continue;
+        }
+        let cpus = pool.attrs.cpus.and(mask);
+        if cpus.is_empty() {
+            continue;
+        }
+        tids.clear();
+        tids.extend(
+            pool.lock()
+                .workers
+                .iter()
+                .map(|(_, ws)| ws.worker.tid.load(Relaxed))
+                .filter(|&t| t > 0),
+        );
+        // The first worker stands for the pool (gone meanwhile: the next
+        // re-read looks again).
+        match tids.first().and_then(|&t| crate::topology::affinity_of(t)) {
+            Some(m) if m != cpus => {}
+            _ => continue,
+        }
+        let set = cpus.to_rustix();
+        for &tid in &tids {
+            // A worker that left meanwhile is gone (ESRCH); its tid reused
+            // by another thread of this process within the second is
+            // unlikely, and a worker pins itself when it starts anyway.
+            if let Some(pid) = rustix::process::Pid::from_raw(tid) {
+                if rustix::thread::sched_setaffinity(Some(pid), &set).is_ok() {
+                    pinned += 1;
+                }
+            }
+        }
+    }
+    pinned
+}
+
 /// Locked state of a pool. L.
 pub(crate) struct PoolState {
     /// L: active items waiting for a worker, FIFO.
