@@ -296,10 +296,16 @@ pub(crate) fn affinity_mask() -> Option<CpuMask> {
     mask_of(rustix::thread::sched_getaffinity(None).ok()?)
 }
 
-/// The affinity mask of thread `tid` of this process, if it can be read.
-pub(crate) fn affinity_of(tid: i32) -> Option<CpuMask> {
+/// Thread `tid` of this process, pinned to `cpu`, lost its pin: the mask
+/// it has instead (None: pinned, or unreadable). No allocation unless it
+/// lost it.
+pub(crate) fn lost_pin_of(tid: i32, cpu: usize) -> Option<CpuMask> {
     let pid = rustix::process::Pid::from_raw(tid)?;
-    mask_of(rustix::thread::sched_getaffinity(Some(pid)).ok()?)
+    let set = rustix::thread::sched_getaffinity(Some(pid)).ok()?;
+    if set.is_set(cpu) && set.count() == 1 {
+        return None;
+    }
+    mask_of(set)
 }
 
 fn mask_of(set: CpuSet) -> Option<CpuMask> {

@@ -369,6 +369,58 @@ fn child(dir: &Path) {
         );
     }
 
+    // A per-CPU pool on the CPU the limit keeps idle: its sentinel disarms
+    // there (its lane is held back) and must still be armed by the next
+    // item queued behind a runner of that per-CPU pool. Spreading items
+    // keep the one slot busy (and a backlog in the lanes) meanwhile; on
+    // the other CPU, rounds of (a short block, an item behind it) on
+    // `system_wq`. Before the fix the first round left the pool's flag set
+    // while the sentinel disarmed, and later blocks were left to the
+    // backstop.
+    if sentinel_acted().is_some() && common::own_affinity().len() >= 2 {
+        let lane_cpu = Arc::new(AtomicUsize::new(usize::MAX));
+        for i in 0..12 {
+            let lane_cpu = lane_cpu.clone();
+            cmwq::spawn(move || {
+                if i == 0 {
+                    // SAFETY: sched_getcpu has no preconditions.
+                    lane_cpu.store(unsafe { libc::sched_getcpu() } as usize, SeqCst);
+                }
+                common::burn_cpu(Duration::from_millis(100));
+            });
+        }
+        assert!(common::wait_until(Duration::from_secs(5), || lane_cpu
+            .load(SeqCst)
+            != usize::MAX));
+        let busy = lane_cpu.load(SeqCst);
+        let idle = *common::own_affinity().iter().find(|&&c| c != busy).unwrap();
+        let rounds: Vec<u64> = (0..4)
+            .map(|_| {
+                let before = sentinel_acted().unwrap_or(0);
+                let block = cmwq::Work::new(|_| {
+                    common::burn_cpu(Duration::from_millis(1));
+                    std::thread::sleep(Duration::from_millis(50));
+                });
+                let behind = cmwq::Work::new(|_| {});
+                cmwq::system_wq().queue_on(idle, &block);
+                cmwq::system_wq().queue_on(idle, &behind);
+                cmwq::system_wq().flush();
+                // Its sentinel looks once more and disarms (its lane is
+                // held back).
+                std::thread::sleep(Duration::from_millis(30));
+                sentinel_acted().unwrap_or(0) - before
+            })
+            .collect();
+        cmwq::system_dfl_wq().flush();
+        println!(
+            "a per-CPU pool's blocks on the CPU the limit keeps idle (CPU {idle}), 4 rounds: the sentinels marked {rounds:?}"
+        );
+        assert!(
+            rounds.iter().filter(|&&n| n > 0).count() >= 2,
+            "a per-CPU pool's blocks on the held-back CPU were left to the backstop: {rounds:?}"
+        );
+    }
+
     // fork() while a spreading item runs and holds the limit's one slot:
     // the child's pools start with nothing counted (its parent's workers do
     // not exist there), so its own items run. Before the fix the child

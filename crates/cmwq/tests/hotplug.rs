@@ -294,20 +294,42 @@ fn g35_affinity_narrowed_and_widened_from_outside_loses_nothing() {
     println!("items ran in {:?}", start.elapsed());
     every_cpu_busy(&kinds, &all);
 
-    // The widened mask gave every thread every CPU: the per-CPU pools'
-    // workers and the sentinels are pinned to their CPU again once the
-    // monitor re-reads the mask (at most about a second of busy time; an
-    // item blocked with another behind it keeps a pool watched, so the
-    // monitor makes passes).
+    // The widened mask gave every thread every CPU: the workers of the
+    // per-CPU pools and of the lanes pin themselves to their CPU again
+    // before their next item once the monitor re-reads the mask (at most
+    // about a second of busy time), and the sentinels are pinned again.
+    // Each item queued on CPU c reports its worker's mask; most run on
+    // workers that existed before (idle ones are woken first).
     let t = Instant::now();
     let mut wrong = Vec::new();
     let pinned = wait_until(Duration::from_secs(10), || {
-        let slow = Work::new(|_| std::thread::sleep(Duration::from_millis(20)));
-        let behind = Work::new(|_| {});
-        cmwq::system_wq().queue_on(all[0], &slow);
-        cmwq::system_wq().queue_on(all[0], &behind);
-        cmwq::system_wq().flush();
-        wrong = unpinned();
+        let masks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut items = Vec::new();
+        for wq in [cmwq::system_wq(), cmwq::system_dfl_wq()] {
+            for &cpu in &all {
+                let m = masks.clone();
+                let name = wq.name().to_string();
+                let w = Work::new(move |_| {
+                    // Behind a short block: the pool stays watched, so the
+                    // monitor makes passes.
+                    std::thread::sleep(Duration::from_millis(5));
+                    m.lock().unwrap().push((name.clone(), cpu, own_affinity()));
+                });
+                wq.queue_on(cpu, &w);
+                items.push((wq, w));
+            }
+        }
+        for (wq, _) in &items {
+            wq.flush();
+        }
+        wrong = masks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, cpu, mask)| mask != &vec![*cpu])
+            .map(|(wq, cpu, mask)| format!("{wq} on CPU {cpu}: {mask:?}"))
+            .collect();
+        wrong.extend(unpinned_sentinels());
         wrong.is_empty()
     });
     println!("pinned threads pinned again after {:?}", t.elapsed());
@@ -317,10 +339,9 @@ fn g35_affinity_narrowed_and_widened_from_outside_loses_nothing() {
     );
 }
 
-/// Threads the library pins to one CPU (a per-CPU pool's workers,
-/// `kworker/C:N`, and the sentinels, `cmwq-sent/C`) whose mask is not
-/// that CPU alone: "name: mask".
-fn unpinned() -> Vec<String> {
+/// Sentinels (`cmwq-sent/C`, pinned to C) whose mask is not C alone:
+/// "name: mask".
+fn unpinned_sentinels() -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let dir = e.path();
@@ -331,12 +352,12 @@ fn unpinned() -> Vec<String> {
             continue;
         };
         let name = name.trim();
-        let cpu = name
-            .strip_prefix("kworker/")
-            .and_then(|r| r.split(':').next())
-            .or_else(|| name.strip_prefix("cmwq-sent/"))
-            .and_then(|c| c.parse::<usize>().ok());
-        let Some(cpu) = cpu else { continue };
+        let Some(cpu) = name
+            .strip_prefix("cmwq-sent/")
+            .and_then(|c| c.parse::<usize>().ok())
+        else {
+            continue;
+        };
         let mask = status
             .lines()
             .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))

@@ -616,6 +616,8 @@ fn monitor_main() {
     // (rebuilt each pass), and where the monitor followed them.
     let mut runner_cpus = crate::cpumask::CpuMask::new();
     let mut followed: Option<policy::Followed> = None;
+    // The mask set from outside that the last re-read found (G35).
+    let mut last_outside: Option<crate::cpumask::CpuMask> = None;
     loop {
         if RETIRE.swap(false, SeqCst) && pool::creation_failing() && !pool::any_worker() {
             // Its thread goes to a worker (`retire_helper`), unless a
@@ -641,11 +643,24 @@ fn monitor_main() {
             // The process's CPUs (not the monitor's own while it follows
             // the runners): the CPU limit counts them, and a mask widened
             // from outside has the pinned threads pinned again.
-            let mask = process_mask(followed.as_ref());
-            if let Some(m) = &mask {
-                pool::repin_workers(m);
-                sentinel::repin(m);
+            // A thread pinned to one CPU that lost its pin: the mask set
+            // from outside (the sentinels stand for all where they run).
+            let outside = sentinel::lost_pin().unwrap_or_else(pool::lost_pin);
+            if let Some(m) = &outside {
+                if last_outside.as_ref() != Some(m) {
+                    // Pinned threads of the CPUs in it pin themselves
+                    // again (workers, before their next item) or are
+                    // pinned (sentinels).
+                    pool::PIN_EPOCH.0.fetch_add(1, Relaxed);
+                    sentinel::repin(m);
+                }
+                if let Some(f) = followed.as_mut() {
+                    // Back to that mask, not to the one saved before it.
+                    f.saved = m.clone();
+                }
             }
+            last_outside = outside.clone();
+            let mask = outside.or_else(|| process_mask(followed.as_ref()));
             pool::apply_cpu_limit(match &mask {
                 Some(m) => crate::cpu_limit::read_limit_for(m.count()),
                 None => crate::cpu_limit::read_limit(),
@@ -716,7 +731,11 @@ fn monitor_main() {
                         });
                     }
                 }
-                if pool.lane.is_some() && pool::holds_cpu_limit(&g) {
+                // Not beside a runner at a negative nice (a highpri
+                // pool's): the monitor at nice 0 would get about 1% of
+                // the CPU next to nice -20, and it creates workers and
+                // keeps the timers of every pool.
+                if pool.lane.is_some() && pool.attrs.nice >= 0 && pool::holds_cpu_limit(&g) {
                     if let Some(cpu) = pool.attrs.cpus.first() {
                         runner_cpus.set(cpu);
                     }

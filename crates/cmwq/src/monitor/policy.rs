@@ -122,10 +122,11 @@ pub(crate) enum Pick {
     /// (the next queue behind a runner arms it again).
     NothingPending,
     /// Items wait, but its CPU's lane may not start a runner: the CPU limit
-    /// (G34) is reached, so its CPU idles by the limit, not by a block. A
-    /// slot given back wakes a limited pool's worker directly and arms its
-    /// sentinels (`pool::wake_limited`); until then the sentinel disarms
-    /// (a look at a CPU the limit keeps idle costs the process quota).
+    /// (G34) is reached (or the lane's only runner is a CPU hog, which
+    /// counts for the limit and not in `nr_running`), so its CPU idles by
+    /// the limit, not by a block. It disarms (a look at a CPU the limit
+    /// keeps idle costs the process quota); a runner starting an item on
+    /// its lane arms it again (`sentinel_main` has the protocol).
     Limited,
 }
 

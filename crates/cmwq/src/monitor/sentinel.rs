@@ -297,25 +297,36 @@ pub(crate) fn arm_cpu(cpu: usize) {
     }
 }
 
-/// Pin the running sentinels of `mask`'s CPUs back to their CPU if a mask
-/// set from outside took that away (see `pool::repin_workers`): the first
-/// one stands for all (one `sched_getaffinity` per call).
+/// A running sentinel that lost its pin to a mask set from outside: that
+/// mask (`taskset -a -p` gives every thread the same one). One
+/// `sched_getaffinity` per running sentinel; None when every one is
+/// pinned, or none runs (`pool::lost_pin` stands in then).
+pub(crate) fn lost_pin() -> Option<Option<crate::cpumask::CpuMask>> {
+    let all = SENTINELS.get()?;
+    let mut any = false;
+    for s in all.iter().filter(|s| s.status.load(Acquire) == RUNNING) {
+        any = true;
+        if let Some(mask) = crate::topology::lost_pin_of(s.tid.load(Relaxed), s.cpu) {
+            return Some(Some(mask));
+        }
+    }
+    any.then_some(None)
+}
+
+/// Pin the running sentinels of `mask`'s CPUs back to their CPU (after
+/// `lost_pin` found the mask changed from outside). A sentinel's tid is
+/// its own while it runs (`RUNNING`: it leaves only through `fail`).
 pub(crate) fn repin(mask: &crate::cpumask::CpuMask) {
     let Some(all) = SENTINELS.get() else {
         return;
     };
-    let running = || {
-        all.iter()
-            .filter(|s| mask.contains(s.cpu) && s.status.load(Acquire) == RUNNING)
-    };
-    let own = |s: &Sentinel| crate::cpumask::CpuMask::from_cpus([s.cpu]);
-    match running().next() {
-        Some(s) if crate::topology::affinity_of(s.tid.load(Relaxed)) != Some(own(s)) => {}
-        _ => return,
-    }
-    for s in running() {
+    for s in all.iter().filter(|s| mask.contains(s.cpu)) {
+        if s.status.load(Acquire) != RUNNING {
+            continue;
+        }
         if let Some(pid) = rustix::process::Pid::from_raw(s.tid.load(Relaxed)) {
-            let _ = rustix::thread::sched_setaffinity(Some(pid), &own(s).to_rustix());
+            let cpu = crate::cpumask::CpuMask::from_cpus([s.cpu]);
+            let _ = rustix::thread::sched_setaffinity(Some(pid), &cpu.to_rustix());
         }
     }
 }
@@ -571,19 +582,37 @@ fn sentinel_main(s: &'static Sentinel) {
             // Its CPU idles by the CPU limit (G34): every look at it would
             // take quota from the CPUs that run (a process throttles as
             // soon as a CPU the limit keeps idle asks for a slice). It
-            // sleeps until a slot given back starts its lane
-            // (`pool::wake_limited` arms the lane's sentinels) or a queuer
-            // arms it. Its pools' flags stay set: their other sentinels
-            // still watch. A slot given back between its look and this
-            // store is seen by the load below (the store, the fence and
-            // the waker's decrement and arm are SeqCst: either its arm
-            // finds the word clear and wakes it, or the load sees the
-            // slot).
+            // disarms until a runner starts on its lane (which arms it at
+            // each item start, `pool::worker`), a slot given back wakes
+            // its lane (`pool::wake_limited`), or a queuer puts an item
+            // behind a runner of one of its other pools.
+            //
+            // As on `NothingPending`, its pools' flags are cleared before
+            // their state is looked at again under their locks, so no arm
+            // is lost: a queuer or starter that came before our look is
+            // seen by it, one that comes after finds the word clear (and,
+            // for a pool that is not a lane, its flag clear) and arms it.
+            // A lane group's flag stays set: clearing it would have the
+            // next item start on the running lane arm every sentinel of
+            // the group, this one included, once per item. What the look
+            // wants: a free slot, or a pool of its CPU with a runner (a
+            // lane's runner may have started between the pick and the
+            // store, its arm swallowed by the store).
             s.armed.store(0, SeqCst);
+            refresh_pools(s.cpu, &mut pools, &mut nr_pools);
+            for p in pools.iter().filter(|p| p.lane.is_none()) {
+                p.armed_flag().store(false, SeqCst);
+            }
             std::sync::atomic::fence(SeqCst);
-            if crate::cpu_limit::free() > 0 {
+            let again = crate::cpu_limit::free() > 0
+                || pools.iter().any(|p| {
+                    let g = p.lock();
+                    g.nr_running > 0 && (p.lane.is_some() || pool::has_pending(&g))
+                });
+            if again {
                 s.armed.store(1, Relaxed);
             }
+            backoff = policy::SENTINEL_BACKOFF_MIN_NS;
             seen.clear();
             continue;
         }

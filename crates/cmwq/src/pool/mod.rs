@@ -196,57 +196,46 @@ pub(crate) fn holds_cpu_limit(g: &PoolState) -> bool {
     g.cpu_limited && g.workers.iter().any(|(_, ws)| ws.counts_for_limit())
 }
 
-/// Pin the workers of per-CPU pools and of lanes back to their CPU where a
-/// mask set from outside took that away (`taskset -a -p`, which gives
+/// Bumped (by the monitor) when a mask set from outside took their pin
+/// away from threads the library pins to one CPU (`taskset -a -p` gives
 /// every thread of the process the same mask: after it widens the mask
-/// again they run anywhere). `mask`: the process's mask now; a pool whose
-/// CPU is outside it is left as the kernel runs it. One
-/// `sched_getaffinity` per such pool (of its first worker: an outside
-/// change reaches every thread) and, where that one lost its pin, one
-/// `sched_setaffinity` per worker. Called by the monitor when it re-reads
-/// the CPU limit (G35); no pool lock is held across a system call.
-/// Returns how many workers were pinned again.
-pub(crate) fn repin_workers(mask: &CpuMask) -> usize {
-    let Some(pools) = pools_if_started() else {
-        return 0;
-    };
-    let mut tids: Vec<i32> = Vec::new();
-    let mut pinned = 0;
+/// again they would run anywhere). A worker of a per-CPU pool or a lane
+/// that sees it move pins itself to its CPU again before its next item
+/// ([`worker::repin_if_asked`]: two relaxed loads per item otherwise), as
+/// it did when it started (G14, G35). On a cache line of its own: every
+/// item reads it, so no counter written on the queue path may share it.
+pub(crate) static PIN_EPOCH: PinEpoch = PinEpoch(AtomicU64::new(0));
+
+/// [`PIN_EPOCH`]'s cache line.
+#[repr(align(64))]
+pub(crate) struct PinEpoch(pub(crate) AtomicU64);
+
+/// A worker of a per-CPU pool or a lane whose CPU is in its own mask but
+/// that is not pinned to it: the mask it has (an outside change gave every
+/// thread that one). Looks at the first worker of each such pool (one
+/// `sched_getaffinity` each); the monitor asks only where no sentinel
+/// stands for all (`sentinel::lost_pin`). No pool lock is held across the
+/// system call.
+pub(crate) fn lost_pin() -> Option<CpuMask> {
+    let pools = pools_if_started()?;
     for pool in pools.all() {
         if !pool.bound() && pool.lane.is_none() {
             continue;
         }
-        let cpus = pool.attrs.cpus.and(mask);
-        if cpus.is_empty() {
+        let tid = pool
+            .lock()
+            .workers
+            .iter()
+            .map(|(_, ws)| ws.worker.tid.load(Relaxed))
+            .find(|&t| t > 0);
+        let Some(cpu) = pool.attrs.cpus.first() else {
             continue;
-        }
-        tids.clear();
-        tids.extend(
-            pool.lock()
-                .workers
-                .iter()
-                .map(|(_, ws)| ws.worker.tid.load(Relaxed))
-                .filter(|&t| t > 0),
-        );
-        // The first worker stands for the pool (gone meanwhile: the next
-        // re-read looks again).
-        match tids.first().and_then(|&t| crate::topology::affinity_of(t)) {
-            Some(m) if m != cpus => {}
-            _ => continue,
-        }
-        let set = cpus.to_rustix();
-        for &tid in &tids {
-            // A worker that left meanwhile is gone (ESRCH); its tid reused
-            // by another thread of this process within the second is
-            // unlikely, and a worker pins itself when it starts anyway.
-            if let Some(pid) = rustix::process::Pid::from_raw(tid) {
-                if rustix::thread::sched_setaffinity(Some(pid), &set).is_ok() {
-                    pinned += 1;
-                }
-            }
+        };
+        if let Some(mask) = tid.and_then(|t| crate::topology::lost_pin_of(t, cpu)) {
+            return Some(mask);
         }
     }
-    pinned
+    None
 }
 
 /// Locked state of a pool. L.
@@ -900,7 +889,9 @@ pub(crate) fn apply_cpu_limit(limit: Option<u32>) {
         }
         if limit.unwrap_or(u32::MAX) > old {
             // More may run now, watched by sentinels that disarmed while
-            // the limit held their lanes back.
+            // the limit held their lanes back (a lane runner under a limit
+            // arms its own at each item start; without one, nothing
+            // would).
             kick_pool(&mut g);
             if has_pending(&g) {
                 detector().arm_sentinels(pool);
@@ -950,9 +941,6 @@ pub(crate) fn wake_limited(from: Option<&'static WorkerPool>) {
                 Kick::Woken | Kick::NeedWorker | Kick::Pending
             )
         {
-            // Its sentinels disarmed while the limit held the lane back
-            // (`Pick::Limited`): the runner on its way is watched again.
-            detector().arm_sentinels(pool);
             on_the_way += 1;
             if on_the_way >= free {
                 return;

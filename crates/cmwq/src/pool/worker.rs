@@ -48,6 +48,9 @@ pub(crate) struct Worker {
     pub(crate) exec_seq: AtomicU64,
     /// A: the thread's CPU-time clock id (-1 until known).
     pub(crate) cpu_clock: AtomicI32,
+    /// A (written by its own thread only): the `pool::PIN_EPOCH` it last
+    /// pinned itself for.
+    pin_epoch: AtomicU64,
     /// A: when the thread began to sleep on a pool lock (a
     /// `sync::ShortMutex`; CLOCK_MONOTONIC ns, 0 while it does not): it is
     /// not blocked, and detection leaves it counted as running for a
@@ -74,6 +77,7 @@ impl Worker {
             tid: AtomicI32::new(0),
             exec_seq: AtomicU64::new(0),
             cpu_clock: AtomicI32::new(-1),
+            pin_epoch: AtomicU64::new(0),
             short_wait: AtomicU64::new(0),
             detect: Mutex::new(DetectState::default()),
             stat: OnceLock::new(),
@@ -453,6 +457,7 @@ fn setup_thread(w: &Worker) {
         w.cpu_clock.store(id, Relaxed);
     }
     let pool = w.pool;
+    w.pin_epoch.store(pool::PIN_EPOCH.0.load(Relaxed), Relaxed);
     let topo = crate::topology::topology();
     let cpus = pool.attrs.cpus.and(&topo.allowed);
     // G14: bound workers are pinned when their CPU is in the process's
@@ -465,6 +470,30 @@ fn setup_thread(w: &Worker) {
         pool.nice_actual.store(got, Relaxed);
     }
     pool::detector().worker_started(w);
+}
+
+/// A worker of a per-CPU pool or a lane pins itself to its CPU again if
+/// the monitor found pins taken away by a mask set from outside
+/// (`pool::PIN_EPOCH`), where its CPU is in the mask it has now. Unlocked,
+/// before an item: two relaxed loads when nothing changed.
+#[inline]
+fn repin_if_asked(w: &Worker) {
+    let epoch = pool::PIN_EPOCH.0.load(Relaxed);
+    if epoch == w.pin_epoch.load(Relaxed) {
+        return;
+    }
+    w.pin_epoch.store(epoch, Relaxed);
+    let pool = w.pool;
+    if !pool.bound() && pool.lane.is_none() {
+        return;
+    }
+    let Some(own) = crate::topology::affinity_mask() else {
+        return;
+    };
+    let want = pool.attrs.cpus.and(&own);
+    if !want.is_empty() && want != own {
+        let _ = rustix::thread::sched_setaffinity(None, &want.to_rustix());
+    }
 }
 
 /// Set the thread's nice level, or the best one allowed (G20).
@@ -522,15 +551,6 @@ fn process_one_work(
         seq,
     };
     start_exec(&mut g, w, &work, &exec, acct.clock);
-    if g.cpu_limited && pool.lane.is_some() {
-        // Its CPU's sentinel disarms while the limit holds this lane back,
-        // or while this worker's last item was a CPU hog (neither counts
-        // in `nr_running`: `Pick::Limited`): it watches this execution.
-        // One swap per item, under the CPU limit only.
-        if let Some(cpu) = pool.attrs.cpus.first() {
-            pool::detector().arm_sentinel_of(cpu);
-        }
-    }
     // Unbound and CPU_INTENSIVE: nobody counts as running, so chain-wake
     // the next idle worker for the next item.
     let k = pool::kick_pool(&mut g);
@@ -554,6 +574,7 @@ fn process_one_work(
             if std::mem::take(&mut first) {
                 deferred.drop_now();
             }
+            repin_if_asked(w);
             acct.begin(&exec.pwq);
             CURRENT.with(|c| c.set(Some((work.as_ptr(), Arc::as_ptr(&exec.pwq)))));
             crate::trace::execute_start!(exec.pwq.wq.name, work);
@@ -693,6 +714,17 @@ fn start_exec(g: &mut PoolState, w: &Worker, work: &Work, exec: &Exec, since: u6
             ws.flags &= !WORKER_CPU_INTENSIVE;
         }
     });
+    if g.cpu_limited && w.pool.lane.is_some() {
+        // Its CPU's sentinel disarms while the limit holds this lane back,
+        // or while this worker's last item was a CPU hog (neither counts
+        // in `nr_running`: `Pick::Limited`): it watches this execution
+        // (a G3 hand-over's too). One swap per item, under the CPU limit
+        // only, under the pool lock (the sentinel's look after it
+        // disarms takes it: see there).
+        if let Some(cpu) = w.pool.attrs.cpus.first() {
+            crate::pool::detector().arm_sentinel_of(cpu);
+        }
+    }
     // Only this thread writes exec_seq: no read-modify-write needed.
     w.exec_seq.store(w.exec_seq.load(Relaxed) + 1, Relaxed);
     g.nr_started += 1;

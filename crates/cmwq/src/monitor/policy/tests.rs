@@ -52,17 +52,6 @@ fn sentinel_sleeps_until_the_window_ends() {
     );
 }
 
-#[test]
-fn g34_a_sentinel_held_back_by_the_cpu_limit_disarms() {
-    // Its CPU idles by the limit: no timed look (each would cost quota);
-    // it disarms as with nothing pending, and starts again from the
-    // shortest back-off when a slot given back arms it.
-    assert_eq!(
-        sentinel_wait(Pick::Limited, 77, 0),
-        sentinel_wait(Pick::NothingPending, 77, 0)
-    );
-}
-
 fn blocked(run: u64) -> ProcSample {
     ProcSample {
         blocked: true,
