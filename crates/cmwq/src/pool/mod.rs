@@ -201,7 +201,7 @@ pub(crate) fn holds_cpu_limit(g: &PoolState) -> bool {
 /// every thread of the process the same mask: after it widens the mask
 /// again they would run anywhere). A worker of a per-CPU pool or a lane
 /// that sees it move pins itself to its CPU again before its next item
-/// ([`worker::repin_if_asked`]: two relaxed loads per item otherwise), as
+/// (`worker::repin_if_asked`: two relaxed loads per item otherwise), as
 /// it did when it started (G14, G35). On a cache line of its own: every
 /// item reads it, so no counter written on the queue path may share it.
 pub(crate) static PIN_EPOCH: PinEpoch = PinEpoch(AtomicU64::new(0));
