@@ -640,11 +640,12 @@ fn monitor_main() {
         let now = util::mono_ns();
         if now >= limit_read_at {
             limit_read_at = now + crate::cpu_limit::REREAD_NS;
-            // The process's CPUs (not the monitor's own while it follows
-            // the runners): the CPU limit counts them, and a mask widened
-            // from outside has the pinned threads pinned again.
-            // A thread pinned to one CPU that lost its pin: the mask set
-            // from outside (the sentinels stand for all where they run).
+            // The process's CPUs, which the CPU limit counts. A thread
+            // pinned to one CPU that lost its pin carries a mask set from
+            // outside (the sentinels stand for all where they run): the
+            // pinned threads are pinned again, and that mask is the
+            // process's. Else it is the monitor's own, or the one it
+            // saved while it follows the runners.
             let outside = sentinel::lost_pin().unwrap_or_else(pool::lost_pin);
             if let Some(m) = &outside {
                 if last_outside.as_ref() != Some(m) {
