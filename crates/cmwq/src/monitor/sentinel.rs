@@ -578,62 +578,37 @@ fn sentinel_main(s: &'static Sentinel) {
         if CREATE_WANTED.load(Relaxed) {
             super::wake();
         }
-        if pick == Pick::Limited {
-            // Its CPU idles by the CPU limit (G34): every look at it would
-            // take quota from the CPUs that run (a process throttles as
-            // soon as a CPU the limit keeps idle asks for a slice). It
-            // disarms until a runner starts on its lane (which arms it at
-            // each item start, `pool::worker`), a slot given back wakes
-            // its lane (`pool::wake_limited`), or a queuer puts an item
-            // behind a runner of one of its other pools.
+        if matches!(pick, Pick::NothingPending | Pick::Limited) {
+            // Disarm until a queuer puts an item behind a runner, then look
+            // again (see `arm`). A pool made since the list was read may
+            // have been armed while we were armed (no wake): take it in
+            // before clearing the flags.
             //
-            // As on `NothingPending`, its pools' flags are cleared before
-            // their state is looked at again under their locks, so no arm
-            // is lost: a queuer or starter that came before our look is
-            // seen by it, one that comes after finds the word clear (and,
-            // for a pool that is not a lane, its flag clear) and arms it.
-            // A lane group's flag stays set: clearing it would have the
-            // next item start on the running lane arm every sentinel of
-            // the group, this one included, once per item. What the look
-            // wants: a free slot, or a pool of its CPU with a runner (a
-            // lane's runner may have started between the pick and the
-            // store, its arm swallowed by the store).
+            // `Limited`: its CPU idles by the CPU limit (G34), and every
+            // look at it would take quota from the CPUs that run (a
+            // process throttles as soon as a CPU the limit keeps idle asks
+            // for a slice). It is armed again by a runner starting an item
+            // on its lane (`pool::worker`, `start_exec`) or a queuer of one
+            // of its other pools. A lane group's flag stays set then:
+            // clearing it would have every item start on the running lane
+            // arm every sentinel of the group, this one included. The look
+            // below also wants a free slot, or a lane runner that started
+            // between the pick and the store (its arm swallowed by it).
+            let limited = pick == Pick::Limited;
             s.armed.store(0, SeqCst);
             refresh_pools(s.cpu, &mut pools, &mut nr_pools);
-            for p in pools.iter().filter(|p| p.lane.is_none()) {
-                p.armed_flag().store(false, SeqCst);
-            }
-            std::sync::atomic::fence(SeqCst);
-            let again = crate::cpu_limit::free() > 0
-                || pools.iter().any(|p| {
-                    let g = p.lock();
-                    g.nr_running > 0 && (p.lane.is_some() || pool::has_pending(&g))
-                });
-            if again {
-                s.armed.store(1, Relaxed);
-            }
-            backoff = policy::SENTINEL_BACKOFF_MIN_NS;
-            seen.clear();
-            continue;
-        }
-        if pick == Pick::NothingPending {
-            // Nothing waits behind a runner here: disarm until a queuer
-            // puts an item behind one, then look again (see `arm`). A pool
-            // made since the list was read may have been armed while we
-            // were armed (no wake): take it in before clearing the flags.
-            s.armed.store(0, SeqCst);
-            refresh_pools(s.cpu, &mut pools, &mut nr_pools);
-            for p in &pools {
+            for p in pools.iter().filter(|p| !limited || p.lane.is_none()) {
                 p.armed_flag().store(false, SeqCst);
             }
             // Before the lanes' published lengths are read (`has_pending`):
             // pairs with the queuer's store of its lane's length before it
             // reads the flag (`note_pending_behind_runner`).
             std::sync::atomic::fence(SeqCst);
-            let again = pools.iter().any(|p| {
-                let g = p.lock();
-                pool::has_pending(&g) && g.nr_running > 0
-            });
+            let again = (limited && crate::cpu_limit::free() > 0)
+                || pools.iter().any(|p| {
+                    let g = p.lock();
+                    g.nr_running > 0 && (pool::has_pending(&g) || (limited && p.lane.is_some()))
+                });
             if again {
                 s.armed.store(1, Relaxed);
             }
